@@ -1,1 +1,38 @@
-//! roomcast
+//! roomcast: a single-binary WebSocket chat-room relay, compatible with the
+//! Django Channels `ChatConsumer` (`ws/chat/<room>/`, `{"message": ...}`).
+//!
+//! The crate is split into a sans-IO protocol core, with no sockets,
+//! threads or clock reads, and the event loop that drives it:
+//!
+//! - [`http`]: request heads, routing and upgrade validation;
+//! - [`frame`], [`mask`]: frame headers and fast unmasking;
+//! - [`utf8`], [`message`]: incremental UTF-8 checks and message assembly;
+//! - [`close`], [`error`]: close codes and the fault-to-code table;
+//! - [`chat`]: the `{"message": ...}` contract and its error frames;
+//! - [`room`], [`sendq`], [`timer`]: rooms, shared-frame send queues and the
+//!   timing wheel (pure data structures);
+//! - [`worker`]: ordered batches of JSON decoding on worker threads;
+//! - [`server`], [`conn`]: the mio event loop, the only code with sockets.
+
+pub mod chat;
+pub mod close;
+pub mod config;
+pub mod conn;
+pub mod error;
+pub mod frame;
+pub mod http;
+pub mod limits;
+pub mod logger;
+pub mod mask;
+pub mod message;
+pub mod metrics;
+pub mod pages;
+pub mod room;
+pub mod sendq;
+pub mod server;
+pub mod timer;
+pub mod utf8;
+pub mod worker;
+
+pub use config::Config;
+pub use server::{RunSummary, Server, ShutdownHandle};

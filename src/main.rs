@@ -1,1 +1,53 @@
-fn main() {}
+//! The `roomcast` binary: parse flags, raise the open-file limit, run the
+//! relay until SIGINT or SIGTERM, exit 0 after a graceful shutdown.
+
+use clap::Parser;
+use log::{error, info, warn};
+use roomcast::{Config, Server};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    roomcast::logger::init(config.log_level);
+    if let Err(e) = config.validate() {
+        eprintln!("roomcast: {e}");
+        return ExitCode::from(2);
+    }
+    let nofile = roomcast::limits::raise_open_file_limit();
+    let mut server = match Server::bind(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("cannot listen on {}: {e}", config.bind);
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = server.handle_signals() {
+        error!("cannot install signal handlers: {e}");
+        return ExitCode::from(1);
+    }
+    info!(
+        "roomcast {} listening on {} (workers {}, max connections {}, open-file limit {nofile})",
+        env!("CARGO_PKG_VERSION"),
+        server.local_addr(),
+        config.worker_threads(),
+        config
+            .max_connections
+            .min(roomcast::limits::connection_capacity()),
+    );
+    if server.origins_allow_any() {
+        warn!("accepting WebSocket upgrades from any Origin; set --allowed-origins to restrict browsers");
+    }
+    match server.run() {
+        Ok(summary) => {
+            info!(
+                "stopped: {} connections at shutdown, {} closed cleanly, {} cut at the grace deadline, {} bytes flushed during the grace period",
+                summary.connections_at_shutdown, summary.closed_cleanly, summary.cut_at_deadline, summary.bytes_flushed_during_grace
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            error!("event loop failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

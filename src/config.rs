@@ -1,0 +1,220 @@
+//! Command-line flags (clap), each also readable from `ROOMCAST_<FLAG>`.
+//!
+//! Sizes accept `KiB`/`MiB`/`GiB` suffixes (`K`, `M`, `G` mean the same),
+//! durations `ms`/`s`/`m`/`h` (a bare number is seconds). Cross-flag rules
+//! are checked in [`Config::validate`] so a bad combination fails at start.
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// roomcast: a single-binary WebSocket chat-room relay, compatible with
+/// Django Channels' ChatConsumer (`ws/chat/<room>/`, `{"message": ...}`).
+#[derive(Parser, Debug, Clone)]
+#[command(name = "roomcast", version, about, long_about = None)]
+pub struct Config {
+    /// Address and port to listen on.
+    #[arg(long, env = "ROOMCAST_BIND", default_value = "127.0.0.1:8000")]
+    pub bind: SocketAddr,
+
+    /// JSON decoding threads beside the event loop. Default: cores minus
+    /// one, at least one. 0 decodes on the event loop itself.
+    #[arg(long, env = "ROOMCAST_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Most simultaneous client connections; one more gets 503 and is closed.
+    /// Capped at start by the process's open-file limit.
+    #[arg(long, env = "ROOMCAST_MAX_CONNECTIONS", default_value_t = 100_000)]
+    pub max_connections: usize,
+
+    /// Largest WebSocket message (bytes, after reassembly); larger ones close
+    /// the connection with 1009.
+    #[arg(long, env = "ROOMCAST_MAX_MESSAGE_SIZE", default_value = "1MiB", value_parser = parse_size)]
+    pub max_message_size: usize,
+
+    /// Largest single WebSocket frame (bytes); larger ones close with 1009.
+    #[arg(long, env = "ROOMCAST_MAX_FRAME_SIZE", default_value = "1MiB", value_parser = parse_size)]
+    pub max_frame_size: usize,
+
+    /// Most bytes queued for one client that is not reading; past this the
+    /// client is closed with 1008 "slow consumer". At least max-message-size
+    /// plus a frame header.
+    #[arg(long, env = "ROOMCAST_MAX_SEND_QUEUE", default_value = "4MiB", value_parser = parse_size)]
+    pub max_send_queue: usize,
+
+    /// Largest HTTP request head (bytes); larger ones get 431.
+    #[arg(long, env = "ROOMCAST_MAX_HEADER_SIZE", default_value = "8KiB", value_parser = parse_size)]
+    pub max_header_size: usize,
+
+    /// Time a client has to send its complete HTTP request head.
+    #[arg(long, env = "ROOMCAST_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// A connection silent this long is sent a ping. 0 disables pings and
+    /// the idle timeout.
+    #[arg(long, env = "ROOMCAST_PING_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+
+    /// A connection silent this long (no pong, no data) is sent a close frame
+    /// and dropped. Must exceed ping-interval.
+    #[arg(long, env = "ROOMCAST_IDLE_TIMEOUT", default_value = "75s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// How long the relay waits for a client to answer its close frame
+    /// before dropping the connection.
+    #[arg(long, env = "ROOMCAST_CLOSE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub close_timeout: Duration,
+
+    /// Allowed browser origins, comma-separated: full origins
+    /// (https://app.example.com), hosts (app.example.com) or wildcards
+    /// (*.example.com). Others get 403. Default: any origin.
+    #[arg(long, env = "ROOMCAST_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// On SIGINT/SIGTERM, how long to keep flushing queued messages after
+    /// sending every client 1001 before exiting.
+    #[arg(long, env = "ROOMCAST_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, env = "ROOMCAST_LOG_LEVEL", default_value = "info", value_parser = parse_level)]
+    pub log_level: log::LevelFilter,
+}
+
+impl Config {
+    /// Checks the rules that involve several flags.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_frame_size == 0 || self.max_message_size == 0 {
+            return Err("--max-frame-size and --max-message-size must be at least 1 byte".into());
+        }
+        if self.max_send_queue < self.max_message_size + 64 {
+            return Err(format!(
+                "--max-send-queue ({}) must be at least --max-message-size ({}) plus 64 bytes, or no message that size could be delivered",
+                self.max_send_queue, self.max_message_size
+            ));
+        }
+        if self.max_header_size < 256 {
+            return Err("--max-header-size must be at least 256 bytes".into());
+        }
+        if self.max_connections == 0 {
+            return Err("--max-connections must be at least 1".into());
+        }
+        if !self.ping_interval.is_zero() && self.idle_timeout <= self.ping_interval {
+            return Err(format!(
+                "--idle-timeout ({:?}) must be longer than --ping-interval ({:?}) so a client has time to answer the ping",
+                self.idle_timeout, self.ping_interval
+            ));
+        }
+        if self.handshake_timeout.is_zero() || self.close_timeout.is_zero() {
+            return Err("--handshake-timeout and --close-timeout must be above zero".into());
+        }
+        Ok(())
+    }
+
+    /// The JSON decoding thread count after applying the default.
+    pub fn worker_threads(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+        })
+    }
+
+    /// A configuration for tests and embedding: defaults, bound to `bind`.
+    pub fn for_address(bind: SocketAddr) -> Config {
+        let mut c = Config::parse_from(["roomcast"]);
+        c.bind = bind;
+        c
+    }
+}
+
+/// Parses a log level name.
+pub fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
+    s.parse().map_err(|_| {
+        format!("unknown log level '{s}' (use off, error, warn, info, debug or trace)")
+    })
+}
+
+/// Parses `1048576`, `64KiB`, `1MiB`, `16M`, `2G`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '_')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (examples: 65536, 64KiB, 16MiB)"))?;
+    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit '{other}' (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size '{s}' is too large"))
+}
+
+/// Parses `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (examples: 10s, 500ms, 2m)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit '{other}' (use ms, s, m or h)"
+            ))
+        }
+    };
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        return Err(format!("duration '{s}' is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("65536"), Ok(65_536));
+        assert_eq!(parse_size("64KiB"), Ok(65_536));
+        assert_eq!(parse_size("16MiB"), Ok(16_777_216));
+        assert_eq!(parse_size("1_000"), Ok(1_000));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("-1").is_err());
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn defaults_are_valid_and_bad_combinations_are_not() {
+        let c = Config::parse_from(["roomcast"]);
+        c.validate().unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8000");
+        let c = Config::parse_from(["roomcast", "--max-message-size", "8MiB"]);
+        assert!(c.validate().unwrap_err().contains("--max-send-queue"));
+        let c = Config::parse_from([
+            "roomcast",
+            "--ping-interval",
+            "60s",
+            "--idle-timeout",
+            "30s",
+        ]);
+        assert!(c.validate().is_err());
+        assert!(Config::try_parse_from(["roomcast", "--max-frame-size", "lots"]).is_err());
+    }
+}

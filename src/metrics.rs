@@ -1,0 +1,177 @@
+//! Counters for `/metrics` (Prometheus text format) and `/healthz`.
+//!
+//! Plain integers owned by the event loop: no atomics, no locks. Fan-out
+//! adds a room's member count once per message, never per recipient.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub connections_accepted: u64,
+    pub messages_received: u64,
+    pub messages_delivered: u64,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    pub chat_errors: u64,
+    pub slow_consumer_closes: u64,
+    pub accept_errors: u64,
+    /// Close codes the relay sent, plus 1006 for connections that ended
+    /// without a closing handshake.
+    pub closes: BTreeMap<u16, u64>,
+    pub handshake_rejections: BTreeMap<u16, u64>,
+}
+
+/// Gauges read from the loop's state when rendering.
+#[derive(Clone, Copy, Debug)]
+pub struct Gauges {
+    /// Open WebSocket connections.
+    pub connections: usize,
+    /// Every TCP connection the loop holds, handshakes and closings included.
+    pub tcp_connections: usize,
+    pub rooms: usize,
+    pub uptime_secs: f64,
+    pub decode_batches_in_flight: usize,
+}
+
+impl Metrics {
+    pub fn close(&mut self, code: u16) {
+        *self.closes.entry(code).or_default() += 1;
+    }
+
+    pub fn rejection(&mut self, status: u16) {
+        *self.handshake_rejections.entry(status).or_default() += 1;
+    }
+
+    pub fn render(&self, g: Gauges) -> String {
+        let mut s = String::with_capacity(2048);
+        let mut line = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        line(
+            "roomcast_connections",
+            "gauge",
+            "Open WebSocket connections.",
+            g.connections.to_string(),
+        );
+        line(
+            "roomcast_tcp_connections",
+            "gauge",
+            "TCP connections held, handshakes and closings included.",
+            g.tcp_connections.to_string(),
+        );
+        line(
+            "roomcast_rooms",
+            "gauge",
+            "Rooms with at least one member.",
+            g.rooms.to_string(),
+        );
+        line(
+            "roomcast_uptime_seconds",
+            "gauge",
+            "Seconds since start.",
+            format!("{:.3}", g.uptime_secs),
+        );
+        line(
+            "roomcast_decode_batches_in_flight",
+            "gauge",
+            "Chat batches at the JSON workers.",
+            g.decode_batches_in_flight.to_string(),
+        );
+        line(
+            "roomcast_connections_accepted_total",
+            "counter",
+            "TCP connections accepted.",
+            self.connections_accepted.to_string(),
+        );
+        line(
+            "roomcast_messages_received_total",
+            "counter",
+            "WebSocket data messages received.",
+            self.messages_received.to_string(),
+        );
+        line(
+            "roomcast_messages_delivered_total",
+            "counter",
+            "Messages queued to recipients (one per recipient).",
+            self.messages_delivered.to_string(),
+        );
+        line(
+            "roomcast_bytes_received_total",
+            "counter",
+            "Bytes read from clients.",
+            self.bytes_received.to_string(),
+        );
+        line(
+            "roomcast_bytes_sent_total",
+            "counter",
+            "Bytes written to clients.",
+            self.bytes_sent.to_string(),
+        );
+        line(
+            "roomcast_chat_errors_total",
+            "counter",
+            "Chat messages refused with an {\"error\"} frame.",
+            self.chat_errors.to_string(),
+        );
+        line(
+            "roomcast_slow_consumer_closes_total",
+            "counter",
+            "Connections closed with 1008 for not reading.",
+            self.slow_consumer_closes.to_string(),
+        );
+        line(
+            "roomcast_accept_errors_total",
+            "counter",
+            "accept() failures such as EMFILE.",
+            self.accept_errors.to_string(),
+        );
+        let _ = writeln!(s, "# HELP roomcast_closes_total Connections closed, by close code sent (1006: no closing handshake).\n# TYPE roomcast_closes_total counter");
+        for (code, n) in &self.closes {
+            let _ = writeln!(s, "roomcast_closes_total{{code=\"{code}\"}} {n}");
+        }
+        let _ = writeln!(s, "# HELP roomcast_handshake_rejections_total HTTP requests refused, by status.\n# TYPE roomcast_handshake_rejections_total counter");
+        for (status, n) in &self.handshake_rejections {
+            let _ = writeln!(
+                s,
+                "roomcast_handshake_rejections_total{{status=\"{status}\"}} {n}"
+            );
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_spec_metric() {
+        let mut m = Metrics::default();
+        m.close(1008);
+        m.rejection(404);
+        let text = m.render(Gauges {
+            connections: 3,
+            tcp_connections: 4,
+            rooms: 1,
+            uptime_secs: 1.0,
+            decode_batches_in_flight: 0,
+        });
+        for name in [
+            "roomcast_connections 3",
+            "roomcast_rooms 1",
+            "roomcast_messages_received_total 0",
+            "roomcast_messages_delivered_total 0",
+            "roomcast_bytes_sent_total 0",
+            "roomcast_chat_errors_total 0",
+            "roomcast_closes_total{code=\"1008\"} 1",
+            "roomcast_handshake_rejections_total{status=\"404\"} 1",
+            "roomcast_slow_consumer_closes_total 0",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+    }
+}

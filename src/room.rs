@@ -1,0 +1,138 @@
+//! The room registry: room name to member list, with O(1) join and leave.
+//!
+//! Invariants: a room exists exactly while it has members (the last leave
+//! frees it, and its name); each member knows its index in its room's list
+//! (`Membership`), which is what makes leaving O(1) with `swap_remove`.
+//! Member order carries no meaning: delivery order comes from each
+//! connection's FIFO send queue, not from the order of fan-out.
+
+use slab::Slab;
+use std::collections::HashMap;
+
+/// A room's slot in the registry plus a generation, so a room id kept in a
+/// decode batch never names a newer room that reused the slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RoomId {
+    pub slot: u32,
+    pub generation: u32,
+}
+
+/// Where a connection sits: its room and its index in the member list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Membership {
+    pub room: RoomId,
+    pub index: u32,
+}
+
+#[derive(Debug)]
+pub struct Room {
+    pub name: Box<str>,
+    generation: u32,
+    /// Connection slab keys.
+    pub members: Vec<u32>,
+}
+
+#[derive(Debug, Default)]
+pub struct Rooms {
+    by_name: HashMap<Box<str>, u32>,
+    rooms: Slab<Room>,
+    next_generation: u32,
+}
+
+impl Rooms {
+    /// Adds connection `conn` to room `name`, creating the room if needed.
+    pub fn join(&mut self, name: &str, conn: u32) -> Membership {
+        let slot = match self.by_name.get(name) {
+            Some(&slot) => slot,
+            None => {
+                self.next_generation = self.next_generation.wrapping_add(1);
+                let slot = self.rooms.insert(Room {
+                    name: name.into(),
+                    generation: self.next_generation,
+                    members: Vec::new(),
+                }) as u32;
+                self.by_name.insert(name.into(), slot);
+                slot
+            }
+        };
+        let room = &mut self.rooms[slot as usize];
+        room.members.push(conn);
+        Membership {
+            room: RoomId {
+                slot,
+                generation: room.generation,
+            },
+            index: (room.members.len() - 1) as u32,
+        }
+    }
+
+    /// Removes the member at `m`. Returns the connection that moved into
+    /// the vacated index (its `Membership::index` must become `m.index`).
+    pub fn leave(&mut self, m: Membership) -> Option<u32> {
+        let room = self.get_mut(m.room)?;
+        debug_assert!((m.index as usize) < room.members.len());
+        room.members.swap_remove(m.index as usize);
+        let moved = room.members.get(m.index as usize).copied();
+        if room.members.is_empty() {
+            let room = self.rooms.remove(m.room.slot as usize);
+            self.by_name.remove(&room.name);
+        } else if room.members.capacity() > 64 && room.members.len() < room.members.capacity() / 4 {
+            // Give back what a crowd left behind.
+            room.members.shrink_to(room.members.len() * 2);
+        }
+        moved
+    }
+
+    pub fn get(&self, id: RoomId) -> Option<&Room> {
+        self.rooms
+            .get(id.slot as usize)
+            .filter(|r| r.generation == id.generation)
+    }
+
+    fn get_mut(&mut self, id: RoomId) -> Option<&mut Room> {
+        self.rooms
+            .get_mut(id.slot as usize)
+            .filter(|r| r.generation == id.generation)
+    }
+
+    pub fn len(&self) -> usize {
+        self.rooms.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rooms.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_leave_and_free() {
+        let mut rooms = Rooms::default();
+        let a = rooms.join("lobby", 1);
+        let b = rooms.join("lobby", 2);
+        let c = rooms.join("lobby", 3);
+        let other = rooms.join("other", 4);
+        assert_eq!(rooms.len(), 2);
+        assert_eq!(a.room, b.room);
+        assert_ne!(a.room, other.room);
+        // Leaving from the front moves the last member into the hole.
+        assert_eq!(rooms.leave(a), Some(3));
+        let c = Membership {
+            index: a.index,
+            ..c
+        };
+        assert_eq!(rooms.get(b.room).unwrap().members, vec![3, 2]);
+        assert_eq!(rooms.leave(b), None);
+        let c = Membership { index: 0, ..c };
+        assert_eq!(rooms.leave(c), None);
+        assert!(rooms.get(a.room).is_none());
+        assert_eq!(rooms.len(), 1);
+        // A new room in the reused slot has a new generation.
+        let again = rooms.join("lobby", 5);
+        assert_ne!(again.room, a.room);
+        assert!(rooms.get(a.room).is_none());
+    }
+}
