@@ -22,6 +22,12 @@ pub struct Config {
     #[arg(long, env = "ROOMCAST_WORKERS")]
     pub workers: Option<usize>,
 
+    /// With workers, a batch of fewer chat messages than this (and none at the
+    /// workers) is decoded on the loop: handing it off would cost more than
+    /// decoding it. 0 always hands off.
+    #[arg(long, env = "ROOMCAST_INLINE_DECODE_BELOW", default_value_t = 32)]
+    pub inline_decode_below: usize,
+
     /// Most simultaneous client connections; one more gets 503 and is closed.
     /// Capped at start by the process's open-file limit.
     #[arg(long, env = "ROOMCAST_MAX_CONNECTIONS", default_value_t = 100_000)]

@@ -207,10 +207,13 @@ mod tests {
         parse_header(bytes, false)
     }
 
-    /// RFC 6455 section 5.7 examples: (bytes, fin, opcode, masked, len, header len).
+    /// (bytes, fin, opcode, masked, payload length, header length).
+    type Example = (&'static [u8], bool, Opcode, bool, u64, usize);
+
+    /// RFC 6455 section 5.7 examples.
     #[test]
     fn rfc6455_section_5_7_examples() {
-        let cases: &[(&[u8], bool, Opcode, bool, u64, usize)] = &[
+        let cases: &[Example] = &[
             // A single-frame unmasked text message "Hello".
             (
                 &[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f],

@@ -22,11 +22,11 @@ pub fn raise_open_file_limit() -> u64 {
                 rlim_max: lim.rlim_max,
             };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                return raised.rlim_cur as u64;
+                return raised.rlim_cur;
             }
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 /// How many client connections the current soft open-file limit allows.
@@ -40,7 +40,7 @@ pub fn connection_capacity() -> usize {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
             1024
         } else {
-            lim.rlim_cur as u64
+            lim.rlim_cur
         }
     };
     soft.saturating_sub(RESERVED_FDS).max(1) as usize

@@ -88,6 +88,11 @@ struct Settings {
     limits: Limits,
     max_connections: usize,
     max_send_queue: usize,
+    /// Below this many messages, with no batch in flight, the loop decodes a
+    /// batch itself: the hand-off (a channel send, a thread wake-up and the
+    /// waker's eventfd) costs more than decoding a few small messages. Order
+    /// is kept because nothing earlier is still at the workers.
+    inline_decode_below: usize,
     max_header_size: usize,
     handshake_ticks: u32,
     ping_ticks: u32,
@@ -186,6 +191,7 @@ impl Server {
                 },
                 max_connections,
                 max_send_queue: config.max_send_queue,
+                inline_decode_below: config.inline_decode_below,
                 max_header_size: config.max_header_size,
                 handshake_ticks: ticks(config.handshake_timeout),
                 ping_ticks: ticks(config.ping_interval),
@@ -970,7 +976,10 @@ impl Server {
             return;
         }
         match self.pool.as_mut() {
-            Some(pool) => {
+            Some(pool)
+                if pool.in_flight() > 0
+                    || self.batch.len() >= self.settings.inline_decode_below =>
+            {
                 if pool.is_saturated() {
                     self.collect_results(true);
                 }
@@ -978,7 +987,7 @@ impl Server {
                     pool.submit(&mut self.batch);
                 }
             }
-            None => {
+            _ => {
                 let mut outcomes = std::mem::take(&mut self.outcomes);
                 decode_batch(&self.batch, &mut outcomes);
                 self.batch = Batch::default();

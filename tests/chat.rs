@@ -94,8 +94,12 @@ fn bad_input_gets_one_error_frame_and_is_not_broadcast() {
 /// several concurrent senders and any number of decode workers.
 #[test]
 fn one_order_per_room_with_concurrent_senders() {
-    for workers in [0, 1, 3] {
-        let relay = Relay::start_with(|c| c.workers = Some(workers));
+    // (workers, inline threshold): 0 forces every batch through the workers.
+    for (workers, inline) in [(0, 32), (1, 0), (3, 0), (2, 32)] {
+        let relay = Relay::start_with(|c| {
+            c.workers = Some(workers);
+            c.inline_decode_below = inline;
+        });
         let senders = 6;
         let per_sender = 150;
         let listeners: Vec<Client> = (0..3).map(|_| relay.chat("order")).collect();
