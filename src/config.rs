@@ -29,9 +29,9 @@ pub struct Config {
     pub inline_decode_below: usize,
 
     /// Most simultaneous client connections; one more gets 503 and is closed.
-    /// Capped at start by the process's open-file limit.
-    #[arg(long, env = "ROOMCAST_MAX_CONNECTIONS", default_value_t = 100_000)]
-    pub max_connections: usize,
+    /// Default: 100,000, or what the open-file limit allows if that is less.
+    #[arg(long, env = "ROOMCAST_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 
     /// Largest WebSocket message (bytes, after reassembly); larger ones close
     /// the connection with 1009.
@@ -102,7 +102,7 @@ impl Config {
         if self.max_header_size < 256 {
             return Err("--max-header-size must be at least 256 bytes".into());
         }
-        if self.max_connections == 0 {
+        if self.max_connections == Some(0) {
             return Err("--max-connections must be at least 1".into());
         }
         if !self.ping_interval.is_zero() && self.idle_timeout <= self.ping_interval {
@@ -115,6 +115,14 @@ impl Config {
             return Err("--handshake-timeout and --close-timeout must be above zero".into());
         }
         Ok(())
+    }
+
+    /// The connection cap after applying the default. An explicit value is
+    /// honoured even past the open-file limit (accepts then fail with EMFILE,
+    /// which the loop survives); the default stays within it.
+    pub fn connection_limit(&self) -> usize {
+        self.max_connections
+            .unwrap_or_else(|| 100_000.min(crate::limits::connection_capacity()))
     }
 
     /// The JSON decoding thread count after applying the default.

@@ -30,9 +30,7 @@ fn main() -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         server.local_addr(),
         config.worker_threads(),
-        config
-            .max_connections
-            .min(roomcast::limits::connection_capacity()),
+        config.connection_limit(),
     );
     if server.origins_allow_any() {
         warn!("accepting WebSocket upgrades from any Origin; set --allowed-origins to restrict browsers");

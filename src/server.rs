@@ -113,6 +113,9 @@ pub struct Server {
     accepting: bool,
     /// Tick at which to retry accept() after descriptor exhaustion.
     accept_retry_at: Option<u32>,
+    /// accept() failures for lack of descriptors in the current burst; the
+    /// first is logged, the total when accepting works again.
+    accept_starved: u64,
     /// Held open so that, out of descriptors, one can be freed to answer a
     /// pending client with 503 rather than leave it hanging in the backlog.
     spare_fd: Option<std::fs::File>,
@@ -161,13 +164,11 @@ impl Server {
         } else {
             Some(WorkerPool::new(workers, waker.clone())?)
         };
-        let max_connections = config
-            .max_connections
-            .min(crate::limits::connection_capacity());
-        if max_connections < config.max_connections {
-            info!(
-                "max-connections {} is over what the open-file limit allows; holding at most {}",
-                config.max_connections, max_connections
+        let max_connections = config.connection_limit();
+        let capacity = crate::limits::connection_capacity();
+        if max_connections > capacity {
+            warn!(
+                "--max-connections {max_connections} is over what the open-file limit allows (about {capacity}); past that, accepts fail with EMFILE and clients get 503"
             );
         }
         Ok(Server {
@@ -176,6 +177,7 @@ impl Server {
             local_addr,
             accepting: true,
             accept_retry_at: None,
+            accept_starved: 0,
             spare_fd: std::fs::File::open("/dev/null").ok(),
             conns: Slab::new(),
             over_limit: 0,
@@ -368,12 +370,24 @@ impl Server {
         }
         loop {
             match self.listener.accept() {
-                Ok((stream, _)) => self.add_conn(stream),
+                Ok((stream, _)) => {
+                    if self.accept_starved > 0 {
+                        info!(
+                            "accepting again after {} accept failures for lack of file descriptors",
+                            self.accept_starved
+                        );
+                        self.accept_starved = 0;
+                    }
+                    self.add_conn(stream)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_out_of_descriptors(&e) => {
                     self.metrics.accept_errors += 1;
-                    warn!("accept failed: {e}; answering one waiting client 503 and pausing accepts for {ACCEPT_BACKOFF:?}");
+                    if self.accept_starved == 0 {
+                        warn!("accept failed: {e}; answering waiting clients 503 and retrying every {ACCEPT_BACKOFF:?} until descriptors free up");
+                    }
+                    self.accept_starved += 1;
                     self.shed_with_spare_fd();
                     // Edge-triggered: the backlog is retried from the timer,
                     // not by spinning on a listener that stays readable.

@@ -76,7 +76,7 @@ fn a_stalled_reader_is_closed_and_nobody_else_loses_anything() {
 
 #[test]
 fn over_max_connections_gets_503_and_the_listener_keeps_working() {
-    let relay = Relay::start_with(|c| c.max_connections = 5);
+    let relay = Relay::start_with(|c| c.max_connections = Some(5));
     let clients: Vec<Client> = (0..5).map(|_| relay.chat("full")).collect();
     for _ in 0..20 {
         let (status, _, body) = http_exchange(

@@ -1,0 +1,216 @@
+//! The `roomcast` binary as an operator runs it: SIGTERM with messages in
+//! flight, and running out of file descriptors.
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Binary {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Binary {
+    /// Starts the binary on a free port, optionally under an open-file limit.
+    fn start(args: &[&str], nofile: Option<u64>) -> Binary {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_roomcast"));
+        cmd.arg("--bind")
+            .arg(addr.to_string())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(n) = nofile {
+            // SAFETY: setrlimit is async-signal-safe and touches only this struct.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd.spawn().expect("spawn roomcast");
+        let deadline = Instant::now() + TIMEOUT;
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "roomcast did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Binary { child, addr }
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill on the PID of a child this test started.
+        assert_eq!(
+            unsafe { libc::kill(self.child.id() as libc::pid_t, sig) },
+            0
+        );
+    }
+
+    /// Waits for exit with a deadline; returns (success, stderr).
+    fn wait(mut self) -> (bool, String) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut err = String::new();
+                self.child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                return (status.success(), err);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("roomcast did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn sigterm_delivers_what_was_accepted_then_1001_and_exits_zero() {
+    let relay = Binary::start(&["--workers", "1", "--inline-decode-below", "0"], None);
+    let url = format!("ws://{}/ws/chat/shutdown/", relay.addr);
+    let mut members: Vec<Client> = (0..10).map(|_| connect(&url)).collect();
+    for i in 0..300 {
+        say(&mut members[i % 10], json!(i));
+    }
+    // Every message is in the relay once its sender's copy of the last one
+    // could be produced; make sure the relay has read them all.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let (_, _, body) = http_exchange(
+            relay.addr,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        if body.contains("roomcast_messages_received_total 300") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "relay did not read all messages");
+    }
+    relay.signal(libc::SIGTERM);
+    for m in &mut members {
+        let mut got = 0;
+        let code = loop {
+            match m.read() {
+                Ok(tungstenite::Message::Text(_)) => got += 1,
+                Ok(tungstenite::Message::Close(Some(f))) => break u16::from(f.code),
+                Ok(_) => {}
+                Err(e) => panic!("ended without a close frame after {got}: {e}"),
+            }
+        };
+        assert_eq!(
+            (got, code),
+            (300, 1001),
+            "every accepted message, then 1001"
+        );
+    }
+    let (ok, stderr) = relay.wait();
+    assert!(ok, "exit status 0; stderr:\n{stderr}");
+    assert!(stderr.contains("SIGTERM"), "{stderr}");
+    assert!(stderr.contains("stopped:"), "{stderr}");
+}
+
+#[test]
+fn sigint_on_an_idle_relay_exits_zero() {
+    let relay = Binary::start(&[], None);
+    relay.signal(libc::SIGINT);
+    let (ok, stderr) = relay.wait();
+    assert!(ok, "{stderr}");
+}
+
+/// Out of descriptors: waiting clients get 503 through the spare descriptor,
+/// the failure is logged once for the burst, and the relay recovers by
+/// itself once descriptors free up.
+#[test]
+fn running_out_of_descriptors_sheds_with_503_and_recovers() {
+    let relay = Binary::start(
+        &[
+            "--max-connections",
+            "1000",
+            "--workers",
+            "0",
+            "--handshake-timeout",
+            "60s",
+        ],
+        Some(64),
+    );
+    // Hold connections (each an open socket on the relay) until accept fails.
+    let mut held = Vec::new();
+    for _ in 0..70 {
+        let s = TcpStream::connect(relay.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        held.push(s);
+    }
+    // Some of them were never accepted: they are answered 503 one by one.
+    let deadline = Instant::now() + TIMEOUT;
+    let mut shed = 0;
+    while shed < 3 {
+        for s in &mut held {
+            let mut buf = [0u8; 64];
+            if let Ok(n) = s.read(&mut buf) {
+                if buf[..n].starts_with(b"HTTP/1.1 503") {
+                    shed += 1;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 503 while out of descriptors (got {shed})"
+        );
+    }
+    // Free descriptors; the relay accepts again without help.
+    held.truncate(10);
+    let deadline = Instant::now() + TIMEOUT;
+    let mut ws = loop {
+        let s = TcpStream::connect(relay.addr).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        match tungstenite::client::client(format!("ws://{}/ws/chat/back/", relay.addr), s) {
+            Ok((ws, _)) => break ws,
+            Err(_) => assert!(Instant::now() < deadline, "the relay did not recover"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    say(&mut ws, json!("recovered"));
+    assert_eq!(recv_json(&mut ws)["message"], "recovered");
+    drop(ws);
+    drop(held);
+    relay.signal(libc::SIGTERM);
+    let (ok, stderr) = relay.wait();
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        stderr.matches("accept failed").count(),
+        1,
+        "logged once per burst:\n{stderr}"
+    );
+    assert!(stderr.contains("accepting again after"), "{stderr}");
+    let _ = std::io::stdout().flush();
+}
