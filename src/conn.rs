@@ -20,7 +20,9 @@ pub enum Phase {
     /// Both close frames are exchanged (or the peer's was answered): flush,
     /// then close the socket.
     Closed,
-    /// An HTTP response is queued: flush, then half-close and linger.
+    /// A final answer is queued (an HTTP response, or the close frame that
+    /// fails a connection after a wire fault): flush, then half-close and
+    /// linger. Input is discarded.
     Responding,
     /// Half-closed after an HTTP response; waiting for the client's EOF so
     /// that closing does not reset the connection under its unread reply.
@@ -46,6 +48,8 @@ pub mod flag {
     pub const KEEP_ALIVE: u8 = 8;
     /// Accepted over --max-connections: answered 503 and closed.
     pub const OVER_LIMIT: u8 = 16;
+    /// The peer sent EOF while its answer was still being flushed.
+    pub const PEER_EOF: u8 = 32;
 }
 
 /// Tick value meaning "no timer armed".

@@ -14,17 +14,13 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let nofile = roomcast::limits::raise_open_file_limit();
-    let mut server = match Server::bind(&config) {
+    let server = match Server::bind_with_signals(&config) {
         Ok(s) => s,
         Err(e) => {
             error!("cannot listen on {}: {e}", config.bind);
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = server.handle_signals() {
-        error!("cannot install signal handlers: {e}");
-        return ExitCode::from(1);
-    }
     info!(
         "roomcast {} listening on {} (workers {}, max connections {}, open-file limit {nofile})",
         env!("CARGO_PKG_VERSION"),

@@ -7,7 +7,8 @@
 //! number of unsent bytes; `offset` is how much of the front frame was
 //! already written, and a frame once partly written is never dropped (the
 //! byte stream must stay a valid frame sequence even when the rest of the
-//! queue is discarded for a slow consumer). An empty queue holds no memory.
+//! queue is discarded for a slow consumer). A queue that never held a frame
+//! holds no memory; a drained one keeps at most [`KEEP_SLOTS`] slots.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -19,6 +20,9 @@ pub type Frame = Arc<[u8]>;
 /// Frames per `writev`: enough to empty a busy queue in one call, far under
 /// the kernel's IOV_MAX (1024).
 pub const MAX_IOV: usize = 64;
+
+/// Queue slots a drained queue keeps allocated.
+const KEEP_SLOTS: usize = 8;
 
 #[derive(Debug, Default)]
 pub struct SendQueue {
@@ -114,9 +118,12 @@ impl SendQueue {
         }
     }
 
-    /// An idle connection keeps no queue memory.
+    /// A drained queue keeps a small allocation (one per connection that
+    /// ever received something, 128 bytes) because freeing it would cost a
+    /// malloc and a free per recipient of the next broadcast; what a burst
+    /// grew beyond that is given back.
     fn release(&mut self) {
-        if self.frames.capacity() > 0 {
+        if self.frames.capacity() > KEEP_SLOTS {
             self.frames = VecDeque::new();
         }
     }

@@ -131,7 +131,8 @@ pub struct Server {
     origins: OriginPolicy,
     scratch: Vec<u8>,
     dirty: Vec<u32>,
-    read_again: Vec<(u32, u32)>,
+    /// Connections over their read budget: (key, generation, hup).
+    read_again: Vec<(u32, u32, bool)>,
     slow: Vec<u32>,
     batch: Batch,
     outcomes: Vec<Outcome>,
@@ -149,10 +150,31 @@ pub struct Server {
 impl Server {
     /// Binds the listener and starts the worker threads.
     pub fn bind(config: &Config) -> io::Result<Server> {
+        Server::bind_inner(config, None)
+    }
+
+    /// Like [`Server::bind`], and shuts down gracefully on SIGINT and SIGTERM.
+    /// The handlers are installed before the port opens, so a signal sent as
+    /// soon as the relay accepts connections is never fatal. Signals are
+    /// process-wide, so only the binary does this; tests use a
+    /// [`ShutdownHandle`].
+    pub fn bind_with_signals(config: &Config) -> io::Result<Server> {
+        let signals = signal_hook_mio::v1_0::Signals::new([libc::SIGINT, libc::SIGTERM])?;
+        Server::bind_inner(config, Some(signals))
+    }
+
+    fn bind_inner(
+        config: &Config,
+        mut signals: Option<signal_hook_mio::v1_0::Signals>,
+    ) -> io::Result<Server> {
         config
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let poll = Poll::new()?;
+        if let Some(signals) = signals.as_mut() {
+            poll.registry()
+                .register(signals, SIGNALS, Interest::READABLE)?;
+        }
         let mut listener = TcpListener::bind(config.bind)?;
         let local_addr = listener.local_addr()?;
         poll.registry()
@@ -214,7 +236,7 @@ impl Server {
             now: 0,
             waker,
             shutdown_requested: Arc::new(AtomicBool::new(false)),
-            signals: None,
+            signals,
             shutdown_deadline: None,
             summary: RunSummary::default(),
         })
@@ -233,17 +255,6 @@ impl Server {
             requested: self.shutdown_requested.clone(),
             waker: self.waker.clone(),
         }
-    }
-
-    /// Shuts down gracefully on SIGINT and SIGTERM (process-wide, so only
-    /// the binary does this; tests use a [`ShutdownHandle`]).
-    pub fn handle_signals(&mut self) -> io::Result<()> {
-        let mut signals = signal_hook_mio::v1_0::Signals::new([libc::SIGINT, libc::SIGTERM])?;
-        self.poll
-            .registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        self.signals = Some(signals);
-        Ok(())
     }
 
     /// Runs until a graceful shutdown completes.
@@ -288,8 +299,10 @@ impl Server {
                         if event.is_writable() {
                             self.mark_dirty(key);
                         }
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.on_readable(key);
+                        if event.is_read_closed() || event.is_error() {
+                            self.on_readable(key, true);
+                        } else if event.is_readable() {
+                            self.on_readable(key, false);
                         }
                     }
                 }
@@ -312,13 +325,13 @@ impl Server {
     /// Everything that is done once per iteration, after the events.
     fn end_of_iteration(&mut self) {
         let again = std::mem::take(&mut self.read_again);
-        for (key, generation) in again.iter().copied() {
+        for (key, generation, hup) in again.iter().copied() {
             if self
                 .conns
                 .get(key as usize)
                 .is_some_and(|c| c.generation == generation)
             {
-                self.on_readable(key);
+                self.on_readable(key, hup);
             }
         }
         self.read_again = again;
@@ -370,7 +383,9 @@ impl Server {
         }
         loop {
             match self.listener.accept() {
-                Ok((stream, _)) => {
+                Ok((stream, _)) => self.add_conn(stream),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // The backlog is drained: a starvation burst is over.
                     if self.accept_starved > 0 {
                         info!(
                             "accepting again after {} accept failures for lack of file descriptors",
@@ -378,9 +393,8 @@ impl Server {
                         );
                         self.accept_starved = 0;
                     }
-                    self.add_conn(stream)
+                    return;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_out_of_descriptors(&e) => {
                     self.metrics.accept_errors += 1;
@@ -466,7 +480,10 @@ impl Server {
 
     // ---- reading ---------------------------------------------------------
 
-    fn on_readable(&mut self, key: u32) {
+    /// Reads what connection `key` has. `hup`: the event said the peer shut
+    /// its side, so the EOF may already be queued behind the data and the
+    /// socket must be read until it returns 0 (no later edge will report it).
+    fn on_readable(&mut self, key: u32, hup: bool) {
         let mut budget = READ_BUDGET;
         loop {
             let Some(conn) = self.conns.get_mut(key as usize) else {
@@ -490,14 +507,15 @@ impl Server {
             conn.clear(flag::PINGED);
             self.metrics.bytes_received += n as u64;
             self.consume(key, n);
-            if n < self.scratch.len() {
-                // A short read emptied the socket; the next byte brings a new edge.
+            if n < self.scratch.len() && !hup {
+                // A short read emptied the socket; the next byte, or the
+                // peer's FIN, brings a new edge.
                 return;
             }
             budget = budget.saturating_sub(n);
             if budget == 0 {
                 if let Some(c) = self.conns.get(key as usize) {
-                    self.read_again.push((key, c.generation));
+                    self.read_again.push((key, c.generation, hup));
                 }
                 return;
             }
@@ -550,12 +568,20 @@ impl Server {
         };
         match conn.phase {
             Phase::Lingering => self.drop_conn(key),
-            Phase::Open | Phase::Handshake => {
+            Phase::Open => {
                 debug!("connection {key} ended without a closing handshake");
                 self.abort(key);
             }
-            // The peer will read no more: nothing left is deliverable.
-            Phase::Closing | Phase::Closed | Phase::Responding => self.drop_conn(key),
+            // A half-closed client may still read its answer: finish it.
+            Phase::Handshake | Phase::Responding if !conn.tx.is_empty() => {
+                let phase = conn.phase;
+                self.conns[key as usize].set(flag::PEER_EOF);
+                if phase == Phase::Handshake {
+                    self.enter(key, Phase::Responding);
+                }
+            }
+            Phase::Handshake | Phase::Responding => self.drop_conn(key),
+            Phase::Closing | Phase::Closed => self.drop_conn(key),
         }
     }
 
@@ -653,6 +679,11 @@ impl Server {
         let conn = &mut self.conns[key as usize];
         conn.tx.push(Frame::from(response));
         conn.since = self.now;
+        if conn.tx.queued() > self.settings.max_send_queue {
+            // Pipelining requests without reading the answers.
+            debug!("connection {key}: HTTP responses piled past --max-send-queue");
+            return self.abort(key);
+        }
         self.mark_dirty(key);
         // Another request may already be buffered (pipelining).
         let conn = &self.conns[key as usize];
@@ -798,8 +829,24 @@ impl Server {
         self.enter(key, Phase::Closed);
     }
 
+    /// Fails the connection (RFC 6455 section 7.1.7). The bytes after a
+    /// wire fault cannot be trusted to frame anything, so instead of looking
+    /// for the client's close frame in them the relay sends its close,
+    /// half-closes and discards input until the client's EOF (or the close
+    /// timeout).
     fn fail(&mut self, key: u32, e: ProtocolError) {
-        self.start_close(key, e.close_code(), e.reason());
+        let Some(conn) = self.conns.get_mut(key as usize) else {
+            return;
+        };
+        if conn.phase != Phase::Open {
+            return;
+        }
+        let code = e.close_code();
+        self.metrics.close(code.0);
+        conn.rx = Vec::new();
+        conn.tx
+            .push(Frame::from(frame::encode_close(code.0, e.reason())));
+        self.enter(key, Phase::Responding);
     }
 
     /// Sends a close frame and waits for the client's answer.
@@ -973,6 +1020,7 @@ impl Server {
                 self.summary.closed_cleanly += usize::from(self.shutdown_deadline.is_some());
                 self.drop_conn(key)
             }
+            Phase::Responding if conn.has(flag::PEER_EOF) => self.drop_conn(key),
             Phase::Responding => {
                 // Half-close so the client sees the end of the answer, then
                 // wait for its EOF (bounded by the close timeout).

@@ -1,1 +1,47 @@
-fn main() {}
+//! `loadtest`: see `loadtest --help` and loadtest/README.md.
+
+use clap::Parser;
+use loadtest::cli::{Cli, Command, RunArgs};
+use loadtest::scenario::Plan;
+use loadtest::{compare, runner, sys};
+
+fn run(args: &RunArgs, idle: bool) -> Result<i32, String> {
+    let url = args
+        .url
+        .as_deref()
+        .ok_or("a URL is required, e.g. ws://127.0.0.1:8000/ws/chat/")?;
+    if let Some(core) = args.cpu {
+        sys::pin_to_cpu(core)?;
+    }
+    let plan = Plan::resolve(
+        url,
+        &args.load,
+        idle || args.idle,
+        &args.server_pid,
+        !args.output.quiet,
+    )?;
+    let report = runner::execute(&plan)?;
+    if args.output.json {
+        println!("{}", report.to_json_line());
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(report.exit_code())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    sys::install_interrupt_handler();
+    let result = match &cli.command {
+        None => run(&cli.run, false),
+        Some(Command::Idle(args)) => run(args, true),
+        Some(Command::Compare(args)) => compare::run(args),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("loadtest: {e}");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,46 @@
+// Baseline `bun`: Bun's built-in WebSocket server (uWebSockets inside), speaking
+// the chat protocol of ../protocol.mjs with Bun's pub/sub. server.publish()
+// reaches every subscriber of the topic, the sender included (ws.publish()
+// would skip the sender unless publishToSelf is set).
+// Run with the `bun` binary from node_modules (see run.sh), not with node.
+import { roomOf, topicOf, handleText, BINARY_ERROR, MAX_PAYLOAD, portArg, exitOnSignals } from "../protocol.mjs";
+
+const port = portArg();
+
+const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port,
+    fetch(req, server) {
+        const url = new URL(req.url);
+        const room = roomOf(url.pathname);
+        if (room !== null && server.upgrade(req, { data: { topic: topicOf(room) } })) return undefined;
+        return new Response(
+            room === null ? "not found: chat is at /ws/chat/<room>/ (WebSocket)\n" : "WebSocket upgrade required\n",
+            { status: room === null ? 404 : 426 },
+        );
+    },
+    websocket: {
+        // Bun's defaults, stated: no compression, 16 MiB messages and backpressure,
+        // 120 s idle timeout with automatic pings.
+        perMessageDeflate: false,
+        maxPayloadLength: MAX_PAYLOAD,
+        backpressureLimit: MAX_PAYLOAD,
+        closeOnBackpressureLimit: false,
+        idleTimeout: 120,
+        open(ws) {
+            ws.subscribe(ws.data.topic);
+        },
+        message(ws, message) {
+            if (typeof message !== "string") {
+                ws.send(BINARY_ERROR);
+                return;
+            }
+            const r = handleText(message);
+            if (r.error) ws.send(r.error);
+            else server.publish(ws.data.topic, r.broadcast);
+        },
+    },
+});
+
+console.error(`[bun] Bun ${Bun.version} listening on ${server.hostname}:${server.port}`);
+exitOnSignals(() => server.stop(true));

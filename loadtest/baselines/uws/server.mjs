@@ -1,0 +1,65 @@
+// Baseline `uws`: uWebSockets.js on Node, speaking the chat protocol of
+// ../protocol.mjs with uWS's own pub/sub (app.publish reaches every subscriber
+// of the room's topic, the sender included; ws.publish would skip the sender).
+//
+// NOTE: the module is the npm package `uwebsockets@3.0.6`, a THIRD-PARTY
+// repackaging of the uWebSockets.js native addon (upstream uNetworking does not
+// publish uWebSockets.js to npm). It ships prebuilt uws_<os>_<arch>_<ABI>.node
+// files, and its build for this machine's Node 20 (ABI 115) loads here.
+import { createRequire } from "node:module";
+import { roomOf, topicOf, handleText, BINARY_ERROR, MAX_PAYLOAD, portArg, exitOnSignals } from "../protocol.mjs";
+
+const require = createRequire(import.meta.url);
+const uWS = require("uwebsockets");
+
+const port = portArg();
+const decoder = new TextDecoder(); // uWS has already validated text frames as UTF-8
+let listenSocket = null;
+
+const app = uWS.App()
+    .ws("/ws/chat/*", {
+        compression: uWS.DISABLED,
+        maxPayloadLength: MAX_PAYLOAD, // uWS default 16 KiB; Bun's default here
+        maxBackpressure: MAX_PAYLOAD, // uWS default 64 KiB skips slow subscribers; Bun's default here
+        closeOnBackpressureLimit: false,
+        idleTimeout: 120, // with sendPingsAutomatically (default true)
+        upgrade: (res, req, context) => {
+            const room = roomOf(req.getUrl());
+            if (room === null) {
+                res.writeStatus("404 Not Found").end("not a chat room path\n");
+                return;
+            }
+            res.upgrade(
+                { topic: topicOf(room) },
+                req.getHeader("sec-websocket-key"),
+                req.getHeader("sec-websocket-protocol"),
+                req.getHeader("sec-websocket-extensions"),
+                context,
+            );
+        },
+        open: (ws) => {
+            ws.subscribe(ws.getUserData().topic);
+        },
+        message: (ws, message, isBinary) => {
+            if (isBinary) {
+                ws.send(BINARY_ERROR, false);
+                return;
+            }
+            const r = handleText(decoder.decode(message));
+            if (r.error) ws.send(r.error, false);
+            else app.publish(ws.getUserData().topic, r.broadcast, false);
+        },
+    })
+    .any("/*", (res) => {
+        res.writeStatus("404 Not Found").end("not found: chat is at /ws/chat/<room>/ (WebSocket)\n");
+    })
+    .listen("127.0.0.1", port, (token) => {
+        if (!token) {
+            console.error(`[uws] could not listen on 127.0.0.1:${port}`);
+            process.exit(1);
+        }
+        listenSocket = token;
+        console.error(`[uws] uWebSockets.js (npm uwebsockets@3.0.6, third-party build) listening on 127.0.0.1:${port}`);
+    });
+
+exitOnSignals(() => listenSocket && uWS.us_listen_socket_close(listenSocket));

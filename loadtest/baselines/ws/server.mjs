@@ -1,0 +1,57 @@
+// Baseline `ws`: the npm `ws` package (8.x) on Node, speaking the chat protocol
+// of ../protocol.mjs. Rooms are a Map from room name to a Set of sockets; a
+// message is serialized once and sent to every open socket of the room, the
+// sender included, in the order the room's messages arrive.
+import http from "node:http";
+import { WebSocketServer, WebSocket } from "ws";
+import { roomOf, handleText, BINARY_ERROR, MAX_PAYLOAD, portArg, exitOnSignals } from "../protocol.mjs";
+
+const port = portArg();
+const rooms = new Map(); // room -> Set<WebSocket>
+
+const server = http.createServer((req, res) => {
+    res.writeHead(404, { "content-type": "text/plain" });
+    res.end("not found: chat is at /ws/chat/<room>/ (WebSocket)\n");
+});
+const wss = new WebSocketServer({
+    noServer: true,
+    clientTracking: false,
+    perMessageDeflate: false, // ws's default, stated
+    maxPayload: MAX_PAYLOAD,
+});
+
+server.on("upgrade", (req, socket, head) => {
+    const room = roomOf(req.url);
+    if (room === null) {
+        socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+        return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => join(ws, room));
+});
+
+function join(ws, room) {
+    let members = rooms.get(room);
+    if (!members) rooms.set(room, (members = new Set()));
+    members.add(ws);
+    ws.on("message", (data, isBinary) => {
+        if (isBinary) return ws.send(BINARY_ERROR);
+        const r = handleText(data.toString("utf8"));
+        if (r.error) return ws.send(r.error);
+        const frame = Buffer.from(r.broadcast); // encode once, send as text to all
+        for (const peer of members) {
+            if (peer.readyState === WebSocket.OPEN) peer.send(frame, { binary: false });
+        }
+    });
+    ws.on("close", () => {
+        members.delete(ws);
+        if (members.size === 0 && rooms.get(room) === members) rooms.delete(room);
+    });
+    ws.on("error", () => {}); // a bad client's protocol error closes it; nothing else to do
+}
+
+server.on("error", (e) => {
+    console.error(`[ws] ${e.message}`);
+    process.exit(1);
+});
+server.listen(port, "127.0.0.1", () => console.error(`[ws] listening on 127.0.0.1:${port}`));
+exitOnSignals(() => server.close());

@@ -1,0 +1,165 @@
+//! Command-line interface (clap derive): the run mode, `idle` and `compare`.
+
+use crate::scenario::ScenarioName;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "loadtest",
+    version,
+    about = "Load harness for WebSocket chat relays speaking the Django Channels ChatConsumer protocol",
+    long_about = "Load harness for WebSocket chat relays speaking the Django Channels ChatConsumer protocol.\n\n\
+        Connects every client first, then sends timestamped messages and measures each delivery's \
+        latency. Exits 1 if anything was lost, failed to connect or came back wrong; 2 on bad usage.",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Open N connections in R rooms, send nothing, hold them (answering pings) and report
+    /// the server's memory per connection (needs --server-pid)
+    Idle(RunArgs),
+    /// Run one scenario against several servers (loadtest/baselines/<name>/run.sh PORT) in
+    /// turn, pinned to the same cores, and print/chart them side by side
+    Compare(CompareArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Chat URL prefix, e.g. ws://127.0.0.1:8000/ws/chat/ (client i joins room r<i % rooms>/)
+    #[arg(required = true)]
+    pub url: Option<String>,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// PID of the server under test, for its CPU time and RSS; repeat for servers made of
+    /// several processes (figures are summed)
+    #[arg(long = "server-pid", value_name = "PID")]
+    pub server_pid: Vec<u32>,
+    /// Idle mode, as the `idle` subcommand
+    #[arg(long)]
+    pub idle: bool,
+    /// Pin the harness to this CPU core
+    #[arg(long, value_name = "CORE")]
+    pub cpu: Option<usize>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct OutputArgs {
+    /// Print exactly one JSON line on stdout instead of the table
+    #[arg(long)]
+    pub json: bool,
+    /// No progress lines on stderr
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct LoadArgs {
+    /// Named scenario supplying the defaults of the flags below
+    #[arg(long, value_enum)]
+    pub scenario: Option<ScenarioName>,
+    /// Client connections [default: the scenario's, else 100]
+    #[arg(long)]
+    pub clients: Option<usize>,
+    /// Rooms; client i joins room i % rooms [default: the scenario's, else 10]
+    #[arg(long)]
+    pub rooms: Option<usize>,
+    /// Senders in each room (the first members to join) [default: every member]
+    #[arg(long)]
+    pub senders_per_room: Option<usize>,
+    /// Messages per second per sender, fractions allowed; saturate: the starting rate
+    /// [default: the scenario's, else 1]
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Bytes of each sent text frame (the JSON text), at least the stamp's ~45 bytes [default: 64]
+    #[arg(long)]
+    pub payload: Option<usize>,
+    /// Measured window, seconds [default: 10; saturate: 5 per step]
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Sending before the window opens, not counted, seconds [default: 2; saturate: 1]
+    #[arg(long)]
+    pub warmup: Option<f64>,
+    /// Longest wait for outstanding deliveries after the window, seconds (ends early once
+    /// everything arrived) [default: 3; saturate: 2]
+    #[arg(long)]
+    pub drain: Option<f64>,
+    /// Connection attempts in flight at once
+    #[arg(long, default_value_t = 256)]
+    pub connect_concurrency: usize,
+    /// Time allowed for TCP connect plus handshake, seconds
+    #[arg(long, default_value_t = 10.0)]
+    pub connect_timeout: f64,
+    /// Source addresses 127.0.0.1..127.0.0.N to spread client sockets over (loopback targets only)
+    #[arg(long, default_value_t = 8)]
+    pub source_addrs: usize,
+    /// Origin header [default: http://<host:port of the URL>; "" for none]
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// Idle mode: how long to hold the connections, seconds [default: 10]
+    #[arg(long)]
+    pub hold: Option<f64>,
+    /// Idle mode: pause after connecting before reading the server's RSS, seconds
+    #[arg(long, default_value_t = 2.0)]
+    pub settle: f64,
+    /// Saturate: a step fails when its p99 latency exceeds this, milliseconds
+    #[arg(long, default_value_t = 100.0)]
+    pub p99_limit_ms: f64,
+    /// Saturate: stop doubling at this rate per sender
+    #[arg(long, default_value_t = 1024.0)]
+    pub max_rate: f64,
+    /// Saturate: bisection steps between the last good and the first bad rate
+    #[arg(long, default_value_t = 4)]
+    pub refine_steps: u32,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CompareArgs {
+    /// Servers to compare, in order (each needs loadtest/baselines/<name>/run.sh)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "roomcast,channels,channels-redis,bun,uws,ws"
+    )]
+    pub servers: Vec<String>,
+    /// Port the servers listen on (one at a time), on 127.0.0.1
+    #[arg(long, default_value_t = 18080)]
+    pub port: u16,
+    /// Folder holding <name>/run.sh [default: loadtest/baselines, found from the working
+    /// directory or the source tree]
+    #[arg(long)]
+    pub baselines: Option<PathBuf>,
+    /// Longest wait for a server to accept connections (the first start may install
+    /// dependencies), seconds
+    #[arg(long, default_value_t = 300.0)]
+    pub ready_timeout: f64,
+    /// Grace after SIGTERM before SIGKILL, seconds
+    #[arg(long, default_value_t = 15.0)]
+    pub stop_timeout: f64,
+    /// CPU list the servers are pinned to (taskset -c)
+    #[arg(long, default_value = "0")]
+    pub server_cpus: String,
+    /// CPU core the harness pins itself to
+    #[arg(long, default_value_t = 1)]
+    pub harness_cpu: usize,
+    /// Where to write the comparison as JSON [default: reports/compare-<scenario>.json]
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where to draw the SVG bar chart [default: the --out path with .svg]
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}

@@ -1,0 +1,352 @@
+//! One client connection: its socket, where it is in its life, and the byte-level work
+//! on it -- the non-blocking connect from a chosen source address, the handshake, reading
+//! server frames (reassembling fragmented messages, answering pings, the closing
+//! handshake) and queued writes.
+//!
+//! Kept small (about 100 bytes plus buffers that are empty most of the time) because one
+//! process holds up to ~20,000 of them: the event loop reads into one shared buffer and
+//! only a partial frame left over at the end of a read is copied into the client.
+
+use crate::accounting::{Accounting, RxState};
+use crate::handshake;
+use crate::target::Target;
+use crate::wsframe::{self, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr};
+
+/// Largest message (after reassembly) accepted from a server.
+pub const MAX_MESSAGE: usize = 64 << 20;
+/// Buffers above this capacity are released once empty, so one burst does not pin memory.
+const KEEP_CAPACITY: usize = 64 << 10;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Not started yet.
+    Idle,
+    /// TCP connect in progress.
+    Connecting,
+    /// Upgrade request sent, waiting for the `101`.
+    Handshaking,
+    Open,
+    Closed,
+}
+
+/// A fragmented message being reassembled.
+struct Fragment {
+    opcode: u8,
+    data: Vec<u8>,
+}
+
+pub struct Client {
+    pub sock: Option<TcpStream>,
+    pub phase: Phase,
+    pub rx: RxState,
+    /// When the current connect attempt started (clock microseconds).
+    pub started_us: u64,
+    /// Sequence number of the last message this client sent (messages start at 1).
+    pub next_seq: u32,
+    key: [u8; 16],
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    frag: Option<Box<Fragment>>,
+}
+
+/// A short reason for an I/O error, used as a counter key.
+pub fn io_reason(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ECONNREFUSED) => "connection refused".into(),
+        Some(libc::ECONNRESET) => "connection reset".into(),
+        Some(libc::EPIPE) => "broken pipe".into(),
+        Some(libc::ETIMEDOUT) => "TCP timeout".into(),
+        Some(libc::EADDRNOTAVAIL) => "no free local port (EADDRNOTAVAIL)".into(),
+        Some(libc::EADDRINUSE) => "local address in use".into(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) => "too many open files".into(),
+        _ => e.to_string(),
+    }
+}
+
+impl Client {
+    pub fn new(rx: RxState) -> Client {
+        Client {
+            sock: None,
+            phase: Phase::Idle,
+            rx,
+            started_us: 0,
+            next_seq: 0,
+            key: [0; 16],
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            frag: None,
+        }
+    }
+
+    /// Opens a non-blocking socket (bound to `source` if given), starts the connect and
+    /// registers it. Errors here are immediate connect failures.
+    pub fn start(
+        &mut self,
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+        registry: &Registry,
+        token: Token,
+        now_us: u64,
+    ) -> io::Result<()> {
+        self.reset();
+        let sock = Socket::new(
+            Domain::for_address(addr),
+            Type::STREAM.nonblocking(),
+            Some(Protocol::TCP),
+        )?;
+        sock.set_tcp_nodelay(true)?;
+        if let Some(src) = source {
+            // Let connect() pick the port per 4-tuple instead of bind() reserving one per
+            // source address, so each source address offers the whole ephemeral range.
+            bind_no_port(&sock);
+            sock.bind(&SocketAddr::new(src, 0).into())?;
+        }
+        match sock.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        let mut stream = TcpStream::from_std(std::net::TcpStream::from(sock));
+        registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+        self.sock = Some(stream);
+        self.phase = Phase::Connecting;
+        self.started_us = now_us;
+        Ok(())
+    }
+
+    /// After a writable (or error) event while connecting: `Ok(true)` once connected,
+    /// `Ok(false)` for a spurious wake-up.
+    pub fn finish_connect(&mut self) -> Result<bool, String> {
+        let Some(sock) = self.sock.as_ref() else {
+            return Err("no socket".into());
+        };
+        match sock.take_error() {
+            Ok(Some(e)) | Err(e) => return Err(io_reason(&e)),
+            Ok(None) => {}
+        }
+        match sock.peer_addr() {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(io_reason(&e)),
+        }
+    }
+
+    /// Queues and sends the upgrade request.
+    pub fn send_handshake(&mut self, target: &Target, path: &str) -> Result<(), String> {
+        self.key = handshake::new_key();
+        handshake::write_request(
+            &mut self.wbuf,
+            &target.host,
+            path,
+            target.origin.as_deref(),
+            &self.key,
+        );
+        self.phase = Phase::Handshaking;
+        self.flush()
+    }
+
+    /// Bytes received while handshaking; `Ok(true)` once the connection is open. Frames
+    /// that came in the same read as the `101` stay buffered: the caller marks the client
+    /// open first, then hands them on with `on_bytes(&[], ..)`.
+    pub fn on_handshake_bytes(&mut self, data: &[u8]) -> Result<bool, String> {
+        self.rbuf.extend_from_slice(data);
+        let Some(head_len) = handshake::parse_response(&self.rbuf, &self.key)? else {
+            return Ok(false);
+        };
+        self.phase = Phase::Open;
+        self.rbuf.drain(..head_len);
+        // Release the handshake's buffers: an idle connection then holds no heap at all.
+        if self.rbuf.is_empty() {
+            self.rbuf = Vec::new();
+        }
+        if self.wbuf.is_empty() {
+            self.wbuf = Vec::new();
+        }
+        Ok(true)
+    }
+
+    /// Bytes received on an open connection.
+    pub fn on_bytes(
+        &mut self,
+        fresh: &[u8],
+        acct: &mut Accounting,
+        now_us: u64,
+    ) -> Result<(), String> {
+        if self.rbuf.is_empty() {
+            let used = self.on_frames(fresh, acct, now_us)?;
+            if used < fresh.len() {
+                self.rbuf.extend_from_slice(&fresh[used..]);
+            }
+        } else {
+            let mut buf = std::mem::take(&mut self.rbuf);
+            buf.extend_from_slice(fresh);
+            let used = self.on_frames(&buf, acct, now_us)?;
+            buf.drain(..used);
+            if buf.is_empty() && buf.capacity() > KEEP_CAPACITY {
+                buf = Vec::new();
+            }
+            self.rbuf = buf;
+        }
+        Ok(())
+    }
+
+    /// Handles every whole frame at the start of `data`; returns the bytes consumed.
+    /// An `Err` ends the connection with that reason.
+    fn on_frames(
+        &mut self,
+        data: &[u8],
+        acct: &mut Accounting,
+        now_us: u64,
+    ) -> Result<usize, String> {
+        let mut pos = 0;
+        while pos < data.len() {
+            let head = match wsframe::parse_head(&data[pos..]) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => return Err(format!("protocol error: {e}")),
+            };
+            if head.payload_len > MAX_MESSAGE as u64 {
+                return Err("protocol error: frame over 64 MiB".into());
+            }
+            let total = head.header_len + head.payload_len as usize;
+            if data.len() - pos < total {
+                break;
+            }
+            let payload = &data[pos + head.header_len..pos + total];
+            pos += total;
+            match head.opcode {
+                OP_PING => self.queue_frame(OP_PONG, payload),
+                OP_PONG => {}
+                OP_CLOSE => {
+                    // Echo the status code, as RFC 6455 section 5.5.1 suggests.
+                    let code =
+                        (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+                    let reply = code.map(u16::to_be_bytes);
+                    self.queue_frame(OP_CLOSE, reply.as_ref().map_or(&[][..], |r| &r[..]));
+                    return Err(match code {
+                        Some(c) => format!("server closed with {c}"),
+                        None => "server closed".into(),
+                    });
+                }
+                OP_TEXT | OP_BINARY => {
+                    if self.frag.is_some() {
+                        return Err("protocol error: new message inside a fragmented one".into());
+                    }
+                    if head.fin {
+                        deliver(&mut self.rx, acct, head.opcode, payload, now_us);
+                    } else {
+                        self.frag = Some(Box::new(Fragment {
+                            opcode: head.opcode,
+                            data: payload.to_vec(),
+                        }));
+                    }
+                }
+                OP_CONTINUATION => {
+                    let Some(frag) = self.frag.as_mut() else {
+                        return Err("protocol error: continuation without a first frame".into());
+                    };
+                    if frag.data.len() + payload.len() > MAX_MESSAGE {
+                        return Err("protocol error: message over 64 MiB".into());
+                    }
+                    frag.data.extend_from_slice(payload);
+                    if head.fin {
+                        if let Some(f) = self.frag.take() {
+                            deliver(&mut self.rx, acct, f.opcode, &f.data, now_us);
+                        }
+                    }
+                }
+                _ => return Err("protocol error: unknown opcode".into()),
+            }
+        }
+        Ok(pos)
+    }
+
+    /// Appends a masked frame to the write queue (call `flush` to send it).
+    pub fn queue_frame(&mut self, opcode: u8, payload: &[u8]) {
+        wsframe::encode_masked(
+            &mut self.wbuf,
+            opcode,
+            payload,
+            fastrand::u32(..).to_ne_bytes(),
+        );
+    }
+
+    /// Bytes waiting to be written.
+    pub fn queued(&self) -> usize {
+        self.wbuf.len()
+    }
+
+    /// Writes as much of the queue as the socket takes.
+    pub fn flush(&mut self) -> Result<(), String> {
+        let Some(sock) = self.sock.as_mut() else {
+            return Ok(());
+        };
+        let mut done = 0;
+        while done < self.wbuf.len() {
+            match sock.write(&self.wbuf[done..]) {
+                Ok(0) => return Err("socket closed while writing".into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_reason(&e)),
+            }
+        }
+        if done == self.wbuf.len() {
+            self.wbuf.clear();
+            if self.wbuf.capacity() > KEEP_CAPACITY {
+                self.wbuf = Vec::new();
+            }
+        } else {
+            self.wbuf.drain(..done);
+        }
+        Ok(())
+    }
+
+    /// Best-effort normal closure (1000) and release of the socket.
+    pub fn close_gracefully(&mut self) {
+        if self.phase == Phase::Open {
+            self.queue_frame(OP_CLOSE, &1000u16.to_be_bytes());
+            let _ = self.flush();
+        }
+        self.reset();
+        self.phase = Phase::Closed;
+    }
+
+    /// Drops the socket and buffers; keeps the room, sequence numbers and receive state.
+    pub fn reset(&mut self) {
+        self.sock = None;
+        self.rbuf = Vec::new();
+        self.wbuf = Vec::new();
+        self.frag = None;
+        self.phase = Phase::Closed;
+    }
+}
+
+fn deliver(rx: &mut RxState, acct: &mut Accounting, opcode: u8, payload: &[u8], now_us: u64) {
+    if opcode == OP_TEXT {
+        acct.on_text(rx, payload, now_us);
+    } else {
+        acct.on_binary();
+    }
+}
+
+/// IP_BIND_ADDRESS_NO_PORT (Linux 4.2+); harmless to lack, so errors are ignored.
+fn bind_no_port(sock: &Socket) {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket fd and a pointer to a c_int of the given size.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}

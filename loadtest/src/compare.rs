@@ -1,0 +1,533 @@
+//! `loadtest compare`: one scenario against several servers in turn, side by side.
+//!
+//! Each server is started through the baselines' fixed interface,
+//! `loadtest/baselines/<name>/run.sh PORT` (foreground; stops what it started on SIGTERM;
+//! writes its server PIDs to `$PIDFILE` once listening), pinned with `taskset` to the
+//! server CPUs while the harness pins itself to its own core. After the run the script is
+//! sent SIGTERM, and SIGKILL after a grace period; only processes this command started
+//! are ever signalled, by PID.
+
+use crate::chart::{self, Panel};
+use crate::cli::CompareArgs;
+use crate::proc;
+use crate::report::{ms, Report};
+use crate::runner;
+use crate::scenario::{Plan, ScenarioName};
+use crate::sys;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One server's row.
+#[derive(Debug, Serialize)]
+pub struct Entry {
+    pub name: String,
+    /// "ok", "failed" (the run found problems), or why it did not run.
+    pub status: String,
+    pub ok: bool,
+    pub startup_s: Option<f64>,
+    pub pids: Vec<u32>,
+    pub log: Option<PathBuf>,
+    pub report: Option<Report>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Comparison {
+    pub scenario: ScenarioName,
+    pub port: u16,
+    pub server_cpus: String,
+    pub harness_cpu: Option<usize>,
+    pub servers: Vec<Entry>,
+}
+
+/// Finds the baselines folder: the flag, else `loadtest/baselines` or `baselines` below
+/// the working directory, else the one beside this crate's sources.
+fn baselines_dir(flag: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(p) = flag {
+        return if p.is_dir() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(format!("{} is not a directory", p.display()))
+        };
+    }
+    let candidates = [
+        PathBuf::from("loadtest/baselines"),
+        PathBuf::from("baselines"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("baselines"),
+    ];
+    candidates
+        .into_iter()
+        .find(|p| p.is_dir())
+        .ok_or_else(|| "no loadtest/baselines folder found; pass --baselines DIR".into())
+}
+
+fn have_taskset() -> bool {
+    Command::new("taskset")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn read_pidfile(path: &Path) -> Vec<u32> {
+    fs::read_to_string(path)
+        .map(|s| {
+            s.lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .filter(|&p| p > 0)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn log_tail(path: &Path, lines: usize) -> String {
+    let Ok(f) = File::open(path) else {
+        return String::new();
+    };
+    let all: Vec<String> = BufReader::new(f).lines().map_while(Result::ok).collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill has no memory preconditions; pid is one this command started.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// A started baseline server.
+struct Started {
+    child: Child,
+    pidfile: PathBuf,
+    pids: Vec<u32>,
+}
+
+impl Started {
+    /// SIGTERM to the script, SIGKILL after `grace`; then the same for any server PID it
+    /// reported that outlived it, if that process is still in our process group (it was
+    /// started under us, not a recycled PID).
+    fn stop(mut self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        signal(self.child.id(), libc::SIGTERM);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if matches!(self.child.try_wait(), Ok(None)) {
+            eprintln!(
+                "loadtest: server script {} ignored SIGTERM; killing it",
+                self.child.id()
+            );
+            signal(self.child.id(), libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+        // SAFETY: getpgrp has no preconditions.
+        let ours = unsafe { libc::getpgrp() } as u32;
+        let mut pids = self.pids.clone();
+        pids.extend(read_pidfile(&self.pidfile));
+        pids.sort_unstable();
+        pids.dedup();
+        let leftovers: Vec<u32> = pids
+            .into_iter()
+            .filter(|&p| proc::alive(p) && proc::pgrp(p) == Some(ours))
+            .collect();
+        let deadline = Instant::now() + grace.min(Duration::from_secs(5));
+        for &p in &leftovers {
+            signal(p, libc::SIGTERM);
+        }
+        while Instant::now() < deadline && leftovers.iter().any(|&p| proc::alive(p)) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for &p in &leftovers {
+            if proc::alive(p) && proc::pgrp(p) == Some(ours) {
+                eprintln!("loadtest: server process {p} outlived its script; killing it");
+                signal(p, libc::SIGKILL);
+            }
+        }
+        let _ = fs::remove_file(&self.pidfile);
+    }
+}
+
+/// Starts `name`, waits for its port and PIDs. On failure the server is already stopped.
+fn start(
+    name: &str,
+    script: &Path,
+    args: &CompareArgs,
+    log: &Path,
+    taskset: bool,
+) -> Result<(Started, f64), String> {
+    let pidfile = std::env::temp_dir().join(format!(
+        "loadtest-compare-{}-{name}.pids",
+        std::process::id()
+    ));
+    let _ = fs::remove_file(&pidfile);
+    let out = File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    let mut cmd = if taskset {
+        let mut c = Command::new("taskset");
+        c.args(["-c", &args.server_cpus, "bash"]);
+        c
+    } else {
+        Command::new("bash")
+    };
+    cmd.arg(script)
+        .arg(args.port.to_string())
+        .env("PIDFILE", &pidfile)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    let t0 = Instant::now();
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", script.display()))?;
+    let mut started = Started {
+        child,
+        pidfile,
+        pids: Vec::new(),
+    };
+    let ready_by = t0 + Duration::from_secs_f64(args.ready_timeout);
+    let fail = |started: Started, why: String| {
+        started.stop(Duration::from_secs_f64(args.stop_timeout));
+        Err(format!("{why}; log tail:\n{}", log_tail(log, 15)))
+    };
+    loop {
+        if let Ok(Some(status)) = started.child.try_wait() {
+            return fail(
+                started,
+                format!("run.sh exited before listening ({status})"),
+            );
+        }
+        if sys::interrupted() {
+            return fail(started, "interrupted".into());
+        }
+        if proc::port_listening(args.port) {
+            break;
+        }
+        if Instant::now() > ready_by {
+            return fail(
+                started,
+                format!(
+                    "not accepting on port {} after {} s",
+                    args.port, args.ready_timeout
+                ),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let startup_s = t0.elapsed().as_secs_f64();
+    // The script writes PIDFILE once listening; give it a moment after the port opens.
+    let pid_by = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pids: Vec<u32> = read_pidfile(&started.pidfile)
+            .into_iter()
+            .filter(|&p| proc::alive(p))
+            .collect();
+        if !pids.is_empty() {
+            started.pids = pids;
+            break;
+        }
+        if Instant::now() > pid_by || matches!(started.child.try_wait(), Ok(Some(_))) {
+            let pids = proc::descendants(started.child.id());
+            eprintln!(
+                "loadtest: {name} wrote no PIDFILE; measuring all its processes instead: {pids:?}"
+            );
+            started.pids = pids;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok((started, startup_s))
+}
+
+fn run_one(
+    name: &str,
+    scenario: ScenarioName,
+    args: &CompareArgs,
+    dir: &Path,
+    log_dir: &Path,
+    taskset: bool,
+) -> Entry {
+    let mut entry = Entry {
+        name: name.into(),
+        status: String::new(),
+        ok: false,
+        startup_s: None,
+        pids: Vec::new(),
+        log: None,
+        report: None,
+    };
+    let script = dir.join(name).join("run.sh");
+    if !script.is_file() {
+        entry.status = format!("not run: {} does not exist", script.display());
+        return entry;
+    }
+    if proc::port_listening(args.port) {
+        entry.status = format!("not run: something already listens on port {}", args.port);
+        return entry;
+    }
+    let log = log_dir.join(format!("compare-{}-{name}.log", scenario.name()));
+    entry.log = Some(log.clone());
+    eprintln!(
+        "loadtest: starting {name} ({}) on port {}",
+        script.display(),
+        args.port
+    );
+    let (started, startup_s) = match start(name, &script, args, &log, taskset) {
+        Ok(s) => s,
+        Err(why) => {
+            eprintln!("loadtest: {name}: {why}");
+            entry.status = format!("not run: {}", why.lines().next().unwrap_or(""));
+            return entry;
+        }
+    };
+    entry.startup_s = Some(startup_s);
+    entry.pids = started.pids.clone();
+    eprintln!(
+        "loadtest: {name} ready after {startup_s:.1} s, server PIDs {:?}",
+        started.pids
+    );
+    let url = format!("ws://127.0.0.1:{}/ws/chat/", args.port);
+    let result = Plan::resolve(
+        &url,
+        &crate::cli::LoadArgs {
+            scenario: Some(scenario),
+            ..args.load.clone()
+        },
+        scenario == ScenarioName::Idle,
+        &started.pids,
+        !args.output.quiet,
+    )
+    .and_then(|plan| runner::execute(&plan));
+    eprintln!("loadtest: stopping {name}");
+    started.stop(Duration::from_secs_f64(args.stop_timeout));
+    let free_by = Instant::now() + Duration::from_secs(10);
+    while proc::port_listening(args.port) && Instant::now() < free_by {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    match result {
+        Ok(report) => {
+            entry.ok = report.ok;
+            entry.status = if report.ok {
+                "ok".into()
+            } else {
+                format!("failed: {}", report.failures.join("; "))
+            };
+            entry.report = Some(report);
+        }
+        Err(e) => entry.status = format!("not run: {e}"),
+    }
+    entry
+}
+
+/// Runs the comparison; returns the exit status.
+pub fn run(args: &CompareArgs) -> Result<i32, String> {
+    let scenario = args.load.scenario.ok_or("compare needs --scenario NAME")?;
+    let dir = baselines_dir(args.baselines.as_deref())?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("reports/compare-{}.json", scenario.name())));
+    let chart_path = args
+        .chart
+        .clone()
+        .unwrap_or_else(|| out.with_extension("svg"));
+    let log_dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    fs::create_dir_all(&log_dir)
+        .map_err(|e| format!("cannot create {}: {e}", log_dir.display()))?;
+    let taskset = have_taskset();
+    let mut harness_cpu = None;
+    if sys::online_cpus() < 2 {
+        eprintln!("loadtest: warning: one CPU only; server and harness share it");
+    } else if !taskset {
+        eprintln!(
+            "loadtest: warning: taskset not found; servers run unpinned (and the harness too)"
+        );
+    } else {
+        match sys::pin_to_cpu(args.harness_cpu) {
+            Ok(()) => harness_cpu = Some(args.harness_cpu),
+            Err(e) => eprintln!("loadtest: warning: {e}"),
+        }
+    }
+    let mut servers = Vec::new();
+    for name in &args.servers {
+        if sys::interrupted() {
+            break;
+        }
+        servers.push(run_one(name, scenario, args, &dir, &log_dir, taskset));
+    }
+    let cmp = Comparison {
+        scenario,
+        port: args.port,
+        server_cpus: args.server_cpus.clone(),
+        harness_cpu,
+        servers,
+    };
+    let json = serde_json::to_string_pretty(&cmp).map_err(|e| e.to_string())?;
+    fs::write(&out, json + "\n").map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    let panels = panels(&cmp);
+    let title = format!(
+        "loadtest compare: {} (servers on CPU {}, harness on its own core)",
+        scenario.name(),
+        args.server_cpus
+    );
+    if let Err(e) = chart::draw(&chart_path, &title, &panels) {
+        eprintln!("loadtest: warning: chart not drawn: {e}");
+    }
+    if args.output.json {
+        println!(
+            "{}",
+            serde_json::to_string(&cmp).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", table(&cmp));
+        println!("written: {} and {}", out.display(), chart_path.display());
+    }
+    Ok(
+        if !cmp.servers.is_empty() && cmp.servers.iter().all(|e| e.ok) {
+            0
+        } else {
+            1
+        },
+    )
+}
+
+fn mib(kb: Option<u64>) -> String {
+    kb.map_or("-".into(), |k| format!("{:.1}", k as f64 / 1024.0))
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".into(), |v| format!("{v:.digits$}"))
+}
+
+/// The side-by-side table.
+pub fn table(cmp: &Comparison) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "scenario {} -- servers pinned to CPU {}",
+        cmp.scenario.name(),
+        cmp.server_cpus
+    );
+    match cmp.scenario {
+        ScenarioName::Idle => {
+            let _ = writeln!(
+                t,
+                "{:<16} {:>9} {:>12} {:>12} {:>12} {:>10}  status",
+                "server", "connected", "rss before", "rss after", "bytes/conn", "hold cpu"
+            );
+            for e in &cmp.servers {
+                let i = e.report.as_ref().and_then(|r| r.idle.as_ref());
+                let _ = writeln!(
+                    t,
+                    "{:<16} {:>9} {:>12} {:>12} {:>12} {:>10}  {}",
+                    e.name,
+                    e.report
+                        .as_ref()
+                        .map_or("-".into(), |r| r.connected.to_string()),
+                    mib(i.and_then(|i| i.rss_before_kb)),
+                    mib(i.and_then(|i| i.rss_after_kb)),
+                    opt(i.and_then(|i| i.bytes_per_connection), 0),
+                    opt(i.and_then(|i| i.server_cpu_s_hold), 3),
+                    e.status
+                );
+            }
+            let _ = writeln!(t, "(rss in MiB, hold cpu in seconds)");
+        }
+        _ => {
+            let _ = writeln!(
+                t,
+                "{:<16} {:>11} {:>7} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8}  status",
+                "server", "deliv/s", "lost", "p50", "p99", "max", "cpu us/dl", "rss MiB", "harness"
+            );
+            for e in &cmp.servers {
+                let Some(r) = &e.report else {
+                    let _ = writeln!(t, "{:<16} {:>11}  {}", e.name, "-", e.status);
+                    continue;
+                };
+                let rate = r
+                    .saturate
+                    .as_ref()
+                    .map_or(r.delivered_per_sec, |s| s.max_sustained_delivered_per_sec);
+                let _ = writeln!(
+                    t,
+                    "{:<16} {:>11.0} {:>7} {:>10} {:>10} {:>10} {:>10} {:>8} {:>7.0}%  {}",
+                    e.name,
+                    rate,
+                    r.lost,
+                    ms(r.latency_us.p50),
+                    ms(r.latency_us.p99),
+                    ms(r.latency_us.max),
+                    opt(r.server_cpu_us_per_delivery, 2),
+                    mib(r.server_rss_kb),
+                    r.harness_cpu_util * 100.0,
+                    e.status
+                );
+            }
+            if cmp.scenario == ScenarioName::Saturate {
+                let _ = writeln!(
+                    t,
+                    "(saturate: deliv/s is the highest sustained rate; latency at that step)"
+                );
+            }
+        }
+    }
+    t
+}
+
+fn panels(cmp: &Comparison) -> Vec<Panel> {
+    let col = |title: &str, f: &dyn Fn(&Report) -> Option<f64>| Panel {
+        title: title.into(),
+        values: cmp
+            .servers
+            .iter()
+            .map(|e| (e.name.clone(), e.report.as_ref().and_then(f)))
+            .collect(),
+    };
+    let rss = |r: &Report| r.server_rss_kb.map(|k| k as f64 / 1024.0);
+    match cmp.scenario {
+        ScenarioName::Idle => vec![
+            col("server bytes per idle connection", &|r| {
+                r.idle.as_ref()?.bytes_per_connection
+            }),
+            col("server RSS holding them (MiB)", &|r| {
+                Some(r.idle.as_ref()?.rss_after_kb? as f64 / 1024.0)
+            }),
+            col("connections held", &|r| Some(r.connected as f64)),
+            col("server CPU while holding (s)", &|r| {
+                r.idle.as_ref()?.server_cpu_s_hold
+            }),
+        ],
+        ScenarioName::Saturate => vec![
+            col("max sustained deliveries/s", &|r| {
+                Some(r.saturate.as_ref()?.max_sustained_delivered_per_sec)
+            }),
+            col("p99 latency at that rate (ms)", &|r| {
+                Some(r.latency_us.p99 as f64 / 1000.0)
+            }),
+            col("server CPU per delivery (us)", &|r| {
+                r.server_cpu_us_per_delivery
+            }),
+            col("server RSS (MiB)", &rss),
+        ],
+        _ => vec![
+            col("deliveries per second", &|r| Some(r.delivered_per_sec)),
+            col("p99 latency (ms)", &|r| {
+                Some(r.latency_us.p99 as f64 / 1000.0)
+            }),
+            col("server CPU per delivery (us)", &|r| {
+                r.server_cpu_us_per_delivery
+            }),
+            col("server RSS (MiB)", &rss),
+        ],
+    }
+}

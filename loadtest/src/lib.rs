@@ -1,0 +1,24 @@
+//! roomcast's load harness as a library, so the binary, the `compare` command and the
+//! integration tests all drive the same code.
+//!
+//! One mio event loop on one thread holds every client connection (thousands of them);
+//! see [`engine`] for the loop, [`runner`] for what a run does from start to report.
+
+pub mod accounting;
+pub mod chart;
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod compare;
+pub mod engine;
+pub mod handshake;
+pub mod layout;
+pub mod payload;
+pub mod proc;
+pub mod progress;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod sys;
+pub mod target;
+pub mod wsframe;

@@ -1,0 +1,295 @@
+//! Named scenarios and the resolution of command-line flags into one `Plan`.
+//!
+//! A scenario only supplies defaults: any flag given explicitly wins, so
+//! `--scenario fanout --clients 10000 --rooms 100` is fanout's shape at ten times the size.
+
+use crate::cli::LoadArgs;
+use crate::layout::Layout;
+use crate::target::Target;
+use clap::ValueEnum;
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScenarioName {
+    /// 1,000 clients in 10 rooms of 100, every client sending 1 msg/s of 64 bytes.
+    Fanout,
+    /// 2,000 clients in 1,000 rooms of two, each sending 10 msg/s.
+    Pairs,
+    /// 5,000 clients in one room, one sender at 20 msg/s.
+    Bigroom,
+    /// fanout's layout with the rate doubled until p99 passes 100 ms or anything is lost
+    /// (halved instead while the start rate fails), then bisected; reports the highest
+    /// sustained deliveries per second.
+    Saturate,
+    /// 19,500 idle connections in 100 rooms; the server's memory per connection.
+    Idle,
+}
+
+impl ScenarioName {
+    pub fn name(self) -> &'static str {
+        match self {
+            ScenarioName::Fanout => "fanout",
+            ScenarioName::Pairs => "pairs",
+            ScenarioName::Bigroom => "bigroom",
+            ScenarioName::Saturate => "saturate",
+            ScenarioName::Idle => "idle",
+        }
+    }
+
+    fn defaults(self) -> Defaults {
+        let base = Defaults::plain();
+        match self {
+            ScenarioName::Fanout => Defaults {
+                clients: 1000,
+                rooms: 10,
+                ..base
+            },
+            ScenarioName::Pairs => Defaults {
+                clients: 2000,
+                rooms: 1000,
+                rate: 10.0,
+                ..base
+            },
+            ScenarioName::Bigroom => Defaults {
+                clients: 5000,
+                rooms: 1,
+                senders_per_room: Some(1),
+                rate: 20.0,
+                ..base
+            },
+            ScenarioName::Saturate => Defaults {
+                clients: 1000,
+                rooms: 10,
+                duration: 5.0,
+                warmup: 1.0,
+                drain: 2.0,
+                mode: Mode::Saturate,
+                ..base
+            },
+            ScenarioName::Idle => Defaults {
+                clients: 19_500,
+                rooms: 100,
+                mode: Mode::Idle,
+                ..base
+            },
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One measured step at a fixed rate.
+    Load,
+    /// Rate search.
+    Saturate,
+    /// Connections only.
+    Idle,
+}
+
+struct Defaults {
+    clients: usize,
+    rooms: usize,
+    senders_per_room: Option<usize>,
+    rate: f64,
+    duration: f64,
+    warmup: f64,
+    drain: f64,
+    mode: Mode,
+}
+
+impl Defaults {
+    /// Without a scenario: a small smoke run.
+    fn plain() -> Defaults {
+        Defaults {
+            clients: 100,
+            rooms: 10,
+            senders_per_room: None,
+            rate: 1.0,
+            duration: 10.0,
+            warmup: 2.0,
+            drain: 3.0,
+            mode: Mode::Load,
+        }
+    }
+}
+
+/// Everything a run needs, flags and scenario merged and checked.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub scenario: Option<ScenarioName>,
+    pub mode: Mode,
+    pub url: String,
+    pub target: Target,
+    pub layout: Layout,
+    /// Messages per second per sender (saturate: the starting rate).
+    pub rate: f64,
+    pub payload: usize,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub drain_s: f64,
+    pub connect_concurrency: usize,
+    pub connect_timeout_s: f64,
+    pub source_addrs: usize,
+    pub server_pids: Vec<u32>,
+    pub hold_s: f64,
+    pub settle_s: f64,
+    pub p99_limit_ms: f64,
+    pub max_rate: f64,
+    pub refine_steps: u32,
+    pub progress: bool,
+}
+
+fn positive(name: &str, v: f64, allow_zero: bool) -> Result<f64, String> {
+    if !v.is_finite() || v < 0.0 || (!allow_zero && v == 0.0) {
+        let what = if allow_zero {
+            "zero or more"
+        } else {
+            "more than zero"
+        };
+        return Err(format!("--{name} must be {what} (got {v})"));
+    }
+    Ok(v)
+}
+
+impl Plan {
+    /// Merges `args` over the scenario's defaults. `idle` forces idle mode.
+    pub fn resolve(
+        url: &str,
+        args: &LoadArgs,
+        idle: bool,
+        server_pids: &[u32],
+        progress: bool,
+    ) -> Result<Plan, String> {
+        let d = match (args.scenario, idle) {
+            (Some(s), _) => s.defaults(),
+            (None, true) => ScenarioName::Idle.defaults(),
+            (None, false) => Defaults::plain(),
+        };
+        let mode = if idle { Mode::Idle } else { d.mode };
+        if idle && args.scenario.is_some_and(|s| s != ScenarioName::Idle) {
+            return Err(
+                "idle mode cannot run a traffic scenario; drop --scenario or use --scenario idle"
+                    .into(),
+            );
+        }
+        // Idle clients send nothing, so they need no per-sender receive state.
+        let senders = if mode == Mode::Idle {
+            Some(0)
+        } else {
+            args.senders_per_room.or(d.senders_per_room)
+        };
+        let clients = args.clients.unwrap_or(d.clients);
+        // A scenario's room count shrinks with a smaller --clients; an explicit --rooms
+        // larger than --clients is refused by Layout::new.
+        let rooms = args.rooms.unwrap_or(d.rooms.min(clients.max(1)));
+        let layout = Layout::new(clients, rooms, senders)?;
+        let payload = args.payload.unwrap_or(64);
+        if payload > 16 << 20 {
+            return Err("--payload is limited to 16 MiB".into());
+        }
+        Ok(Plan {
+            scenario: args.scenario.or(idle.then_some(ScenarioName::Idle)),
+            mode,
+            url: url.to_string(),
+            target: Target::parse(url, args.origin.as_deref())?,
+            layout,
+            rate: positive("rate", args.rate.unwrap_or(d.rate), mode == Mode::Idle)?,
+            payload,
+            duration_s: positive("duration", args.duration.unwrap_or(d.duration), false)?,
+            warmup_s: positive("warmup", args.warmup.unwrap_or(d.warmup), true)?,
+            drain_s: positive("drain", args.drain.unwrap_or(d.drain), true)?,
+            connect_concurrency: args.connect_concurrency.max(1),
+            connect_timeout_s: positive("connect-timeout", args.connect_timeout, false)?,
+            source_addrs: args.source_addrs.clamp(1, 250),
+            server_pids: server_pids.to_vec(),
+            hold_s: positive("hold", args.hold.unwrap_or(10.0), true)?,
+            settle_s: positive("settle", args.settle, true)?,
+            p99_limit_ms: positive("p99-limit-ms", args.p99_limit_ms, false)?,
+            max_rate: positive("max-rate", args.max_rate, false)?,
+            refine_steps: args.refine_steps,
+            progress,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Cli;
+    use clap::Parser;
+
+    fn plan(args: &[&str]) -> Result<Plan, String> {
+        let mut argv = vec!["loadtest", "ws://127.0.0.1:9/ws/chat/"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        let r = cli.run;
+        Plan::resolve(
+            r.url.as_deref().unwrap(),
+            &r.load,
+            r.idle,
+            &r.server_pid,
+            false,
+        )
+    }
+
+    #[test]
+    fn scenarios_supply_defaults_and_flags_win() {
+        let p = plan(&["--scenario", "bigroom"]).unwrap();
+        assert_eq!(
+            (
+                p.layout.clients,
+                p.layout.rooms,
+                p.layout.total_senders(),
+                p.rate
+            ),
+            (5000, 1, 1, 20.0)
+        );
+        let p = plan(&[
+            "--scenario",
+            "fanout",
+            "--clients",
+            "10000",
+            "--rooms",
+            "100",
+        ])
+        .unwrap();
+        assert_eq!(
+            (p.layout.clients, p.layout.rooms, p.layout.total_senders()),
+            (10000, 100, 10000)
+        );
+        let p = plan(&["--scenario", "pairs"]).unwrap();
+        assert_eq!(
+            (p.layout.room_size(0), p.rate, p.mode),
+            (2, 10.0, Mode::Load)
+        );
+        let p = plan(&["--scenario", "saturate"]).unwrap();
+        assert_eq!(
+            (p.mode, p.duration_s, p.warmup_s),
+            (Mode::Saturate, 5.0, 1.0)
+        );
+    }
+
+    #[test]
+    fn idle_needs_no_senders_and_fits_rooms_to_clients() {
+        let p = plan(&["--idle", "--clients", "20"]).unwrap();
+        assert_eq!(
+            (p.mode, p.layout.rooms, p.layout.total_senders()),
+            (Mode::Idle, 20, 0)
+        );
+        let p = plan(&["--scenario", "idle"]).unwrap();
+        assert_eq!((p.layout.clients, p.layout.rooms), (19_500, 100));
+        assert!(plan(&["--idle", "--scenario", "fanout"]).is_err());
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(plan(&["--rate", "0"]).is_err());
+        assert!(plan(&["--rate", "-1"]).is_err());
+        assert!(plan(&["--duration", "0"]).is_err());
+        assert!(plan(&["--clients", "5", "--rooms", "6"]).is_err());
+        assert!(plan(&["--payload", "100000000"]).is_err());
+        assert!(plan(&["--rate", "0.25"]).is_ok());
+    }
+}

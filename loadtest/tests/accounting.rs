@@ -1,0 +1,394 @@
+//! The harness's own accounting, end to end against in-process chat servers: expected
+//! versus delivered, the measured window, lost and duplicated deliveries, server errors,
+//! connect failures, pings, idle mode, the saturate search and the binary's exit status.
+
+mod common;
+
+use clap::Parser;
+use common::Faults;
+use loadtest::cli::Cli;
+use loadtest::report::Report;
+use loadtest::runner;
+use loadtest::scenario::Plan;
+use std::process::Command;
+
+/// Parses `args` exactly as the binary would and runs the plan in-process.
+fn run(url: &str, args: &[&str]) -> Report {
+    let mut argv = vec!["loadtest", url, "--quiet"];
+    argv.extend_from_slice(args);
+    let cli = Cli::try_parse_from(&argv).expect("valid arguments");
+    let r = &cli.run;
+    let plan = Plan::resolve(url, &r.load, r.idle, &r.server_pid, false).expect("valid plan");
+    runner::execute(&plan).expect("run starts")
+}
+
+#[test]
+fn honest_server_delivers_everything_expected() {
+    let server = common::start(Faults::default());
+    let r = run(
+        &server.url,
+        &[
+            "--clients",
+            "12",
+            "--rooms",
+            "3",
+            "--rate",
+            "20",
+            "--warmup",
+            "0.3",
+            "--duration",
+            "1",
+            "--drain",
+            "3",
+        ],
+    );
+    assert!(r.ok, "{}", r.to_table());
+    assert_eq!((r.connected, r.connect_failures), (12, 0));
+    assert_eq!(r.senders, 12);
+    // Every message goes to its whole room of four, the sender included.
+    assert_eq!(r.expected_deliveries, r.sent * 4);
+    assert_eq!(r.delivered, r.expected_deliveries);
+    assert_eq!(r.lost, 0);
+    // 12 senders x 20/s x 1 s, give or take the jittered starts.
+    assert!((180..=270).contains(&r.sent), "sent {}", r.sent);
+    // Warm-up traffic happened but stayed out of the window.
+    assert!(r.warmup_sent > 30, "warmup_sent {}", r.warmup_sent);
+    assert!(r.latency_us.p50 > 0 && r.latency_us.max >= r.latency_us.p99);
+    assert!(
+        r.delivered_per_sec > 800.0 && r.delivered_per_sec < 1100.0,
+        "{}",
+        r.delivered_per_sec
+    );
+    assert_eq!(r.out_of_order + r.misrouted + r.errors + r.unexpected, 0);
+}
+
+#[test]
+fn senders_per_room_and_uneven_rooms_are_accounted() {
+    let server = common::start(Faults::default());
+    // Rooms of 3, 2 and 2 members; one sender each.
+    let r = run(
+        &server.url,
+        &[
+            "--clients",
+            "7",
+            "--rooms",
+            "3",
+            "--senders-per-room",
+            "1",
+            "--rate",
+            "20",
+            "--warmup",
+            "0",
+            "--duration",
+            "1",
+        ],
+    );
+    assert!(r.ok, "{}", r.to_table());
+    assert_eq!(r.senders, 3);
+    assert!(r.expected_deliveries > 2 * r.sent && r.expected_deliveries < 3 * r.sent);
+    assert_eq!(r.delivered, r.expected_deliveries);
+}
+
+#[test]
+fn a_dropped_delivery_is_lost_and_fails_the_run() {
+    let server = common::start(Faults {
+        drop_nth_delivery: Some(50),
+        ..Faults::default()
+    });
+    // No warm-up: every delivery, the 50th included, is inside the window.
+    let r = run(
+        &server.url,
+        &[
+            "--clients",
+            "8",
+            "--rooms",
+            "2",
+            "--rate",
+            "20",
+            "--warmup",
+            "0",
+            "--duration",
+            "1",
+            "--drain",
+            "1",
+        ],
+    );
+    assert_eq!(r.lost, 1, "{}", r.to_table());
+    assert_eq!(r.delivered + 1, r.expected_deliveries);
+    assert!(!r.ok);
+    assert_eq!(r.exit_code(), 1);
+    assert!(
+        r.failures.iter().any(|f| f.contains("lost")),
+        "{:?}",
+        r.failures
+    );
+}
+
+#[test]
+fn a_duplicated_delivery_is_caught() {
+    let server = common::start(Faults {
+        duplicate_nth_delivery: Some(30),
+        ..Faults::default()
+    });
+    let r = run(
+        &server.url,
+        &[
+            "--clients",
+            "8",
+            "--rooms",
+            "2",
+            "--rate",
+            "20",
+            "--warmup",
+            "0",
+            "--duration",
+            "1",
+        ],
+    );
+    assert_eq!(r.out_of_order, 1, "{}", r.to_table());
+    assert_eq!(r.lost, 0);
+    assert!(!r.ok);
+}
+
+#[test]
+fn server_errors_are_counted_and_the_message_is_lost() {
+    let server = common::start(Faults {
+        error_nth_message: Some(5),
+        ..Faults::default()
+    });
+    let r = run(
+        &server.url,
+        &[
+            "--clients",
+            "4",
+            "--rooms",
+            "1",
+            "--rate",
+            "20",
+            "--warmup",
+            "0",
+            "--duration",
+            "1",
+            "--drain",
+            "1",
+        ],
+    );
+    assert_eq!(r.errors, 1, "{}", r.to_table());
+    assert_eq!(
+        r.lost, 4,
+        "the rejected message was expected by all four members"
+    );
+    assert_eq!(
+        r.first_error.as_deref(),
+        Some(r#"{"error": "deliberate test error"}"#)
+    );
+    assert!(!r.ok);
+}
+
+#[test]
+fn connect_failures_are_counted() {
+    // A port nobody listens on: bind one, note it, close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("ws://127.0.0.1:{port}/ws/chat/");
+    let r = run(
+        &url,
+        &["--clients", "5", "--rooms", "1", "--duration", "0.2"],
+    );
+    assert_eq!((r.connected, r.connect_failures), (0, 5));
+    assert_eq!(r.connect_errors.get("connection refused"), Some(&5));
+    assert!(!r.ok);
+}
+
+#[test]
+fn idle_mode_answers_pings_and_measures_memory() {
+    let server = common::start(Faults {
+        ping_on_open: true,
+        ..Faults::default()
+    });
+    let me = std::process::id().to_string();
+    // The test process is the server here, so its own PID gives the memory figures.
+    let r = run(
+        &server.url,
+        &[
+            "--idle",
+            "--clients",
+            "20",
+            "--rooms",
+            "4",
+            "--hold",
+            "0.5",
+            "--settle",
+            "0.2",
+            "--server-pid",
+            &me,
+        ],
+    );
+    assert!(r.ok, "{}", r.to_table());
+    let idle = r.idle.as_ref().expect("idle section");
+    assert!(idle.rss_before_kb.is_some() && idle.rss_after_kb.is_some());
+    assert!(idle.bytes_per_connection.is_some());
+    assert_eq!(idle.disconnects_during_hold, 0);
+    assert_eq!(r.sent, 0);
+    assert_eq!(server.pongs.load(std::sync::atomic::Ordering::SeqCst), 20);
+}
+
+#[test]
+fn saturate_steps_up_to_the_rate_cap() {
+    let server = common::start(Faults::default());
+    let r = run(
+        &server.url,
+        &[
+            "--scenario",
+            "saturate",
+            "--clients",
+            "6",
+            "--rooms",
+            "2",
+            "--rate",
+            "10",
+            "--max-rate",
+            "40",
+            "--warmup",
+            "0.1",
+            "--duration",
+            "0.5",
+            "--drain",
+            "1",
+        ],
+    );
+    let s = r.saturate.as_ref().expect("saturate section");
+    assert!(r.ok, "{}", r.to_table());
+    assert_eq!(
+        s.steps
+            .iter()
+            .map(|s| s.rate_per_sender)
+            .collect::<Vec<_>>(),
+        vec![10.0, 20.0, 40.0]
+    );
+    assert!(s.steps.iter().all(|s| s.passed));
+    assert_eq!(s.limited_by, "max-rate");
+    assert_eq!(s.best_rate_per_sender, Some(40.0));
+    assert!(s.max_sustained_delivered_per_sec > 300.0);
+}
+
+#[test]
+fn saturate_steps_down_from_a_failing_start_then_bisects() {
+    // The 30th delivery goes missing: the first step (60 deliveries) fails, later ones pass.
+    let server = common::start(Faults {
+        drop_nth_delivery: Some(30),
+        ..Faults::default()
+    });
+    let r = run(
+        &server.url,
+        &[
+            "--scenario",
+            "saturate",
+            "--clients",
+            "6",
+            "--rooms",
+            "2",
+            "--rate",
+            "10",
+            "--max-rate",
+            "40",
+            "--warmup",
+            "0",
+            "--duration",
+            "0.5",
+            "--drain",
+            "1",
+            "--refine-steps",
+            "1",
+        ],
+    );
+    let s = r.saturate.as_ref().expect("saturate section");
+    let rates: Vec<(f64, bool)> = s
+        .steps
+        .iter()
+        .map(|s| (s.rate_per_sender, s.passed))
+        .collect();
+    assert_eq!(
+        rates,
+        vec![(10.0, false), (5.0, true), (7.5, true)],
+        "{}",
+        r.to_table()
+    );
+    assert_eq!(s.best_rate_per_sender, Some(7.5));
+    assert_eq!(r.lost, 0, "the report shows the best step");
+    assert!(r.ok);
+}
+
+/// The binary itself: one JSON line on stdout, and the exit status follows the verdict.
+#[test]
+fn binary_prints_one_json_line_and_exits_nonzero_on_loss() {
+    let exe = env!("CARGO_BIN_EXE_loadtest");
+    let args = [
+        "--clients",
+        "6",
+        "--rooms",
+        "2",
+        "--rate",
+        "20",
+        "--warmup",
+        "0",
+        "--duration",
+        "0.6",
+        "--drain",
+        "1",
+        "--json",
+        "-q",
+    ];
+    let good = common::start(Faults::default());
+    let out = Command::new(exe)
+        .arg(&good.url)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let j: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    for key in [
+        "clients",
+        "connected",
+        "connect_failures",
+        "sent",
+        "expected_deliveries",
+        "delivered",
+        "lost",
+        "latency_us",
+        "delivered_per_sec",
+        "server_cpu_s",
+        "server_cpu_us_per_delivery",
+        "server_rss_kb",
+        "harness_cpu_s",
+        "harness_cpu_util",
+    ] {
+        assert!(j.get(key).is_some(), "missing {key}");
+    }
+    for q in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(j["latency_us"][q].is_u64());
+    }
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+
+    let bad = common::start(Faults {
+        drop_nth_delivery: Some(10),
+        ..Faults::default()
+    });
+    let out = Command::new(exe).arg(&bad.url).args(args).output().unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["lost"], 1);
+    assert_eq!(out.status.code(), Some(1));
+
+    // Asking for more connections than the open-file limit allows is refused plainly.
+    let out = Command::new(exe)
+        .arg(&good.url)
+        .args(["--clients", "10000000", "--rooms", "1", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at most"));
+}
