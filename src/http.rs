@@ -158,7 +158,9 @@ pub fn parse_head(
     let too_large = || Rejection::new(431, "request header fields too large");
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let n = match req.parse(buf) {
+    // Never parse past the limit, so the answer depends only on the first
+    // max_header_size bytes, however the head was split into reads.
+    let n = match req.parse(&buf[..buf.len().min(max_header_size)]) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             return if buf.len() > max_header_size {
@@ -168,12 +170,7 @@ pub fn parse_head(
             };
         }
         Err(httparse::Error::TooManyHeaders) => return Err(too_large()),
-        Err(e) => {
-            if buf.len() > max_header_size {
-                return Err(too_large());
-            }
-            return Err(Rejection::new(400, format!("malformed request head: {e}")));
-        }
+        Err(e) => return Err(Rejection::new(400, format!("malformed request head: {e}"))),
     };
     if n > max_header_size {
         return Err(too_large());
