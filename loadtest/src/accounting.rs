@@ -9,7 +9,7 @@
 //! that the sender is in their room at all.
 
 use crate::layout::Layout;
-use crate::payload::{classify, Incoming};
+use crate::payload::{classify, Incoming, Stamp};
 use hdrhistogram::Histogram;
 
 /// Highest latency the histograms track: an hour, far past any drain period.
@@ -29,11 +29,14 @@ impl Window {
     }
 }
 
-/// A receiving client's own accounting state, kept small: its room and, per sender of
-/// that room, the last sequence number it saw.
+/// A receiving client's own accounting state, kept small: its room, the sender id its own
+/// messages carry and, per sender of that room, the last sequence number it saw.
 #[derive(Debug, Default)]
 pub struct RxState {
     pub room: u32,
+    /// The sender id in this connection's own messages (the client id, except for soak
+    /// churners, which take a fresh id per connection). Fits in the padding: no growth.
+    pub id: u32,
     pub last_seq: Box<[u32]>,
 }
 
@@ -41,9 +44,21 @@ impl RxState {
     pub fn new(room: usize, senders_in_room: usize) -> RxState {
         RxState {
             room: room as u32,
+            id: 0,
             last_seq: vec![0; senders_in_room].into_boxed_slice(),
         }
     }
+}
+
+/// Where a client's received messages go: the plain [`Accounting`] of the load modes, or
+/// the soak mode's accounting (stable members and churners).
+pub trait Sink {
+    /// One whole text message received by the client whose state is `rx`.
+    fn on_text(&mut self, rx: &mut RxState, text: &[u8], now_us: u64);
+    /// One whole binary message (a chat server never sends them).
+    fn on_binary(&mut self, rx: &mut RxState);
+    /// Chat deliveries seen so far, all windows, for the progress lines' rate.
+    fn lifetime_received(&self) -> u64;
 }
 
 #[derive(Clone, Copy)]
@@ -158,21 +173,24 @@ impl Accounting {
 
     /// Accounts one text frame received by the client whose state is `rx`.
     pub fn on_text(&mut self, rx: &mut RxState, text: &[u8], now_us: u64) {
-        let stamp = match classify(text) {
-            Incoming::Chat(s) => s,
-            Incoming::Error(e) => {
-                self.counts.errors += 1;
-                if self.counts.first_error.is_none() {
-                    let shown = &e[..e.len().min(200)];
-                    self.counts.first_error = Some(String::from_utf8_lossy(shown).into_owned());
-                }
-                return;
-            }
-            Incoming::Other => {
-                self.counts.unrecognized += 1;
-                return;
-            }
-        };
+        match classify(text) {
+            Incoming::Chat(s) => self.on_stamp(rx, s, now_us),
+            Incoming::Error(e) => self.on_error(e),
+            Incoming::Other => self.counts.unrecognized += 1,
+        }
+    }
+
+    /// An `{"error": ...}` frame: counted, the first one kept.
+    pub fn on_error(&mut self, e: &[u8]) {
+        self.counts.errors += 1;
+        if self.counts.first_error.is_none() {
+            let shown = &e[..e.len().min(200)];
+            self.counts.first_error = Some(String::from_utf8_lossy(shown).into_owned());
+        }
+    }
+
+    /// Accounts one delivery of our message `stamp` to the client whose state is `rx`.
+    pub fn on_stamp(&mut self, rx: &mut RxState, stamp: Stamp, now_us: u64) {
         self.lifetime_received += 1;
         if stamp.epoch != self.window.epoch {
             self.counts.stale += 1;
@@ -213,10 +231,24 @@ impl Accounting {
     }
 }
 
+impl Sink for Accounting {
+    fn on_text(&mut self, rx: &mut RxState, text: &[u8], now_us: u64) {
+        Accounting::on_text(self, rx, text, now_us);
+    }
+
+    fn on_binary(&mut self, _rx: &mut RxState) {
+        Accounting::on_binary(self);
+    }
+
+    fn lifetime_received(&self) -> u64 {
+        self.lifetime_received
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::payload::{encode, Stamp};
+    use crate::payload::encode;
 
     fn frame(epoch: u32, ts_us: u64, sender: u32, seq: u32) -> Vec<u8> {
         let mut v = Vec::new();

@@ -1,4 +1,4 @@
-//! Command-line interface (clap derive): the run mode, `idle` and `compare`.
+//! Command-line interface (clap derive): the run mode, `idle`, `soak` and `compare`.
 
 use crate::scenario::ScenarioName;
 use clap::{Args, Parser, Subcommand};
@@ -30,6 +30,10 @@ pub enum Command {
     /// Run one scenario against several servers (loadtest/baselines/<name>/run.sh PORT) in
     /// turn, pinned to the same cores, and print/chart them side by side
     Compare(CompareArgs),
+    /// Soak under churn: N stable clients stay and send for the whole run while churners
+    /// join and leave all the time; checks that nothing reached the stable clients lost and
+    /// that the server's RSS and open descriptors come back to their level at the start
+    Soak(SoakArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -121,6 +125,87 @@ pub struct LoadArgs {
     /// Saturate: bisection steps between the last good and the first bad rate
     #[arg(long, default_value_t = 4)]
     pub refine_steps: u32,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SoakArgs {
+    /// Chat URL prefix, e.g. ws://127.0.0.1:8000/ws/chat/ (stable client i joins room
+    /// r<i % rooms>/, churners a random room each time)
+    pub url: String,
+    /// Stable clients: connected first, they stay for the whole run, send at --rate and are
+    /// the measured receivers
+    #[arg(long, default_value_t = 100)]
+    pub clients: usize,
+    /// Rooms; stable client i joins room i % rooms
+    #[arg(long, default_value_t = 10)]
+    pub rooms: usize,
+    /// Messages per second per stable client, fractions allowed
+    #[arg(long, default_value_t = 1.0)]
+    pub rate: f64,
+    /// Bytes of each sent text frame (the JSON text), at least the stamp's ~45 bytes
+    #[arg(long, default_value_t = 64)]
+    pub payload: usize,
+    /// Churner slots: each cycles connect to a random room, send a few messages, stay a
+    /// random short time, leave (clean close, FIN, RST or half a frame then FIN, in turn)
+    #[arg(long, default_value_t = 50)]
+    pub churners: usize,
+    /// Churn connections started per second, over all churners (one every 1/C s, skipped
+    /// and counted as `starved` when every churner is busy)
+    #[arg(long, default_value_t = 20.0)]
+    pub churn_rate: f64,
+    /// Shortest stay of a churn connection, seconds
+    #[arg(long, default_value_t = 0.2)]
+    pub churn_stay_min: f64,
+    /// Longest stay of a churn connection, seconds
+    #[arg(long, default_value_t = 3.0)]
+    pub churn_stay_max: f64,
+    /// Most messages per churn connection: 1 to N (uniformly), at random times of its stay
+    /// (0: churners only join and leave)
+    #[arg(long, default_value_t = 3)]
+    pub churn_messages: u32,
+    /// Length of the run (stable sending and churn), seconds
+    #[arg(long, default_value_t = 60.0)]
+    pub duration: f64,
+    /// Longest wait for outstanding deliveries once the churners are gone; also how long a
+    /// churn connection's messages may still arrive after it ended, seconds
+    #[arg(long, default_value_t = 5.0)]
+    pub drain: f64,
+    /// Quiet time after the drain before the end readings (RSS, descriptors, /metrics),
+    /// seconds
+    #[arg(long, default_value_t = 3.0)]
+    pub settle: f64,
+    /// RSS growth allowed from start to end, percent of the start; the larger of this
+    /// and --rss-tolerance-mib applies
+    #[arg(long, default_value_t = 25.0)]
+    pub rss_tolerance_pct: f64,
+    /// RSS growth allowed from start to end, MiB (roomcast retains ~0.2 MiB under churn:
+    /// timer-wheel slot capacity and allocator fragmentation; see loadtest/README.md)
+    #[arg(long, default_value_t = 1.0)]
+    pub rss_tolerance_mib: f64,
+    /// Open descriptors the server may hold at the end above the start
+    #[arg(long, default_value_t = 0)]
+    pub fd_tolerance: u64,
+    /// Connection attempts in flight while the stable clients connect
+    #[arg(long, default_value_t = 256)]
+    pub connect_concurrency: usize,
+    /// Time allowed for TCP connect plus handshake, seconds
+    #[arg(long, default_value_t = 10.0)]
+    pub connect_timeout: f64,
+    /// Source addresses 127.0.0.1..127.0.0.N to spread client sockets over (loopback targets only)
+    #[arg(long, default_value_t = 8)]
+    pub source_addrs: usize,
+    /// Origin header [default: http://<host:port of the URL>; "" for none]
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// PID of the server under test, for its RSS, open descriptors and CPU time; repeat
+    /// for servers made of several processes (figures are summed)
+    #[arg(long = "server-pid", value_name = "PID")]
+    pub server_pid: Vec<u32>,
+    /// Pin the harness to this CPU core
+    #[arg(long, value_name = "CORE")]
+    pub cpu: Option<usize>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Args, Debug, Clone)]

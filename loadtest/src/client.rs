@@ -7,7 +7,7 @@
 //! process holds up to ~20,000 of them: the event loop reads into one shared buffer and
 //! only a partial frame left over at the end of a read is copied into the client.
 
-use crate::accounting::{Accounting, RxState};
+use crate::accounting::{RxState, Sink};
 use crate::handshake;
 use crate::target::Target;
 use crate::wsframe::{self, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
@@ -52,6 +52,8 @@ pub struct Client {
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     frag: Option<Box<Fragment>>,
+    /// We sent a close frame: the server's close is the answer, not to be echoed.
+    close_sent: bool,
 }
 
 /// A short reason for an I/O error, used as a counter key.
@@ -80,6 +82,7 @@ impl Client {
             rbuf: Vec::new(),
             wbuf: Vec::new(),
             frag: None,
+            close_sent: false,
         }
     }
 
@@ -171,10 +174,10 @@ impl Client {
     }
 
     /// Bytes received on an open connection.
-    pub fn on_bytes(
+    pub fn on_bytes<S: Sink>(
         &mut self,
         fresh: &[u8],
-        acct: &mut Accounting,
+        acct: &mut S,
         now_us: u64,
     ) -> Result<(), String> {
         if self.rbuf.is_empty() {
@@ -197,10 +200,10 @@ impl Client {
 
     /// Handles every whole frame at the start of `data`; returns the bytes consumed.
     /// An `Err` ends the connection with that reason.
-    fn on_frames(
+    fn on_frames<S: Sink>(
         &mut self,
         data: &[u8],
-        acct: &mut Accounting,
+        acct: &mut S,
         now_us: u64,
     ) -> Result<usize, String> {
         let mut pos = 0;
@@ -223,11 +226,14 @@ impl Client {
                 OP_PING => self.queue_frame(OP_PONG, payload),
                 OP_PONG => {}
                 OP_CLOSE => {
-                    // Echo the status code, as RFC 6455 section 5.5.1 suggests.
+                    // Echo the status code, as RFC 6455 section 5.5.1 suggests -- unless this
+                    // close answers ours, which ends the handshake.
                     let code =
                         (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
-                    let reply = code.map(u16::to_be_bytes);
-                    self.queue_frame(OP_CLOSE, reply.as_ref().map_or(&[][..], |r| &r[..]));
+                    if !self.close_sent {
+                        let reply = code.map(u16::to_be_bytes);
+                        self.queue_frame(OP_CLOSE, reply.as_ref().map_or(&[][..], |r| &r[..]));
+                    }
                     return Err(match code {
                         Some(c) => format!("server closed with {c}"),
                         None => "server closed".into(),
@@ -274,6 +280,30 @@ impl Client {
             payload,
             fastrand::u32(..).to_ne_bytes(),
         );
+    }
+
+    /// Appends only the first half (at least one byte, never all) of a masked frame: a
+    /// message cut off mid-frame, as a client that dies while writing leaves it.
+    pub fn queue_frame_prefix(&mut self, opcode: u8, payload: &[u8]) {
+        let start = self.wbuf.len();
+        self.queue_frame(opcode, payload);
+        let len = self.wbuf.len() - start;
+        self.wbuf.truncate(start + (len / 2).max(1));
+    }
+
+    /// Starts the closing handshake from our side: queues and writes a close frame with
+    /// `code`; the server's close frame then ends the connection without a reply.
+    pub fn start_close(&mut self, code: u16) -> Result<(), String> {
+        self.queue_frame(OP_CLOSE, &code.to_be_bytes());
+        self.close_sent = true;
+        self.flush()
+    }
+
+    /// Makes the coming `reset` send a TCP RST instead of a FIN (SO_LINGER with 0 s).
+    pub fn set_abortive_close(&self) {
+        if let Some(sock) = self.sock.as_ref() {
+            let _ = socket2::SockRef::from(sock).set_linger(Some(std::time::Duration::ZERO));
+        }
     }
 
     /// Bytes waiting to be written.
@@ -323,15 +353,16 @@ impl Client {
         self.rbuf = Vec::new();
         self.wbuf = Vec::new();
         self.frag = None;
+        self.close_sent = false;
         self.phase = Phase::Closed;
     }
 }
 
-fn deliver(rx: &mut RxState, acct: &mut Accounting, opcode: u8, payload: &[u8], now_us: u64) {
+fn deliver<S: Sink>(rx: &mut RxState, acct: &mut S, opcode: u8, payload: &[u8], now_us: u64) {
     if opcode == OP_TEXT {
         acct.on_text(rx, payload, now_us);
     } else {
-        acct.on_binary();
+        acct.on_binary(rx);
     }
 }
 

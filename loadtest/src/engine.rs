@@ -7,7 +7,7 @@
 //! min-heap of due times; the poll timeout is the earliest of the next due send, the next
 //! phase boundary and the next progress line, so the loop sleeps exactly as long as it may.
 
-use crate::accounting::{Accounting, Counts, RxState, Window};
+use crate::accounting::{Accounting, Counts, RxState, Sink, Window};
 use crate::client::{io_reason, Client, Phase};
 use crate::clock::now_us;
 use crate::layout::Layout;
@@ -28,7 +28,7 @@ use std::time::Duration;
 
 /// A client stops being sent to while this much is queued unsent (the server is not
 /// reading); the skipped sends are counted, not silently dropped.
-const MAX_QUEUED: usize = 1 << 20;
+pub const MAX_QUEUED: usize = 1 << 20;
 /// The shared read buffer.
 const READ_BUF: usize = 256 << 10;
 
@@ -114,7 +114,9 @@ impl StepResult {
     }
 }
 
-pub struct Engine {
+/// The event loop and every client. `S` receives what the clients read: the load modes'
+/// [`Accounting`], or the soak mode's own accounting (`soak_acct`).
+pub struct Engine<S: Sink = Accounting> {
     poll: Poll,
     events: Events,
     ready: Vec<(usize, bool, bool)>,
@@ -125,7 +127,7 @@ pub struct Engine {
     layout: Layout,
     target: Target,
     sources: Vec<IpAddr>,
-    pub acct: Accounting,
+    pub acct: S,
     scratch: Vec<u8>,
     msg: Vec<u8>,
     /// Connections open right now.
@@ -161,7 +163,7 @@ fn timeout_until(wake_us: u64) -> Duration {
     Duration::from_micros(wake_us.saturating_sub(now_us()).min(1_000_000))
 }
 
-impl Engine {
+impl Engine<Accounting> {
     /// `sources`: local addresses to bind client sockets to, used round-robin (empty:
     /// let the kernel choose).
     pub fn new(
@@ -170,10 +172,26 @@ impl Engine {
         sources: Vec<IpAddr>,
         progress: bool,
     ) -> io::Result<Engine> {
+        let acct = Accounting::new(&layout);
+        Engine::with_sink(layout, target, sources, progress, acct)
+    }
+}
+
+impl<S: Sink> Engine<S> {
+    /// As [`Engine::new`], with received messages going to `acct`.
+    pub fn with_sink(
+        layout: Layout,
+        target: Target,
+        sources: Vec<IpAddr>,
+        progress: bool,
+        acct: S,
+    ) -> io::Result<Engine<S>> {
         let clients = (0..layout.clients)
             .map(|c| {
                 let room = layout.room_of(c);
-                Client::new(RxState::new(room, layout.senders_in_room(room)))
+                let mut rx = RxState::new(room, layout.senders_in_room(room));
+                rx.id = c as u32;
+                Client::new(rx)
             })
             .collect();
         Ok(Engine {
@@ -183,7 +201,7 @@ impl Engine {
             outcomes: Vec::new(),
             clients,
             room_open: vec![0; layout.rooms],
-            acct: Accounting::new(&layout),
+            acct,
             layout,
             target,
             sources,
@@ -221,7 +239,7 @@ impl Engine {
         let mut next = 0usize;
         // Start order is deadline order, as every attempt gets the same timeout.
         let mut deadlines: VecDeque<(u64, usize)> = VecDeque::new();
-        self.progress.restart(t0, self.acct.lifetime_received);
+        self.progress.restart(t0, self.acct.lifetime_received());
         loop {
             let now = now_us();
             while inflight < concurrency && next < todo.len() {
@@ -283,7 +301,7 @@ impl Engine {
                 break;
             }
             let (open, failed, total) = (self.open, stats.failed, self.clients.len());
-            self.progress.tick(now, self.acct.lifetime_received, |_| {
+            self.progress.tick(now, self.acct.lifetime_received(), |_| {
                 format!(
                     "[connect {:6.1}s] open {open}/{total}  in flight {inflight}  failed {failed}",
                     (now - t0) as f64 / 1e6
@@ -299,151 +317,16 @@ impl Engine {
         stats
     }
 
-    /// Runs one step: warm-up, measured window, drain. Senders start at random offsets
-    /// within their first interval so a room's sends are spread, not synchronised.
-    pub fn run_step(&mut self, spec: &StepSpec, server: &ServerProcs) -> StepResult {
-        self.epoch += 1;
-        let t0 = now_us();
-        let win_start = t0 + spec.warmup_us;
-        let win_end = win_start + spec.duration_us;
-        let drain_end = win_end + spec.drain_us;
-        self.acct.begin(Window {
-            epoch: self.epoch,
-            start_us: win_start,
-            end_us: win_end,
-        });
-        let interval_us = if spec.rate > 0.0 {
-            (1e6 / spec.rate).max(1.0) as u64
-        } else {
-            u64::MAX / 4
-        };
-        let mut heap: BinaryHeap<Reverse<(u64, u32)>> = BinaryHeap::new();
-        for id in 0..self.clients.len() {
-            if self.layout.sender_slot(id).is_some()
-                && self.clients[id].phase == Phase::Open
-                && spec.rate > 0.0
-            {
-                heap.push(Reverse((t0 + fastrand::u64(0..interval_us), id as u32)));
-            }
-        }
-        let mut result = StepResult {
-            rate: spec.rate,
-            senders: heap.len() as u64,
-            ..StepResult::default()
-        };
-        let disconnects0 = self.disconnects;
-        let mut at_start: Option<Snapshot> = None;
-        let mut at_end: Option<Snapshot> = None;
-        let mut rss_peak: Option<u64> = None;
-        let mut next_sample = t0;
-        self.progress.restart(t0, self.acct.lifetime_received);
-        loop {
-            let now = now_us();
-            if at_start.is_none() && now >= win_start {
-                at_start = Some(Snapshot::take(server, now));
-            }
-            while let Some(&Reverse((due, id))) = heap.peek() {
-                if due > now {
-                    break;
-                }
-                heap.pop();
-                if due >= win_end {
-                    continue;
-                }
-                if self.send_chat(id as usize, due, spec.payload) {
-                    let next_due = due + interval_us;
-                    if next_due < win_end {
-                        heap.push(Reverse((next_due, id)));
-                    }
-                }
-            }
-            if at_end.is_none() && now >= win_end {
-                at_end = Some(Snapshot::take(server, now));
-            }
-            if now >= next_sample {
-                if let Some(s) = server.sample() {
-                    rss_peak = Some(rss_peak.unwrap_or(0).max(s.rss_kb));
-                }
-                next_sample = now + 1_000_000;
-            }
-            let interrupted = sys::interrupted();
-            if interrupted {
-                result.interrupted = true;
-                if at_start.is_none() {
-                    at_start = Some(Snapshot::take(server, now));
-                }
-                if at_end.is_none() {
-                    at_end = Some(Snapshot::take(server, now));
-                }
-            }
-            let all_in = self.acct.counts.delivered >= self.acct.counts.expected;
-            if at_end.is_some() && (now >= drain_end || all_in || interrupted) {
-                break;
-            }
-            let phase = if now < win_start {
-                "warmup "
-            } else if now < win_end {
-                "measure"
-            } else {
-                "drain  "
-            };
-            let (open, sent, c) = (self.open, self.acct.lifetime_sent, &self.acct.counts);
-            let (expected, delivered) = (c.expected, c.delivered);
-            self.progress.tick(now, self.acct.lifetime_received, |r| {
-                format!(
-                    "[{phase} {:6.1}s] open {open}  sent {sent}  window {delivered}/{expected}  {:.0} deliveries/s  harness cpu {:.0}%",
-                    (now - t0) as f64 / 1e6,
-                    r.received,
-                    r.cpu * 100.0
-                )
-            });
-            let mut wake = heap.peek().map_or(drain_end, |r| r.0 .0);
-            for boundary in [win_start, win_end, drain_end, next_sample] {
-                if boundary > now {
-                    wake = wake.min(boundary);
-                }
-            }
-            if let Some(p) = self.progress.deadline() {
-                wake = wake.min(p);
-            }
-            self.pump(timeout_until(wake));
-            self.outcomes.clear();
-        }
-        let end = now_us();
-        let a = at_start.unwrap_or_else(|| Snapshot::take(server, end));
-        let b = at_end.unwrap_or_else(|| Snapshot::take(server, end));
-        result.window_s = b.at_us.saturating_sub(a.at_us) as f64 / 1e6;
-        result.drain_s = end.saturating_sub(b.at_us) as f64 / 1e6;
-        result.harness_cpu_s = (b.cpu_s - a.cpu_s).max(0.0);
-        result.harness_util = if result.window_s > 0.0 {
-            result.harness_cpu_s / result.window_s
-        } else {
-            0.0
-        };
-        result.harness_wait_s = b.wait_s.zip(a.wait_s).map(|(x, y)| (x - y).max(0.0));
-        if let (Some(x), Some(y)) = (a.server, b.server) {
-            result.server_cpu_s = Some((y.cpu_s - x.cpu_s).max(0.0));
-            result.server_rss_kb = Some(y.rss_kb);
-            result.server_rss_peak_kb = Some(rss_peak.unwrap_or(0).max(y.rss_kb));
-            result.server_wait_s = y.wait_s.zip(x.wait_s).map(|(p, q)| (p - q).max(0.0));
-        }
-        result.counts = self.acct.counts.clone();
-        result.latency = Latency::from_histogram(&self.acct.latency);
-        result.send_lag = Latency::from_histogram(&self.acct.send_lag);
-        result.disconnects = self.disconnects - disconnects0;
-        result
-    }
-
     /// Waits until no delivery has arrived for `quiet_us` (at most `max_us`): lets a server
     /// that fell behind in an overloaded step catch up before the next one.
     pub fn settle(&mut self, quiet_us: u64, max_us: u64) {
         let t0 = now_us();
-        let mut last_seen = self.acct.lifetime_received;
+        let mut last_seen = self.acct.lifetime_received();
         let mut last_change = t0;
         loop {
             let now = now_us();
-            if self.acct.lifetime_received != last_seen {
-                last_seen = self.acct.lifetime_received;
+            if self.acct.lifetime_received() != last_seen {
+                last_seen = self.acct.lifetime_received();
                 last_change = now;
             }
             if now - last_change >= quiet_us || now - t0 >= max_us || sys::interrupted() {
@@ -459,7 +342,7 @@ impl Engine {
     pub fn hold(&mut self, label: &str, hold_us: u64, server: &ServerProcs) {
         let t0 = now_us();
         let end = t0 + hold_us;
-        self.progress.restart(t0, self.acct.lifetime_received);
+        self.progress.restart(t0, self.acct.lifetime_received());
         loop {
             let now = now_us();
             if now >= end || sys::interrupted() {
@@ -470,7 +353,7 @@ impl Engine {
                 .sample()
                 .map(|s| format!("  server rss {} MiB", s.rss_kb / 1024))
                 .unwrap_or_default();
-            self.progress.tick(now, self.acct.lifetime_received, |r| {
+            self.progress.tick(now, self.acct.lifetime_received(), |r| {
                 format!(
                     "[{label:<7} {:6.1}s] open {open}  disconnects {disconnects}{rss}  harness cpu {:.0}%",
                     (now - t0) as f64 / 1e6,
@@ -492,34 +375,123 @@ impl Engine {
         self.open = 0;
     }
 
-    /// Encodes, queues and writes one chat message; `false` takes the sender off the
-    /// schedule (it is no longer open).
-    fn send_chat(&mut self, id: usize, due: u64, payload_size: usize) -> bool {
+    /// Adds `n` clients (ids after the existing ones), idle and in no room yet; the soak
+    /// mode's churners, which the caller places in a room before each `start_client`.
+    pub fn add_clients(&mut self, n: usize) {
+        self.clients
+            .extend((0..n).map(|_| Client::new(RxState::default())));
+    }
+
+    pub fn client(&self, id: usize) -> &Client {
+        &self.clients[id]
+    }
+
+    pub fn client_mut(&mut self, id: usize) -> &mut Client {
+        &mut self.clients[id]
+    }
+
+    /// Starts one client's connect; its `Opened` or `Failed` outcome follows from `pump`.
+    /// `Err` is an immediate failure (no outcome follows).
+    pub fn start_client(&mut self, id: usize, now: u64) -> Result<(), String> {
+        let source = (!self.sources.is_empty()).then(|| self.sources[id % self.sources.len()]);
+        let registry = self.poll.registry();
+        self.clients[id]
+            .start(self.target.addr, source, registry, Token(id), now)
+            .map_err(|e| {
+                self.clients[id].reset();
+                io_reason(&e)
+            })
+    }
+
+    /// What happened to clients since the last call (opened, failed, closed).
+    pub fn take_outcomes(&mut self) -> Vec<Outcome> {
+        std::mem::take(&mut self.outcomes)
+    }
+
+    /// A new stamp epoch (the step number carried in every message).
+    pub fn next_epoch(&mut self) -> u32 {
+        self.epoch += 1;
+        self.epoch
+    }
+
+    /// Stamps and queues (does not write) one chat message from open client `id`;
+    /// `None` when it is not open.
+    pub fn queue_message(&mut self, id: usize, payload_size: usize) -> Option<Stamp> {
         let c = &mut self.clients[id];
         if c.phase != Phase::Open {
-            return false;
+            return None;
         }
-        if c.queued() > MAX_QUEUED {
-            self.acct.counts.skipped_backpressure += 1;
-            return true;
-        }
-        let now = now_us();
         c.next_seq = c.next_seq.wrapping_add(1);
         let stamp = Stamp {
             epoch: self.epoch,
-            ts_us: now,
-            sender: id as u32,
+            ts_us: now_us(),
+            sender: c.rx.id,
             seq: c.next_seq,
         };
         payload::encode(&mut self.msg, &stamp, payload_size);
         c.queue_frame(OP_TEXT, &self.msg);
-        let members = self.room_open[c.rx.room as usize];
-        self.acct.on_sent(now, members, now.saturating_sub(due));
-        if let Err(reason) = c.flush() {
-            self.drop_client(id, reason);
+        Some(stamp)
+    }
+
+    /// Writes what client `id` has queued; on failure the client is dropped (a `Closed`
+    /// outcome follows) and `false` returned.
+    pub fn flush_client(&mut self, id: usize) -> bool {
+        match self.clients[id].flush() {
+            Ok(()) => true,
+            Err(reason) => {
+                self.drop_client(id, reason);
+                false
+            }
+        }
+    }
+
+    /// Queues, writes and then abandons half of a stamped message from open client `id`,
+    /// leaving the server a frame cut off in the middle; `false` if it was not open.
+    pub fn queue_half_message(&mut self, id: usize, payload_size: usize) -> bool {
+        let c = &mut self.clients[id];
+        if c.phase != Phase::Open {
             return false;
         }
+        let stamp = Stamp {
+            epoch: self.epoch,
+            ts_us: now_us(),
+            sender: c.rx.id,
+            seq: c.next_seq.wrapping_add(1),
+        };
+        payload::encode(&mut self.msg, &stamp, payload_size);
+        c.queue_frame_prefix(OP_TEXT, &self.msg);
+        let _ = c.flush();
         true
+    }
+
+    /// Ends client `id` on purpose, without a close frame: the socket is closed (with a
+    /// TCP RST when `rst`, else a FIN after whatever is queued). No outcome is recorded
+    /// and it does not count as a disconnect; the caller keeps its own books.
+    pub fn hang_up(&mut self, id: usize, rst: bool) {
+        let c = &mut self.clients[id];
+        let was_open = c.phase == Phase::Open;
+        if rst {
+            c.set_abortive_close();
+        } else {
+            let _ = c.flush();
+        }
+        c.reset();
+        if was_open {
+            let room = &mut self.room_open[c.rx.room as usize];
+            *room = room.saturating_sub(1);
+            self.open = self.open.saturating_sub(1);
+        }
+    }
+
+    /// Waits for readiness (at most `timeout`) and handles what is ready; outcomes pile up
+    /// for `take_outcomes`.
+    pub fn poll_once(&mut self, timeout: Duration) {
+        self.pump(timeout);
+    }
+
+    /// Ends a client's connection, whatever its phase, recording why (an outcome follows).
+    pub fn abort_client(&mut self, id: usize, reason: String) {
+        self.drop_client(id, reason);
     }
 
     /// Waits for readiness (at most `timeout`) and handles what is ready.
@@ -667,5 +639,163 @@ impl Engine {
             }
             Phase::Idle | Phase::Closed => {}
         }
+    }
+}
+
+impl Engine<Accounting> {
+    /// Runs one step: warm-up, measured window, drain. Senders start at random offsets
+    /// within their first interval so a room's sends are spread, not synchronised.
+    pub fn run_step(&mut self, spec: &StepSpec, server: &ServerProcs) -> StepResult {
+        self.epoch += 1;
+        let t0 = now_us();
+        let win_start = t0 + spec.warmup_us;
+        let win_end = win_start + spec.duration_us;
+        let drain_end = win_end + spec.drain_us;
+        self.acct.begin(Window {
+            epoch: self.epoch,
+            start_us: win_start,
+            end_us: win_end,
+        });
+        let interval_us = if spec.rate > 0.0 {
+            (1e6 / spec.rate).max(1.0) as u64
+        } else {
+            u64::MAX / 4
+        };
+        let mut heap: BinaryHeap<Reverse<(u64, u32)>> = BinaryHeap::new();
+        for id in 0..self.clients.len() {
+            if self.layout.sender_slot(id).is_some()
+                && self.clients[id].phase == Phase::Open
+                && spec.rate > 0.0
+            {
+                heap.push(Reverse((t0 + fastrand::u64(0..interval_us), id as u32)));
+            }
+        }
+        let mut result = StepResult {
+            rate: spec.rate,
+            senders: heap.len() as u64,
+            ..StepResult::default()
+        };
+        let disconnects0 = self.disconnects;
+        let mut at_start: Option<Snapshot> = None;
+        let mut at_end: Option<Snapshot> = None;
+        let mut rss_peak: Option<u64> = None;
+        let mut next_sample = t0;
+        self.progress.restart(t0, self.acct.lifetime_received());
+        loop {
+            let now = now_us();
+            if at_start.is_none() && now >= win_start {
+                at_start = Some(Snapshot::take(server, now));
+            }
+            while let Some(&Reverse((due, id))) = heap.peek() {
+                if due > now {
+                    break;
+                }
+                heap.pop();
+                if due >= win_end {
+                    continue;
+                }
+                if self.send_chat(id as usize, due, spec.payload) {
+                    let next_due = due + interval_us;
+                    if next_due < win_end {
+                        heap.push(Reverse((next_due, id)));
+                    }
+                }
+            }
+            if at_end.is_none() && now >= win_end {
+                at_end = Some(Snapshot::take(server, now));
+            }
+            if now >= next_sample {
+                if let Some(s) = server.sample() {
+                    rss_peak = Some(rss_peak.unwrap_or(0).max(s.rss_kb));
+                }
+                next_sample = now + 1_000_000;
+            }
+            let interrupted = sys::interrupted();
+            if interrupted {
+                result.interrupted = true;
+                if at_start.is_none() {
+                    at_start = Some(Snapshot::take(server, now));
+                }
+                if at_end.is_none() {
+                    at_end = Some(Snapshot::take(server, now));
+                }
+            }
+            let all_in = self.acct.counts.delivered >= self.acct.counts.expected;
+            if at_end.is_some() && (now >= drain_end || all_in || interrupted) {
+                break;
+            }
+            let phase = if now < win_start {
+                "warmup "
+            } else if now < win_end {
+                "measure"
+            } else {
+                "drain  "
+            };
+            let (open, sent, c) = (self.open, self.acct.lifetime_sent, &self.acct.counts);
+            let (expected, delivered) = (c.expected, c.delivered);
+            self.progress.tick(now, self.acct.lifetime_received(), |r| {
+                format!(
+                    "[{phase} {:6.1}s] open {open}  sent {sent}  window {delivered}/{expected}  {:.0} deliveries/s  harness cpu {:.0}%",
+                    (now - t0) as f64 / 1e6,
+                    r.received,
+                    r.cpu * 100.0
+                )
+            });
+            let mut wake = heap.peek().map_or(drain_end, |r| r.0 .0);
+            for boundary in [win_start, win_end, drain_end, next_sample] {
+                if boundary > now {
+                    wake = wake.min(boundary);
+                }
+            }
+            if let Some(p) = self.progress.deadline() {
+                wake = wake.min(p);
+            }
+            self.pump(timeout_until(wake));
+            self.outcomes.clear();
+        }
+        let end = now_us();
+        let a = at_start.unwrap_or_else(|| Snapshot::take(server, end));
+        let b = at_end.unwrap_or_else(|| Snapshot::take(server, end));
+        result.window_s = b.at_us.saturating_sub(a.at_us) as f64 / 1e6;
+        result.drain_s = end.saturating_sub(b.at_us) as f64 / 1e6;
+        result.harness_cpu_s = (b.cpu_s - a.cpu_s).max(0.0);
+        result.harness_util = if result.window_s > 0.0 {
+            result.harness_cpu_s / result.window_s
+        } else {
+            0.0
+        };
+        result.harness_wait_s = b.wait_s.zip(a.wait_s).map(|(x, y)| (x - y).max(0.0));
+        if let (Some(x), Some(y)) = (a.server, b.server) {
+            result.server_cpu_s = Some((y.cpu_s - x.cpu_s).max(0.0));
+            result.server_rss_kb = Some(y.rss_kb);
+            result.server_rss_peak_kb = Some(rss_peak.unwrap_or(0).max(y.rss_kb));
+            result.server_wait_s = y.wait_s.zip(x.wait_s).map(|(p, q)| (p - q).max(0.0));
+        }
+        result.counts = self.acct.counts.clone();
+        result.latency = Latency::from_histogram(&self.acct.latency);
+        result.send_lag = Latency::from_histogram(&self.acct.send_lag);
+        result.disconnects = self.disconnects - disconnects0;
+        result
+    }
+
+    /// Encodes, queues and writes one chat message; `false` takes the sender off the
+    /// schedule (it is no longer open).
+    fn send_chat(&mut self, id: usize, due: u64, payload_size: usize) -> bool {
+        let c = &self.clients[id];
+        if c.phase != Phase::Open {
+            return false;
+        }
+        if c.queued() > MAX_QUEUED {
+            self.acct.counts.skipped_backpressure += 1;
+            return true;
+        }
+        let room = c.rx.room as usize;
+        let Some(stamp) = self.queue_message(id, payload_size) else {
+            return false;
+        };
+        let members = self.room_open[room];
+        self.acct
+            .on_sent(stamp.ts_us, members, stamp.ts_us.saturating_sub(due));
+        self.flush_client(id)
     }
 }

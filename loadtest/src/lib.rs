@@ -19,6 +19,8 @@ pub mod progress;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod scrape;
+pub mod soak;
 pub mod sys;
 pub mod target;
 pub mod wsframe;

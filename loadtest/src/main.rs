@@ -3,7 +3,7 @@
 use clap::Parser;
 use loadtest::cli::{Cli, Command, RunArgs};
 use loadtest::scenario::Plan;
-use loadtest::{compare, runner, sys};
+use loadtest::{compare, runner, soak, sys};
 
 fn run(args: &RunArgs, idle: bool) -> Result<i32, String> {
     let url = args
@@ -36,6 +36,7 @@ fn main() {
         None => run(&cli.run, false),
         Some(Command::Idle(args)) => run(args, true),
         Some(Command::Compare(args)) => compare::run(args),
+        Some(Command::Soak(args)) => soak::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -68,6 +68,11 @@ pub fn rss_kb(pid: u32) -> Option<u64> {
     status_kb(pid, "VmRSS")
 }
 
+/// Open file descriptors of `pid`: the entries of /proc/PID/fd (needs the same user).
+pub fn fd_count(pid: u32) -> Option<u64> {
+    Some(fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
+}
+
 pub fn ppid(pid: u32) -> Option<u32> {
     field(pid, 4).map(|v| v as u32)
 }
@@ -186,6 +191,22 @@ impl ServerProcs {
         Some(s)
     }
 
+    /// Anonymous resident memory (`RssAnon`: heap and stacks, no code pages), summed.
+    pub fn rss_anon_kb(&self) -> Option<u64> {
+        if self.pids.is_empty() {
+            return None;
+        }
+        self.pids.iter().map(|&p| status_kb(p, "RssAnon")).sum()
+    }
+
+    /// Open descriptors, summed; `None` without PIDs or when one is unreadable.
+    pub fn fds(&self) -> Option<u64> {
+        if self.pids.is_empty() {
+            return None;
+        }
+        self.pids.iter().map(|&p| fd_count(p)).sum()
+    }
+
     /// The smallest soft open-file limit among the PIDs.
     pub fn min_nofile(&self) -> Option<u64> {
         self.pids
@@ -207,9 +228,14 @@ mod tests {
         assert!(alive(me));
         assert!(runqueue_wait_seconds(me).is_some());
         assert!(nofile_limits(me).is_some());
+        // Other tests run in parallel threads of this process: no exact count.
+        assert!(fd_count(me).unwrap() >= 3);
         assert_eq!(ppid(me), Some(std::os::unix::process::parent_id()));
         let procs = ServerProcs::new(&[me]).unwrap();
         assert!(procs.sample().unwrap().rss_kb > 0);
+        assert!(procs.fds().unwrap() >= 3);
+        assert!(procs.rss_anon_kb().unwrap() > 0);
+        assert_eq!(ServerProcs::default().fds(), None);
         assert!(ServerProcs::new(&[u32::MAX - 1]).is_err());
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();

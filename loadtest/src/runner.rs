@@ -7,6 +7,7 @@ use crate::proc::{self, ServerProcs};
 use crate::report::{IdleReport, Report, SaturateReport, StepSummary, HARNESS_BUSY};
 use crate::scenario::{Mode, Plan};
 use crate::sys;
+use crate::target::Target;
 use std::net::{IpAddr, Ipv4Addr};
 
 /// File descriptors the harness needs besides its client sockets (stdio, epoll, /proc reads).
@@ -15,8 +16,13 @@ pub const FD_RESERVE: u64 = 32;
 /// Local addresses for client sockets: 127.0.0.1 .. 127.0.0.N for a loopback IPv4 target
 /// (every 127.x address is local on Linux), none otherwise.
 pub fn source_addresses(plan: &Plan) -> Vec<IpAddr> {
-    match plan.target.addr.ip() {
-        IpAddr::V4(v4) if v4.is_loopback() => (1..=plan.source_addrs as u8)
+    sources_for(&plan.target, plan.source_addrs)
+}
+
+/// As [`source_addresses`], for a target and a count.
+pub fn sources_for(target: &Target, count: usize) -> Vec<IpAddr> {
+    match target.addr.ip() {
+        IpAddr::V4(v4) if v4.is_loopback() => (1..=count.clamp(1, 250) as u8)
             .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
             .collect(),
         _ => Vec::new(),
@@ -53,8 +59,12 @@ fn check_limits(plan: &Plan, sources: usize) -> Result<(), String> {
 
 /// Warns when the server's own open-file limit is below what the run asks of it.
 fn check_server_limits(plan: &Plan, server: &ServerProcs, warnings: &mut Vec<String>) {
+    check_server_nofile(plan.layout.clients as u64, server, warnings);
+}
+
+/// Warns when the server's own open-file limit cannot hold `clients` connections.
+pub fn check_server_nofile(clients: u64, server: &ServerProcs, warnings: &mut Vec<String>) {
     if let Some(limit) = server.min_nofile() {
-        let clients = plan.layout.clients as u64;
         if clients + 10 > limit {
             warnings.push(format!(
                 "the server's open-file limit is {limit}: it cannot hold {clients} connections \

@@ -16,7 +16,7 @@ use tungstenite::protocol::Role;
 use tungstenite::{Message, WebSocket};
 
 /// Deliberate faults, each counted over all fan-out deliveries (1-based).
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct Faults {
     /// Skip this delivery.
     pub drop_nth_delivery: Option<u64>,
@@ -26,6 +26,18 @@ pub struct Faults {
     pub error_nth_message: Option<u64>,
     /// Ping every client right after its handshake.
     pub ping_on_open: bool,
+    /// Skip one delivery picked by sender and receiver (see [`TargetedDrop`]).
+    pub drop_targeted: Option<TargetedDrop>,
+}
+
+/// Skips the `nth` (1-based) of the deliveries whose sender's and receiver's connection
+/// numbers (in handshake order, from 0) fall in the given ranges. The soak mode connects
+/// its stable clients first, so `0..N` are they and `N..` the churn connections.
+#[derive(Clone, Debug, Default)]
+pub struct TargetedDrop {
+    pub nth: u64,
+    pub senders: std::ops::Range<u64>,
+    pub receivers: std::ops::Range<u64>,
 }
 
 type Rooms = Mutex<HashMap<String, Vec<(u64, Sender<Message>)>>>;
@@ -40,6 +52,7 @@ struct Shared {
     rooms: Rooms,
     faults: Faults,
     deliveries: AtomicU64,
+    targeted: AtomicU64,
     messages: AtomicU64,
     next_id: AtomicU64,
     pongs: Arc<AtomicU64>,
@@ -55,6 +68,7 @@ pub fn start(faults: Faults) -> TestServer {
         rooms: Mutex::new(HashMap::new()),
         faults,
         deliveries: AtomicU64::new(0),
+        targeted: AtomicU64::new(0),
         messages: AtomicU64::new(0),
         next_id: AtomicU64::new(0),
         pongs: pongs.clone(),
@@ -115,7 +129,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
         .push((id, tx.clone()));
     loop {
         match ws.read() {
-            Ok(Message::Text(t)) => on_text(shared, &room, &tx, t.as_str()),
+            Ok(Message::Text(t)) => on_text(shared, &room, id, &tx, t.as_str()),
             Ok(Message::Pong(_)) => {
                 shared.pongs.fetch_add(1, Ordering::SeqCst);
             }
@@ -134,7 +148,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
     }
 }
 
-fn on_text(shared: &Shared, room: &str, me: &Sender<Message>, text: &str) {
+fn on_text(shared: &Shared, room: &str, me_id: u64, me: &Sender<Message>, text: &str) {
     let value = match serde_json::from_str::<serde_json::Value>(text) {
         Ok(serde_json::Value::Object(mut o)) if o.contains_key("message") => {
             o.remove("message").unwrap()
@@ -155,10 +169,18 @@ fn on_text(shared: &Shared, room: &str, me: &Sender<Message>, text: &str) {
     let out = format!("{{\"message\": {value}}}");
     // Fan out under the lock so every member sees the room's messages in one order.
     let rooms = shared.rooms.lock().unwrap();
-    for (_, member) in rooms.get(room).into_iter().flatten() {
+    for (member_id, member) in rooms.get(room).into_iter().flatten() {
         let k = shared.deliveries.fetch_add(1, Ordering::SeqCst) + 1;
         if shared.faults.drop_nth_delivery == Some(k) {
             continue;
+        }
+        if let Some(t) = &shared.faults.drop_targeted {
+            if t.senders.contains(&me_id)
+                && t.receivers.contains(member_id)
+                && shared.targeted.fetch_add(1, Ordering::SeqCst) + 1 == t.nth
+            {
+                continue;
+            }
         }
         let _ = member.send(Message::text(out.clone()));
         if shared.faults.duplicate_nth_delivery == Some(k) {

@@ -1,0 +1,721 @@
+//! The soak run's result (the JSON line and the human table) and its verdict.
+
+use super::acct::ChurnCounts;
+use super::SoakPlan;
+use crate::accounting::Counts;
+use crate::engine::ConnectStats;
+use crate::report::{ms, Latency, HARNESS_BUSY};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// roomcast's `/metrics` gauges (`None`: the page lacks that sample).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Gauges {
+    pub connections: Option<u64>,
+    pub rooms: Option<u64>,
+    pub tcp_connections: Option<u64>,
+}
+
+/// Churn figures: connections, how they ended, and the churner-message accounting.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ChurnReport {
+    /// Churn connections started.
+    pub connects_attempted: u64,
+    /// Churn connections that opened (completed the handshake).
+    pub connects: u64,
+    pub connects_per_sec: f64,
+    pub connect_failures: u64,
+    pub connect_errors: BTreeMap<String, u64>,
+    /// Connect times (every 1/C s) when every churner was busy: skipped.
+    pub starved: u64,
+    /// Most churn connections open at once.
+    pub max_open: u64,
+    pub leaves_clean: u64,
+    pub leaves_fin: u64,
+    pub leaves_rst: u64,
+    pub leaves_half_frame: u64,
+    /// Clean leaves the server answered with its close frame.
+    pub clean_closes_answered: u64,
+    /// Clean leaves without the server's close frame (within 5 s).
+    pub clean_close_unanswered: u64,
+    /// Churn connections the server (or the network) ended while they were open.
+    pub unexpected_closes: u64,
+    /// Why, for unanswered clean closes and unexpected closes.
+    pub close_problems: BTreeMap<String, u64>,
+    #[serde(flatten)]
+    pub counts: ChurnCounts,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SoakReport {
+    pub mode: String,
+    pub url: String,
+    /// Asked length of the run, and the actual one.
+    pub duration_s: f64,
+    pub window_s: f64,
+    pub stable_clients: u64,
+    pub rooms: u64,
+    pub rate_per_sender: f64,
+    pub payload_bytes: u64,
+    pub churners: u64,
+    /// Asked churn connections per second (`churn.connects_per_sec` is what happened).
+    pub churn_rate: f64,
+    pub connected: u64,
+    pub connect_failures: u64,
+    pub connect_errors: BTreeMap<String, u64>,
+    pub connect_time_s: f64,
+    /// Stable accounting: stable senders' messages to stable receivers.
+    pub sent: u64,
+    pub expected_deliveries: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    /// Every counted delivery to a stable member (stable and churner senders).
+    pub latency_us: Latency,
+    pub delivered_per_sec: f64,
+    pub send_lag_us: Latency,
+    /// Stable `lost` plus churner messages' `churn.lost`.
+    pub lost_total: u64,
+    pub churn: ChurnReport,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub out_of_order: u64,
+    pub misrouted: u64,
+    pub foreign: u64,
+    pub unexpected: u64,
+    pub unrecognized: u64,
+    pub binary: u64,
+    pub stale: u64,
+    pub skipped_backpressure: u64,
+    pub stable_disconnects: u64,
+    pub stable_disconnect_reasons: BTreeMap<String, u64>,
+    pub server_pids: Vec<u32>,
+    pub server_rss_start_kb: Option<u64>,
+    pub server_rss_peak_kb: Option<u64>,
+    pub server_rss_end_kb: Option<u64>,
+    /// Growth from start to end allowed: max(--rss-tolerance-pct of start, --rss-tolerance-mib).
+    pub server_rss_tolerance_kb: Option<u64>,
+    /// `RssAnon` (heap and stacks, without the binary's code pages) at start and end: shown
+    /// to tell a heap leak from code paged in late, not judged.
+    pub server_rss_anon_start_kb: Option<u64>,
+    pub server_rss_anon_end_kb: Option<u64>,
+    pub server_fds_start: Option<u64>,
+    pub server_fds_peak: Option<u64>,
+    pub server_fds_end: Option<u64>,
+    pub fd_tolerance: u64,
+    pub server_cpu_s: Option<f64>,
+    pub server_cpu_wait_s: Option<f64>,
+    pub metrics_start: Option<Gauges>,
+    pub metrics_end: Option<Gauges>,
+    pub harness_cpu_s: f64,
+    pub harness_cpu_util: f64,
+    pub harness_cpu_wait_s: Option<f64>,
+    pub harness_rss_kb: Option<u64>,
+    pub interrupted: bool,
+    #[serde(skip)]
+    rss_tolerance_pct: f64,
+    #[serde(skip)]
+    rss_tolerance_mib: f64,
+    pub warnings: Vec<String>,
+    pub failures: Vec<String>,
+    pub ok: bool,
+}
+
+impl SoakReport {
+    pub fn new(plan: &SoakPlan, conn: &ConnectStats) -> SoakReport {
+        SoakReport {
+            mode: "soak".into(),
+            url: plan.url.clone(),
+            duration_s: plan.duration_s,
+            stable_clients: plan.layout.clients as u64,
+            rooms: plan.layout.rooms as u64,
+            rate_per_sender: plan.rate,
+            payload_bytes: plan.payload as u64,
+            churners: plan.churners as u64,
+            churn_rate: if plan.churners > 0 {
+                plan.churn_rate
+            } else {
+                0.0
+            },
+            connected: conn.opened,
+            connect_failures: conn.failed,
+            connect_errors: conn.reasons.clone(),
+            connect_time_s: conn.elapsed_s,
+            server_pids: plan.server_pids.clone(),
+            fd_tolerance: plan.fd_tolerance,
+            rss_tolerance_pct: plan.rss_tolerance_pct,
+            rss_tolerance_mib: plan.rss_tolerance_mib,
+            ..SoakReport::default()
+        }
+    }
+
+    /// Takes the stable accounting's counters.
+    pub fn fill_stable(&mut self, c: &Counts, latency: &Histogram<u64>, send_lag: &Histogram<u64>) {
+        self.sent = c.sent;
+        self.expected_deliveries = c.expected;
+        self.delivered = c.delivered;
+        self.lost = c.lost();
+        self.latency_us = Latency::from_histogram(latency);
+        self.send_lag_us = Latency::from_histogram(send_lag);
+        self.errors = c.errors;
+        self.first_error = c.first_error.clone();
+        self.out_of_order = c.out_of_order;
+        self.misrouted = c.misrouted;
+        self.foreign = c.foreign;
+        self.unexpected = c.unexpected();
+        self.unrecognized = c.unrecognized;
+        self.binary = c.binary;
+        self.stale = c.stale;
+        self.skipped_backpressure = c.skipped_backpressure;
+    }
+
+    /// The RSS growth allowed for a start reading of `start_kb`.
+    pub fn rss_tolerance_kb(start_kb: u64, pct: f64, mib: f64) -> u64 {
+        let by_pct = (start_kb as f64 * pct / 100.0) as u64;
+        let by_mib = (mib * 1024.0) as u64;
+        by_pct.max(by_mib)
+    }
+
+    /// Decides `ok`. Call once, last.
+    pub fn finish(&mut self) {
+        let ch = &self.churn;
+        let k = &ch.counts;
+        self.lost_total = self.lost + k.lost;
+        let mut f = Vec::new();
+        let mut fail = |cond: bool, text: String| {
+            if cond {
+                f.push(text);
+            }
+        };
+        fail(
+            self.connect_failures > 0,
+            format!(
+                "{} of {} stable clients failed to connect",
+                self.connect_failures, self.stable_clients
+            ),
+        );
+        fail(
+            self.sent == 0 && !self.interrupted,
+            "no stable message was sent".into(),
+        );
+        fail(
+            self.lost > 0,
+            format!(
+                "{} of {} expected deliveries of stable members' messages were lost",
+                self.lost, self.expected_deliveries
+            ),
+        );
+        fail(
+            k.lost > 0,
+            format!(
+                "{} of {} expected deliveries of accepted churner messages to stable members were lost",
+                k.lost, k.expected
+            ),
+        );
+        fail(
+            k.late > 0,
+            format!(
+                "{} churner messages reached a stable member more than the drain time after their sender left",
+                k.late
+            ),
+        );
+        fail(
+            k.phantom > 0,
+            format!(
+                "{} deliveries of messages never sent whole (a half frame broadcast?)",
+                k.phantom
+            ),
+        );
+        fail(
+            self.errors > 0,
+            format!("the server answered {} messages with an error", self.errors),
+        );
+        let ooo = self.out_of_order + k.out_of_order;
+        fail(
+            ooo > 0,
+            format!("{ooo} deliveries were duplicated or out of order"),
+        );
+        let mis = self.misrouted + k.misrouted;
+        fail(
+            mis > 0,
+            format!("{mis} deliveries reached a client of another room"),
+        );
+        fail(
+            self.foreign > 0,
+            format!(
+                "{} deliveries named a sender that does not exist",
+                self.foreign
+            ),
+        );
+        fail(
+            self.unexpected > 0,
+            format!("{} more deliveries than expected", self.unexpected),
+        );
+        fail(
+            self.binary > 0,
+            format!("{} binary frames from a chat server", self.binary),
+        );
+        fail(
+            self.stable_disconnects > 0,
+            format!(
+                "{} stable connections were closed during the run",
+                self.stable_disconnects
+            ),
+        );
+        fail(
+            ch.unexpected_closes > 0,
+            format!(
+                "the server ended {} churn connections that were open (broken frame? see close_problems)",
+                ch.unexpected_closes
+            ),
+        );
+        fail(
+            ch.clean_close_unanswered > 0,
+            format!(
+                "{} clean closes were not answered with a close frame",
+                ch.clean_close_unanswered
+            ),
+        );
+        fail(
+            ch.connect_failures > 0,
+            format!("{} churn connections failed to open", ch.connect_failures),
+        );
+        fail(
+            self.churners > 0 && ch.connects == 0 && !self.interrupted,
+            "no churn connection opened".into(),
+        );
+        match (self.server_fds_start, self.server_fds_end) {
+            (Some(a), Some(b)) if b > a + self.fd_tolerance => fail(
+                true,
+                format!(
+                    "the server holds {b} descriptors at the end, {} more than the {a} at the start",
+                    b - a
+                ),
+            ),
+            _ => {}
+        }
+        if let (Some(a), Some(b)) = (self.server_rss_start_kb, self.server_rss_end_kb) {
+            let tol = Self::rss_tolerance_kb(a, self.rss_tolerance_pct, self.rss_tolerance_mib);
+            self.server_rss_tolerance_kb = Some(tol);
+            fail(
+                b > a + tol,
+                format!(
+                    "server RSS grew from {:.1} MiB to {:.1} MiB, more than the {:.1} MiB allowed",
+                    a as f64 / 1024.0,
+                    b as f64 / 1024.0,
+                    tol as f64 / 1024.0
+                ),
+            );
+        }
+        if let Some(g) = self.metrics_end {
+            if let Some(c) = g.connections.filter(|&c| c != self.connected) {
+                fail(
+                    true,
+                    format!(
+                        "/metrics shows {c} connections at the end, not the {} stable ones",
+                        self.connected
+                    ),
+                );
+            }
+            if let Some(r) = g.rooms.filter(|&r| r != self.rooms) {
+                fail(
+                    true,
+                    format!("/metrics shows {r} rooms at the end, not {}", self.rooms),
+                );
+            }
+        }
+        fail(self.interrupted, "interrupted".into());
+
+        let mut w = Vec::new();
+        if self.server_pids.is_empty() {
+            w.push("no --server-pid: the RSS and descriptor checks were skipped".to_string());
+        } else if self.server_fds_start.is_none() {
+            w.push("cannot read the server's /proc/PID/fd (another user?)".into());
+        }
+        if self.churners > 0 && ch.starved > 0 {
+            w.push(format!(
+                "{} churn connects skipped with every churner busy: {:.1}/s instead of {}/s \
+                 (more --churners, or shorter stays)",
+                ch.starved, ch.connects_per_sec, self.churn_rate
+            ));
+        }
+        if self.harness_cpu_util > HARNESS_BUSY {
+            w.push(format!(
+                "the harness used {:.0}% of a core: it may have been the bottleneck",
+                self.harness_cpu_util * 100.0
+            ));
+        }
+        for (who, wait) in [
+            ("harness", self.harness_cpu_wait_s),
+            ("server", self.server_cpu_wait_s),
+        ] {
+            if let Some(x) = wait.filter(|&x| self.window_s > 0.0 && x > 0.05 * self.window_s) {
+                w.push(format!(
+                    "the {who} waited {x:.2} s of the {:.1} s run for a CPU: the machine is busy, \
+                     latencies include that wait",
+                    self.window_s
+                ));
+            }
+        }
+        if self.send_lag_us.p99 > 10_000 {
+            w.push(format!(
+                "sends left up to {:.1} ms late (p99): the harness could not keep its schedule",
+                self.send_lag_us.p99 as f64 / 1000.0
+            ));
+        }
+        if self.skipped_backpressure > 0 {
+            w.push(format!(
+                "{} sends skipped: the server stopped reading from some clients",
+                self.skipped_backpressure
+            ));
+        }
+        if self.unrecognized > 0 {
+            w.push(format!(
+                "{} text frames were not chat messages of this run",
+                self.unrecognized
+            ));
+        }
+        self.warnings.append(&mut w);
+        self.failures.append(&mut f);
+        self.ok = self.failures.is_empty();
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        if self.ok {
+            0
+        } else {
+            1
+        }
+    }
+
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| format!("{{\"error\":\"cannot serialise report: {e}\"}}"))
+    }
+
+    /// The human table.
+    pub fn to_table(&self) -> String {
+        let mut t = String::new();
+        let mut row = |k: &str, v: String| {
+            let _ = writeln!(t, "  {k:<30} {v}");
+        };
+        let ch = &self.churn;
+        let k = &ch.counts;
+        row("run", format!("soak against {}", self.url));
+        row(
+            "duration",
+            format!("{:.1} s (asked {} s)", self.window_s, trim(self.duration_s)),
+        );
+        row(
+            "stable clients / rooms",
+            format!(
+                "{} / {}, {} msg/s each, {} bytes",
+                self.stable_clients,
+                self.rooms,
+                trim(self.rate_per_sender),
+                self.payload_bytes
+            ),
+        );
+        row(
+            "stable connected",
+            format!(
+                "{} ({} failed) in {:.2} s",
+                self.connected, self.connect_failures, self.connect_time_s
+            ),
+        );
+        for (why, n) in &self.connect_errors {
+            row("  connect error", format!("{n} x {why}"));
+        }
+        row(
+            "churners",
+            format!(
+                "{} slots, asked {}/s: {} connections opened ({:.1}/s), {} failed, max {} open at once",
+                self.churners,
+                trim(self.churn_rate),
+                ch.connects,
+                ch.connects_per_sec,
+                ch.connect_failures,
+                ch.max_open
+            ),
+        );
+        row(
+            "churn leaves",
+            format!(
+                "clean {} ({} answered), FIN {}, RST {}, half frame {}",
+                ch.leaves_clean,
+                ch.clean_closes_answered,
+                ch.leaves_fin,
+                ch.leaves_rst,
+                ch.leaves_half_frame
+            ),
+        );
+        for (why, n) in &ch.connect_errors {
+            row("  churn connect error", format!("{n} x {why}"));
+        }
+        for (why, n) in &ch.close_problems {
+            row("  churn close problem", format!("{n} x {why}"));
+        }
+        row(
+            "stable messages",
+            format!(
+                "sent {}, expected {}, delivered {}, lost {}",
+                self.sent, self.expected_deliveries, self.delivered, self.lost
+            ),
+        );
+        row(
+            "churner messages",
+            format!(
+                "sent {}, accepted {} (echoed {}, seen only {}), unaccepted {}",
+                k.sent, k.accepted, k.echoed, k.accepted_unechoed, k.unaccepted
+            ),
+        );
+        row(
+            "  to stable members",
+            format!(
+                "expected {}, delivered {}, lost {}, late {}",
+                k.expected, k.delivered, k.lost, k.late
+            ),
+        );
+        row(
+            "delivered to churners",
+            format!("{} (checked, not counted)", k.received_by_churners),
+        );
+        row(
+            "delivered per second",
+            format!(
+                "{:.0} (stable messages to stable members)",
+                self.delivered_per_sec
+            ),
+        );
+        let l = &self.latency_us;
+        row(
+            "latency",
+            format!(
+                "p50 {} p90 {} p99 {} p99.9 {} max {}",
+                ms(l.p50),
+                ms(l.p90),
+                ms(l.p99),
+                ms(l.p999),
+                ms(l.max)
+            ),
+        );
+        let delta = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => format!(" ({:+} kB)", b as i64 - a as i64),
+            _ => String::new(),
+        };
+        row(
+            "server rss",
+            format!(
+                "start {}, peak {}, end {}{} (allowed +{})",
+                kib(self.server_rss_start_kb),
+                kib(self.server_rss_peak_kb),
+                kib(self.server_rss_end_kb),
+                delta(self.server_rss_start_kb, self.server_rss_end_kb),
+                kib(self.server_rss_tolerance_kb)
+            ),
+        );
+        row(
+            "server rss anon (heap)",
+            format!(
+                "start {}, end {}{}",
+                kib(self.server_rss_anon_start_kb),
+                kib(self.server_rss_anon_end_kb),
+                delta(self.server_rss_anon_start_kb, self.server_rss_anon_end_kb)
+            ),
+        );
+        let n = |v: Option<u64>| v.map_or("-".into(), |x| x.to_string());
+        row(
+            "server open descriptors",
+            format!(
+                "start {}, peak {}, end {}",
+                n(self.server_fds_start),
+                n(self.server_fds_peak),
+                n(self.server_fds_end)
+            ),
+        );
+        let g = |v: Option<Gauges>| {
+            v.map_or("-".into(), |g| {
+                format!(
+                    "connections {}, rooms {}, tcp {}",
+                    n(g.connections),
+                    n(g.rooms),
+                    n(g.tcp_connections)
+                )
+            })
+        };
+        row("/metrics at start", g(self.metrics_start));
+        row("/metrics at end", g(self.metrics_end));
+        row(
+            "server cpu",
+            self.server_cpu_s
+                .map_or("-".into(), |s| format!("{s:.2} s")),
+        );
+        row(
+            "harness cpu",
+            format!(
+                "{:.2} s = {:.0}% of a core, rss {}",
+                self.harness_cpu_s,
+                self.harness_cpu_util * 100.0,
+                kb(self.harness_rss_kb)
+            ),
+        );
+        for (key, v) in [
+            ("server errors", self.errors),
+            (
+                "out of order / duplicate",
+                self.out_of_order + k.out_of_order,
+            ),
+            ("misrouted", self.misrouted + k.misrouted),
+            ("phantom", k.phantom),
+            ("unexpected", self.unexpected),
+            ("stable disconnects", self.stable_disconnects),
+            ("churn closed by the server", ch.unexpected_closes),
+        ] {
+            if v > 0 {
+                row(key, v.to_string());
+            }
+        }
+        for (why, c) in &self.stable_disconnect_reasons {
+            row("  stable closed", format!("{c} x {why}"));
+        }
+        if let Some(e) = &self.first_error {
+            row("first error", e.clone());
+        }
+        for w in &self.warnings {
+            let _ = writeln!(t, "WARNING: {w}");
+        }
+        for f in &self.failures {
+            let _ = writeln!(t, "FAILED: {f}");
+        }
+        let _ = writeln!(
+            t,
+            "{}",
+            if self.ok {
+                "RESULT: ok"
+            } else {
+                "RESULT: FAILED"
+            }
+        );
+        t
+    }
+}
+
+fn kb(v: Option<u64>) -> String {
+    v.map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+}
+
+/// Exact kB: soak deltas are often a fraction of a MiB.
+fn kib(v: Option<u64>) -> String {
+    v.map_or("-".into(), |k| format!("{k} kB"))
+}
+
+fn trim(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clean() -> SoakReport {
+        SoakReport {
+            stable_clients: 4,
+            rooms: 2,
+            connected: 4,
+            churners: 2,
+            sent: 10,
+            expected_deliveries: 20,
+            delivered: 20,
+            churn: ChurnReport {
+                connects: 5,
+                ..ChurnReport::default()
+            },
+            server_pids: vec![1],
+            server_fds_start: Some(20),
+            server_fds_end: Some(20),
+            server_rss_start_kb: Some(10_000),
+            server_rss_end_kb: Some(10_000),
+            metrics_end: Some(Gauges {
+                connections: Some(4),
+                rooms: Some(2),
+                tcp_connections: Some(5),
+            }),
+            rss_tolerance_pct: 25.0,
+            rss_tolerance_mib: 1.0,
+            ..SoakReport::default()
+        }
+    }
+
+    #[test]
+    fn a_clean_run_passes() {
+        let mut r = clean();
+        r.finish();
+        assert!(r.ok, "{:?}", r.failures);
+        assert_eq!(
+            r.server_rss_tolerance_kb,
+            Some(2500),
+            "25% of 10,000 kB beats 1 MiB"
+        );
+    }
+
+    #[test]
+    fn rss_tolerance_is_the_larger_of_percent_and_mib() {
+        assert_eq!(SoakReport::rss_tolerance_kb(10_000, 25.0, 4.0), 4096);
+        assert_eq!(SoakReport::rss_tolerance_kb(100_000, 25.0, 4.0), 25_000);
+        let mut r = clean();
+        r.server_rss_end_kb = Some(10_000 + 2500);
+        r.finish();
+        assert!(r.ok);
+        let mut r = clean();
+        r.server_rss_end_kb = Some(10_000 + 2501);
+        r.finish();
+        assert!(
+            r.failures.iter().any(|f| f.contains("RSS grew")),
+            "{:?}",
+            r.failures
+        );
+    }
+
+    #[test]
+    fn leaks_and_losses_fail_the_run() {
+        type Spoil = fn(&mut SoakReport);
+        let cases: Vec<(Spoil, &str)> = vec![
+            (|r| r.server_fds_end = Some(21), "descriptors"),
+            (|r| r.lost = 1, "stable members' messages were lost"),
+            (|r| r.churn.counts.lost = 1, "churner messages"),
+            (|r| r.churn.counts.late = 1, "after their sender left"),
+            (|r| r.churn.counts.phantom = 1, "never sent whole"),
+            (|r| r.churn.counts.misrouted = 1, "another room"),
+            (|r| r.churn.unexpected_closes = 1, "churn connections"),
+            (|r| r.churn.clean_close_unanswered = 1, "not answered"),
+            (|r| r.stable_disconnects = 1, "stable connections"),
+            (
+                |r| r.metrics_end.as_mut().unwrap().connections = Some(5),
+                "connections at the end",
+            ),
+            (
+                |r| r.metrics_end.as_mut().unwrap().rooms = Some(3),
+                "rooms at the end",
+            ),
+            (|r| r.churn.connects = 0, "no churn connection"),
+        ];
+        for (spoil, expect) in cases {
+            let mut r = clean();
+            spoil(&mut r);
+            r.finish();
+            assert!(!r.ok && r.exit_code() == 1, "{expect}");
+            assert!(
+                r.failures.iter().any(|f| f.contains(expect)),
+                "{expect}: {:?}",
+                r.failures
+            );
+        }
+        let mut r = clean();
+        r.fd_tolerance = 1;
+        r.server_fds_end = Some(21);
+        r.finish();
+        assert!(r.ok);
+    }
+}
