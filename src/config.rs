@@ -23,6 +23,13 @@ pub struct Config {
     #[arg(long, env = "ROOMCAST_WORKERS")]
     pub workers: Option<usize>,
 
+    /// Pending connections the kernel queues before the relay accepts them
+    /// (the kernel caps it at net.core.somaxconn). Too small a queue drops
+    /// SYNs during a connection storm, and those clients wait a second for
+    /// their retransmit.
+    #[arg(long, env = "ROOMCAST_LISTEN_BACKLOG", default_value_t = 4096)]
+    pub listen_backlog: u32,
+
     /// With workers, a batch of fewer chat messages than this (and none at the
     /// workers) is decoded on the loop: handing it off would cost more than
     /// decoding it. 0 always hands off.

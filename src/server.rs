@@ -32,7 +32,7 @@ use crate::timer::{self, TimerWheel};
 use crate::worker::{decode_batch, Batch, ConnRef, Outcome, WorkerPool};
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
@@ -176,6 +176,13 @@ impl Server {
                 .register(signals, SIGNALS, Interest::READABLE)?;
         }
         let mut listener = TcpListener::bind(config.bind)?;
+        // mio listens with the standard library's backlog of 128; listen()
+        // again to raise it (Linux updates the backlog of a listening socket).
+        let backlog = config.listen_backlog.min(i32::MAX as u32) as libc::c_int;
+        // SAFETY: listen() on a descriptor this function owns.
+        if unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), backlog) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
         let local_addr = listener.local_addr()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -428,7 +435,8 @@ impl Server {
                 503,
                 "the relay is out of file descriptors; retry later",
             ));
-            let _ = (&stream).write_all_nonblocking(&busy);
+            // One best-effort write: this socket is closed right after.
+            let _ = std::io::Write::write(&mut &stream, &busy);
             self.metrics.rejection(503);
         }
         self.spare_fd = std::fs::File::open("/dev/null").ok();
@@ -980,13 +988,15 @@ impl Server {
                 } else if !conn.has(flag::WRITE_INTEREST) {
                     conn.set(flag::WRITE_INTEREST);
                     let token = Self::token_for(key as usize, conn.generation);
-                    if reregister(
-                        self.poll.registry(),
-                        &mut conn.stream,
-                        token,
-                        Interest::READABLE | Interest::WRITABLE,
-                    )
-                    .is_err()
+                    if self
+                        .poll
+                        .registry()
+                        .reregister(
+                            &mut conn.stream,
+                            token,
+                            Interest::READABLE | Interest::WRITABLE,
+                        )
+                        .is_err()
                     {
                         self.abort(key);
                     }
@@ -1004,13 +1014,11 @@ impl Server {
         if conn.has(flag::WRITE_INTEREST) {
             conn.clear(flag::WRITE_INTEREST);
             let token = Self::token_for(key as usize, conn.generation);
-            if reregister(
-                self.poll.registry(),
-                &mut conn.stream,
-                token,
-                Interest::READABLE,
-            )
-            .is_err()
+            if self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, token, Interest::READABLE)
+                .is_err()
             {
                 return self.abort(key);
             }
@@ -1237,32 +1245,9 @@ impl Server {
     }
 }
 
-fn reregister(
-    registry: &Registry,
-    stream: &mut TcpStream,
-    token: Token,
-    interest: Interest,
-) -> io::Result<()> {
-    registry.reregister(stream, token, interest)
-}
-
 fn is_out_of_descriptors(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
-}
-
-/// One best-effort non-blocking write, for answers on sockets the loop does
-/// not keep.
-trait WriteOnce {
-    fn write_all_nonblocking(self, bytes: &[u8]) -> io::Result<()>;
-}
-
-impl WriteOnce for &TcpStream {
-    fn write_all_nonblocking(self, bytes: &[u8]) -> io::Result<()> {
-        use std::io::Write;
-        let mut s = self;
-        s.write(bytes).map(|_| ())
-    }
 }
