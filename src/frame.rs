@@ -186,6 +186,29 @@ pub fn push_header(out: &mut Vec<u8>, opcode: Opcode, payload_len: usize) {
     out.extend_from_slice(&header[..n]);
 }
 
+/// Encodes a masked frame as a client sends it (section 5.3). `opcode` is
+/// the raw 4-bit value, so tests can also build frames with reserved ones.
+pub fn encode_client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MAX_HEADER_LEN + payload.len());
+    out.push(if fin { 0x80 } else { 0 } | (opcode & 0x0F));
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=65_535 => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    crate::mask::unmask(&mut out[start..], mask, 0);
+    out
+}
+
 /// Encodes a Close frame with a status code and a reason. The reason is
 /// truncated on a character boundary so the payload fits a control frame.
 pub fn encode_close(code: u16, reason: &str) -> Vec<u8> {
@@ -356,6 +379,26 @@ mod tests {
         for (bytes, err) in cases {
             assert_eq!(parse_header(bytes, true), Err(*err), "{bytes:02x?}");
         }
+    }
+
+    #[test]
+    fn client_frames_round_trip_through_the_parser() {
+        for len in [0usize, 5, 126, 70_000] {
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut frame = encode_client_frame(true, 0x2, &payload, [0x37, 0xfa, 0x21, 0x3d]);
+            let (h, n) = parse_header(&frame, true).unwrap().unwrap();
+            assert_eq!(
+                (h.payload_len as usize, h.mask),
+                (len, Some([0x37, 0xfa, 0x21, 0x3d]))
+            );
+            crate::mask::unmask(&mut frame[n..], h.mask.unwrap(), 0);
+            assert_eq!(&frame[n..], &payload[..]);
+        }
+        // RFC 6455 section 5.7: a masked "Hello".
+        assert_eq!(
+            encode_client_frame(true, 0x1, b"Hello", [0x37, 0xfa, 0x21, 0x3d]),
+            [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]
+        );
     }
 
     #[test]

@@ -261,26 +261,8 @@ mod tests {
         max_message_size: 1 << 20,
     };
 
-    /// A masked client frame.
-    pub(crate) fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let mask = [0x37, 0xfa, 0x21, 0x3d];
-        let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
-        match payload.len() {
-            n @ 0..=125 => out.push(0x80 | n as u8),
-            n @ 126..=65_535 => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&mask);
-        let mut body = payload.to_vec();
-        unmask(&mut body, mask, 0);
-        out.extend_from_slice(&body);
-        out
+    fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        frame::encode_client_frame(fin, opcode, payload, [0x37, 0xfa, 0x21, 0x3d])
     }
 
     #[derive(Debug, PartialEq, Eq, Clone)]

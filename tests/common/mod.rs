@@ -210,22 +210,7 @@ pub fn http_exchange(addr: SocketAddr, request: &str) -> (u16, String, String) {
 
 /// A masked client frame.
 pub fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x12, 0x34, 0x56, 0x78];
-    let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
-    match payload.len() {
-        n @ 0..=125 => out.push(0x80 | n as u8),
-        n @ 126..=65_535 => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
+    roomcast::frame::encode_client_frame(fin, opcode, payload, [0x12, 0x34, 0x56, 0x78])
 }
 
 /// A server frame read from a raw socket: (fin, opcode, payload).
