@@ -595,22 +595,39 @@ impl Server {
 
     // ---- the HTTP handshake ---------------------------------------------
 
+    /// Handles every complete request head buffered for connection `key`:
+    /// keep-alive clients may pipeline several. A loop, not recursion, so
+    /// thousands of pipelined requests in one read cannot exhaust the stack.
     fn on_request_bytes(&mut self, key: u32) {
+        while self
+            .conns
+            .get(key as usize)
+            .is_some_and(|c| c.phase == Phase::Handshake && !c.rx.is_empty())
+        {
+            if !self.handle_one_request(key) {
+                return;
+            }
+        }
+    }
+
+    /// Handles the request head at the front of `rx`; returns false when no
+    /// complete head is buffered yet.
+    fn handle_one_request(&mut self, key: u32) -> bool {
         let conn = &mut self.conns[key as usize];
-        let parsed = match http::parse_head(&conn.rx, self.settings.max_header_size) {
-            Ok(None) => return,
-            Ok(Some(parsed)) => Ok(parsed),
-            Err(rej) => Err(rej),
-        };
-        let (request, head_len) = match parsed {
-            Ok(p) => p,
-            Err(rej) => return self.reject(key, rej),
+        let (request, head_len) = match http::parse_head(&conn.rx, self.settings.max_header_size) {
+            Ok(None) => return false,
+            Ok(Some(parsed)) => parsed,
+            Err(rej) => {
+                self.reject(key, rej);
+                return true;
+            }
         };
         if request.content_length.is_some_and(|n| n > 0) || request.chunked {
-            return self.reject(
+            self.reject(
                 key,
                 http::Rejection::new(400, "request bodies are not accepted here"),
             );
+            return true;
         }
         conn.rx.drain(..head_len);
         match http::decide(&request, &self.origins) {
@@ -621,6 +638,7 @@ impl Server {
             }
             Decision::Upgrade { route, accept } => self.open(key, route, &accept),
         }
+        true
     }
 
     fn reject(&mut self, key: u32, rej: http::Rejection) {
@@ -693,11 +711,6 @@ impl Server {
             return self.abort(key);
         }
         self.mark_dirty(key);
-        // Another request may already be buffered (pipelining).
-        let conn = &self.conns[key as usize];
-        if !conn.rx.is_empty() {
-            self.on_request_bytes(key);
-        }
     }
 
     fn gauges(&self) -> Gauges {

@@ -85,3 +85,37 @@ fn a_malformed_head_gets_the_same_status_however_it_is_split() {
         .status;
     assert_eq!((whole, first_read), (400, 400));
 }
+
+/// Each pipelined keep-alive request was served by a recursive call, so a
+/// client sending tens of thousands of small requests in one burst could
+/// overflow the relay's stack. Now they are handled in a loop (and the
+/// answers are still bounded by --max-send-queue).
+#[test]
+fn a_deep_pipeline_of_small_requests_does_not_crash_the_relay() {
+    let relay = Relay::start_with(|c| c.max_send_queue = 64 << 20);
+    let mut s = std::net::TcpStream::connect(relay.addr).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let burst = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".repeat(30_000);
+    let reader = {
+        let mut r = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut total = Vec::new();
+            let _ = r.read_to_end(&mut total);
+            total
+        })
+    };
+    s.write_all(burst.as_bytes()).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let answers = reader.join().unwrap();
+    let count = answers
+        .windows(15)
+        .filter(|w| w == b"HTTP/1.1 200 OK")
+        .count();
+    assert_eq!(
+        count, 30_001,
+        "every pipelined request answered, in one connection"
+    );
+    // The relay is still serving.
+    assert_eq!(relay.get("/healthz").0, 200);
+}
