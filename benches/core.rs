@@ -44,23 +44,7 @@ fn configure() -> Criterion {
 
 /// A masked, final client frame, as a browser would send it.
 fn client_frame(opcode: Opcode, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x80 | opcode.to_wire()];
-    match payload.len() {
-        n @ 0..=125 => out.push(0x80 | n as u8),
-        n @ 126..=65_535 => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&MASK);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    unmask(&mut out[start..], MASK, 0);
-    out
+    frame::encode_client_frame(true, opcode.to_wire(), payload, MASK)
 }
 
 /// The load harness's message (`loadtest/src/payload.rs`), padded to `size`
