@@ -370,24 +370,6 @@ impl Conn {
     }
 }
 
-fn masked_frame(fin: bool, opcode: u8, mask: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![if fin { 0x80 } else { 0 } | (opcode & 0x0F)];
-    match payload.len() {
-        n @ 0..=125 => out.push(0x80 | n as u8),
-        n @ 126..=65_535 => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
-}
-
 struct Timers {
     wheel: TimerWheel,
     now: u32,
@@ -478,7 +460,9 @@ fuzz_target!(|data: &[u8]| {
                 opcode,
                 mask,
                 payload,
-            } => conn.read(&masked_frame(fin, opcode, mask, payload)),
+            } => conn.read(&roomcast::frame::encode_client_frame(
+                fin, opcode, payload, mask,
+            )),
             Op::Broadcast { len, fill } => {
                 pushed_bytes += usize::from(len);
                 if conn.phase == Phase::Open && pushed_bytes <= MAX_PUSHED_BYTES {
