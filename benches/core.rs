@@ -343,14 +343,14 @@ fn bench_fanout(c: &mut Criterion) {
             key: seq,
             generation: 1,
         };
-        batch.push(room, sender, harness_message(seq, 64).as_bytes());
+        batch.push(room, None, sender, harness_message(seq, 64).as_bytes());
     }
     g.throughput(Throughput::Elements(batch.len() as u64));
     g.bench_function(BenchmarkId::new("decode_batch", "100x64B"), |b| {
         let mut out = Vec::with_capacity(batch.len());
         b.iter(|| {
             out.clear();
-            worker::decode_batch(black_box(&batch), &mut out);
+            worker::decode_batch(black_box(&batch), worker::Encoding::Frame, &mut out);
             out.len()
         })
     });

@@ -96,7 +96,12 @@ pub fn broadcast_frame(raw: &str) -> Vec<u8> {
 
 /// Encodes the `{"error": ...}` text frame for the sender.
 pub fn error_frame(err: &ChatError) -> Vec<u8> {
-    let body = serde_json::json!({ "error": err.to_string() }).to_string();
+    error_text_frame(&err.to_string())
+}
+
+/// An `{"error": ...}` text frame with any text.
+pub fn error_text_frame(text: &str) -> Vec<u8> {
+    let body = serde_json::json!({ "error": text }).to_string();
     frame::encode_frame(Opcode::Text, body.as_bytes())
 }
 

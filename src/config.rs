@@ -90,6 +90,41 @@ pub struct Config {
     #[arg(long, env = "ROOMCAST_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// A Redis server for the multi-node backplane, as `redis://[user:password@]host[:port][/db]`.
+    /// Repeat it (or comma-separate in the environment) for several shards;
+    /// rooms are spread over them by channels_redis's consistent hash, so the
+    /// list must be the same, in the same order, on every node and in Django's
+    /// `CHANNEL_LAYERS` hosts. Without it roomcast is a single node.
+    #[arg(long = "redis", env = "ROOMCAST_REDIS", value_delimiter = ',', value_name = "URL")]
+    pub redis: Vec<String>,
+
+    /// The channels_redis prefix (`RedisPubSubChannelLayer(prefix=...)`); a room's
+    /// Redis channel is `<prefix>__group__chat_<room>`.
+    #[arg(long, env = "ROOMCAST_REDIS_PREFIX", default_value = "asgi")]
+    pub redis_prefix: String,
+
+    /// Most bytes of chat messages waiting to be written to Redis. When a slow
+    /// Redis lets it fill, a new message is refused: its sender gets an error
+    /// frame (a publish request gets 503), counted in
+    /// roomcast_backplane_rejected_total.
+    #[arg(long, env = "ROOMCAST_REDIS_QUEUE", default_value = "16MiB", value_parser = parse_size)]
+    pub redis_queue: usize,
+
+    /// A Redis connection that owes replies and has sent nothing for this long
+    /// is dropped and reconnected (the shard is degraded meanwhile).
+    #[arg(long, env = "ROOMCAST_REDIS_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub redis_timeout: Duration,
+
+    /// Longest wait between reconnect attempts to a lost Redis (the back-off
+    /// starts at 100ms and doubles, with jitter).
+    #[arg(long, env = "ROOMCAST_REDIS_RETRY_MAX", default_value = "5s", value_parser = parse_duration)]
+    pub redis_retry_max: Duration,
+
+    /// Bearer token for the back-end publish API, `POST /publish/<room>/`.
+    /// Without it the API is disabled (404).
+    #[arg(long, env = "ROOMCAST_PUBLISH_TOKEN", hide_env_values = true)]
+    pub publish_token: Option<String>,
+
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, env = "ROOMCAST_LOG_LEVEL", default_value = "info", value_parser = parse_level)]
     pub log_level: log::LevelFilter,
@@ -118,6 +153,24 @@ impl Config {
                 "--idle-timeout ({:?}) must be longer than --ping-interval ({:?}) so a client has time to answer the ping",
                 self.idle_timeout, self.ping_interval
             ));
+        }
+        for url in &self.redis {
+            crate::redis_url::RedisUrl::parse(url).map_err(|e| format!("--redis {url}: {e}"))?;
+        }
+        if self.redis_queue < self.max_message_size + 256 {
+            return Err(format!(
+                "--redis-queue ({}) must be at least --max-message-size ({}) plus 256 bytes, or no message that size could cross the backplane",
+                self.redis_queue, self.max_message_size
+            ));
+        }
+        if self.redis_prefix.is_empty() {
+            return Err("--redis-prefix must not be empty".into());
+        }
+        if self.redis_timeout.is_zero() || self.redis_retry_max < Duration::from_millis(100) {
+            return Err("--redis-timeout must be above zero and --redis-retry-max at least 100ms".into());
+        }
+        if self.publish_token.as_deref() == Some("") {
+            return Err("--publish-token must not be empty (leave it unset to disable the publish API)".into());
         }
         if self.handshake_timeout.is_zero() || self.close_timeout.is_zero() {
             return Err("--handshake-timeout and --close-timeout must be above zero".into());

@@ -32,6 +32,8 @@ pub struct Request {
     pub origin: Option<String>,
     pub content_length: Option<u64>,
     pub chunked: bool,
+    /// `Authorization`, for the publish API.
+    pub authorization: Option<String>,
 }
 
 /// A refusal: one status, one reason in plain words, maybe extra headers.
@@ -83,6 +85,9 @@ pub enum Decision {
         page: Page,
         head_only: bool,
     },
+    /// The publish API (`/publish/<room>/`); the event loop checks the rest
+    /// (it holds the token), see [`crate::publish::check_head`].
+    Publish { room: Result<String, Rejection> },
     Reject(Rejection),
 }
 
@@ -207,6 +212,8 @@ pub fn parse_head(
             );
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             out.chunked = true;
+        } else if name.eq_ignore_ascii_case("authorization") {
+            out.authorization = Some(value.to_string());
         }
     }
     Ok(Some((out, n)))
@@ -224,6 +231,7 @@ pub fn is_valid_room(name: &str) -> bool {
 enum Target {
     Ws(Result<WsRoute, Rejection>),
     Page(Result<Page, Rejection>),
+    Publish(Result<String, Rejection>),
     NotFound,
     WsNotFound,
 }
@@ -251,6 +259,8 @@ fn target(path: &str) -> Target {
                 Target::Ws(room_from(rest).map(WsRoute::Chat))
             } else if let Some(rest) = path.strip_prefix("/chat/") {
                 Target::Page(room_from(rest).map(Page::Room))
+            } else if let Some(rest) = path.strip_prefix("/publish/") {
+                Target::Publish(room_from(rest))
             } else if let Some(file) = path.strip_prefix("/static/") {
                 Target::Page(Ok(Page::Static(file.to_string())))
             } else if path.starts_with("/ws/") || path == "/ws" {
@@ -289,6 +299,7 @@ pub fn decide(req: &Request, origins: &OriginPolicy) -> Decision {
                 }),
             },
         },
+        Target::Publish(room) => Decision::Publish { room },
         Target::WsNotFound => Decision::Reject(Rejection::new(
             404,
             "no such WebSocket endpoint; use /ws/chat/<room>/ or /ws/echo/",
@@ -416,12 +427,14 @@ pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         101 => "Switching Protocols",
         200 => "OK",
+        202 => "Accepted",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        411 => "Length Required",
         413 => "Content Too Large",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
@@ -473,6 +486,8 @@ mod tests {
             Decision::Reject(r) => r.status,
             Decision::Upgrade { .. } => 101,
             Decision::Serve { .. } => 200,
+            Decision::Publish { room: Ok(_) } => 202,
+            Decision::Publish { room: Err(r) } => r.status,
         }
     }
 
@@ -544,6 +559,10 @@ mod tests {
             ),
             (head(&["GET / HTTP/1.1"]), 200),
             (head(&["GET /nothing-here HTTP/1.1"]), 404),
+            // The publish route: the loop checks method and token.
+            (head(&["POST /publish/lobby/ HTTP/1.1"]), 202),
+            (head(&["POST /publish/lobby HTTP/1.1"]), 202),
+            (head(&["POST /publish/bad%20room/ HTTP/1.1"]), 400),
         ];
         for (bytes, want) in rows {
             assert_eq!(status(&bytes), want, "{}", String::from_utf8_lossy(&bytes));

@@ -14,6 +14,7 @@
 //! - [`worker`]: ordered batches of JSON decoding on worker threads;
 //! - [`server`], [`conn`]: the mio event loop, the only code with sockets.
 
+pub mod backplane;
 pub mod chat;
 pub mod close;
 pub mod config;
@@ -28,6 +29,7 @@ pub mod message;
 pub mod metrics;
 pub mod msgpack;
 pub mod pages;
+pub mod publish;
 pub mod redis_url;
 pub mod resp;
 pub mod room;

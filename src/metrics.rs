@@ -14,6 +14,8 @@ pub struct Metrics {
     pub bytes_received: u64,
     pub bytes_sent: u64,
     pub chat_errors: u64,
+    /// Messages accepted by the publish API.
+    pub api_published: u64,
     pub slow_consumer_closes: u64,
     pub accept_errors: u64,
     /// Close codes the relay sent, plus 1006 for connections that ended
@@ -116,6 +118,12 @@ impl Metrics {
             "counter",
             "Chat messages refused with an {\"error\"} frame.",
             self.chat_errors.to_string(),
+        );
+        line(
+            "roomcast_publish_messages_total",
+            "counter",
+            "Messages accepted by the publish API (POST /publish/<room>/).",
+            self.api_published.to_string(),
         );
         line(
             "roomcast_slow_consumer_closes_total",

@@ -8,6 +8,7 @@
 
 use slab::Slab;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A room's slot in the registry plus a generation, so a room id kept in a
 /// decode batch never names a newer room that reused the slot.
@@ -26,7 +27,8 @@ pub struct Membership {
 
 #[derive(Debug)]
 pub struct Room {
-    pub name: Box<str>,
+    /// Shared with the Redis backplane's commands without copying.
+    pub name: Arc<str>,
     generation: u32,
     /// Connection slab keys.
     pub members: Vec<u32>,
@@ -34,7 +36,7 @@ pub struct Room {
 
 #[derive(Debug, Default)]
 pub struct Rooms {
-    by_name: HashMap<Box<str>, u32>,
+    by_name: HashMap<Arc<str>, u32>,
     rooms: Slab<Room>,
     next_generation: u32,
 }
@@ -46,12 +48,13 @@ impl Rooms {
             Some(&slot) => slot,
             None => {
                 self.next_generation = self.next_generation.wrapping_add(1);
+                let name: Arc<str> = name.into();
                 let slot = self.rooms.insert(Room {
-                    name: name.into(),
+                    name: name.clone(),
                     generation: self.next_generation,
                     members: Vec::new(),
                 }) as u32;
-                self.by_name.insert(name.into(), slot);
+                self.by_name.insert(name, slot);
                 slot
             }
         };
@@ -81,6 +84,16 @@ impl Rooms {
             room.members.shrink_to(room.members.len() * 2);
         }
         moved
+    }
+
+    /// The live room called `name`.
+    pub fn find(&self, name: &str) -> Option<RoomId> {
+        let slot = *self.by_name.get(name)?;
+        let room = &self.rooms[slot as usize];
+        Some(RoomId {
+            slot,
+            generation: room.generation,
+        })
     }
 
     pub fn get(&self, id: RoomId) -> Option<&Room> {

@@ -9,6 +9,7 @@
 //! section 2). With no workers the loop calls [`decode_batch`] itself.
 
 use crate::chat;
+use crate::msgpack;
 use crate::room::RoomId;
 use crate::sendq::Frame;
 use crossbeam_channel::{Receiver, Sender};
@@ -24,12 +25,26 @@ pub struct ConnRef {
     pub generation: u32,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Job {
     room: RoomId,
+    /// The room's name, when the message goes to the Redis backplane: the
+    /// room may be gone by the time the message is published (its last
+    /// member sent it and left), yet other nodes' members must get it.
+    name: Option<Arc<str>>,
     sender: ConnRef,
     start: u32,
     end: u32,
+}
+
+/// What decoding produces for a valid chat message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Encoding {
+    /// The broadcast WebSocket frame, for a single node.
+    #[default]
+    Frame,
+    /// The msgpack Channels event, for the Redis backplane.
+    Msgpack,
 }
 
 /// The chat messages of one loop iteration, in arrival order.
@@ -41,12 +56,14 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Appends one message; `text` is already validated UTF-8.
-    pub fn push(&mut self, room: RoomId, sender: ConnRef, text: &[u8]) {
+    /// Appends one message; `text` is already validated UTF-8. `name` is
+    /// needed with [`Encoding::Msgpack`].
+    pub fn push(&mut self, room: RoomId, name: Option<Arc<str>>, sender: ConnRef, text: &[u8]) {
         let start = self.text.len() as u32;
         self.text.extend_from_slice(text);
         self.jobs.push(Job {
             room,
+            name,
             sender,
             start,
             end: self.text.len() as u32,
@@ -71,26 +88,65 @@ impl Batch {
 /// The result of decoding one message.
 #[derive(Debug)]
 pub enum Outcome {
-    Broadcast { room: RoomId, frame: Frame },
-    Error { sender: ConnRef, frame: Frame },
+    Broadcast {
+        room: RoomId,
+        frame: Frame,
+    },
+    /// A msgpack Channels event for the backplane.
+    Publish {
+        room: Arc<str>,
+        sender: ConnRef,
+        payload: Vec<u8>,
+    },
+    Error {
+        sender: ConnRef,
+        frame: Frame,
+    },
 }
 
 /// Decodes every message of a batch, in order.
-pub fn decode_batch(batch: &Batch, out: &mut Vec<Outcome>) {
+pub fn decode_batch(batch: &Batch, encoding: Encoding, out: &mut Vec<Outcome>) {
     for job in &batch.jobs {
         let bytes = &batch.text[job.start as usize..job.end as usize];
         // The loop only batches text that passed UTF-8 validation.
         let text = std::str::from_utf8(bytes).unwrap_or("");
-        out.push(match chat::process(text) {
-            Ok(frame) => Outcome::Broadcast {
-                room: job.room,
-                frame: Frame::from(frame),
-            },
-            Err(frame) => Outcome::Error {
-                sender: job.sender,
-                frame: Frame::from(frame),
+        out.push(match (encoding, &job.name) {
+            (Encoding::Msgpack, Some(name)) => publish_outcome(text, name, job.sender),
+            _ => match chat::process(text) {
+                Ok(frame) => Outcome::Broadcast {
+                    room: job.room,
+                    frame: Frame::from(frame),
+                },
+                Err(frame) => Outcome::Error {
+                    sender: job.sender,
+                    frame: Frame::from(frame),
+                },
             },
         });
+    }
+}
+
+fn publish_outcome(text: &str, room: &Arc<str>, sender: ConnRef) -> Outcome {
+    let raw = match chat::decode(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            return Outcome::Error {
+                sender,
+                frame: Frame::from(chat::error_frame(&e)),
+            }
+        }
+    };
+    let mut payload = Vec::with_capacity(raw.len() + 32);
+    match msgpack::encode_chat_event(raw, &mut payload) {
+        Ok(()) => Outcome::Publish {
+            room: room.clone(),
+            sender,
+            payload,
+        },
+        Err(e) => Outcome::Error {
+            sender,
+            frame: Frame::from(chat::error_text_frame(&e.to_string())),
+        },
     }
 }
 
@@ -113,7 +169,11 @@ pub struct WorkerPool {
 }
 
 impl WorkerPool {
-    pub fn new(threads: usize, waker: Arc<Waker>) -> std::io::Result<WorkerPool> {
+    pub fn new(
+        threads: usize,
+        encoding: Encoding,
+        waker: Arc<Waker>,
+    ) -> std::io::Result<WorkerPool> {
         let (job_tx, job_rx) = crossbeam_channel::unbounded::<Batch>();
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
         let mut handles = Vec::with_capacity(threads);
@@ -127,7 +187,7 @@ impl WorkerPool {
                     .spawn(move || {
                         for batch in job_rx.iter() {
                             let mut outcomes = Vec::with_capacity(batch.len());
-                            decode_batch(&batch, &mut outcomes);
+                            decode_batch(&batch, encoding, &mut outcomes);
                             if done_tx
                                 .send(Done {
                                     seq: batch.seq,
@@ -244,7 +304,7 @@ mod tests {
     fn results_come_back_in_submission_order() {
         let poll = mio::Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
-        let mut pool = WorkerPool::new(3, waker).unwrap();
+        let mut pool = WorkerPool::new(3, Encoding::Frame, waker).unwrap();
         let sender = ConnRef {
             key: 1,
             generation: 1,
@@ -254,6 +314,7 @@ mod tests {
             for m in 0..(b % 7 + 1) {
                 batch.push(
                     room(),
+                    None,
                     sender,
                     format!(r#"{{"message": [{b}, {m}]}}"#).as_bytes(),
                 );
@@ -285,9 +346,9 @@ mod tests {
             key: 9,
             generation: 3,
         };
-        batch.push(room(), sender, b"nope");
+        batch.push(room(), None, sender, b"nope");
         let mut out = Vec::new();
-        decode_batch(&batch, &mut out);
+        decode_batch(&batch, Encoding::Frame, &mut out);
         assert!(matches!(&out[0], Outcome::Error { sender: s, .. } if *s == sender));
     }
 }

@@ -22,7 +22,7 @@ impl Server {
             }
             _ => {
                 let mut outcomes = std::mem::take(&mut self.outcomes);
-                decode_batch(&self.batch, &mut outcomes);
+                decode_batch(&self.batch, self.encoding(), &mut outcomes);
                 self.batch = Batch::default();
                 self.apply(&mut outcomes);
                 self.outcomes = outcomes;
@@ -38,20 +38,54 @@ impl Server {
         self.pool = Some(pool);
     }
 
+    pub(super) fn encoding(&self) -> Encoding {
+        if self.backplane.is_some() {
+            Encoding::Msgpack
+        } else {
+            Encoding::Frame
+        }
+    }
+
     pub(super) fn apply(&mut self, outcomes: &mut Vec<Outcome>) {
         for outcome in outcomes.drain(..) {
             match outcome {
                 Outcome::Broadcast { room, frame } => self.fanout(room, &frame),
-                Outcome::Error { sender, frame } => {
-                    self.metrics.chat_errors += 1;
-                    let alive = self.conns.get(sender.key as usize).is_some_and(|c| {
-                        c.generation == sender.generation && c.phase == Phase::Open
-                    });
-                    if alive {
-                        self.send(sender.key, frame);
+                Outcome::Publish {
+                    room,
+                    sender,
+                    payload,
+                } => {
+                    let Some(bp) = self.backplane.as_mut() else {
+                        continue;
+                    };
+                    if !bp.try_publish(&room, vec![payload]) {
+                        self.metrics.chat_errors += 1;
+                        self.send_error(
+                            sender,
+                            "the Redis backplane is not keeping up, so this message was not sent; try again shortly",
+                        );
                     }
                 }
+                Outcome::Error { sender, frame } => {
+                    self.metrics.chat_errors += 1;
+                    self.send_to(sender, frame);
+                }
             }
+        }
+    }
+
+    fn send_error(&mut self, sender: ConnRef, text: &str) {
+        self.send_to(sender, Frame::from(chat::error_text_frame(text)));
+    }
+
+    /// Sends `frame` to `conn` if it is still the same open connection.
+    fn send_to(&mut self, conn: ConnRef, frame: Frame) {
+        let alive = self
+            .conns
+            .get(conn.key as usize)
+            .is_some_and(|c| c.generation == conn.generation && c.phase == Phase::Open);
+        if alive {
+            self.send(conn.key, frame);
         }
     }
 }

@@ -54,7 +54,12 @@ impl Server {
                                 key,
                                 generation: conn.generation,
                             };
-                            self.batch.push(room, sender, payload);
+                            // The backplane publishes by name (see worker::Job).
+                            let name = match self.backplane {
+                                Some(_) => self.rooms.get(room).map(|r| r.name.clone()),
+                                None => None,
+                            };
+                            self.batch.push(room, name, sender, payload);
                             None
                         }
                         (Endpoint::Chat, DataKind::Binary) => {
@@ -162,9 +167,16 @@ impl Server {
         let Some(m) = self.conns[key as usize].membership.take() else {
             return;
         };
+        let name = self.backplane.as_ref().and_then(|_| self.rooms.get(m.room)).map(|r| r.name.clone());
         if let Some(moved) = self.rooms.leave(m) {
             if let Some(other) = self.conns[moved as usize].membership.as_mut() {
                 other.index = m.index;
+            }
+        }
+        // The last local member left: stop listening to the room on Redis.
+        if let (Some(bp), Some(name)) = (self.backplane.as_mut(), name) {
+            if self.rooms.get(m.room).is_none() {
+                bp.unsubscribe(name);
             }
         }
     }

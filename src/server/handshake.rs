@@ -31,6 +31,10 @@ impl Server {
                 return true;
             }
         };
+        let decision = http::decide(&request, &self.origins);
+        if let Decision::Publish { room } = decision {
+            return self.on_publish(key, &request, head_len, room);
+        }
         if request.content_length.is_some_and(|n| n > 0) || request.chunked {
             self.reject(
                 key,
@@ -38,13 +42,14 @@ impl Server {
             );
             return true;
         }
-        conn.rx.drain(..head_len);
-        match http::decide(&request, &self.origins) {
+        self.conns[key as usize].rx.drain(..head_len);
+        match decision {
             Decision::Reject(rej) => self.reject(key, rej),
             Decision::Serve { page, head_only } => {
                 let keep_alive = request.http11 && !request.connection_close;
                 self.serve(key, &page, head_only, keep_alive);
             }
+            Decision::Publish { .. } => unreachable!("handled above"),
             Decision::Upgrade { route, accept } => self.open(key, route, &accept),
         }
         true
@@ -70,8 +75,15 @@ impl Server {
     pub(super) fn serve(&mut self, key: u32, page: &Page, head_only: bool, keep_alive: bool) {
         let response = match page {
             Page::Healthz => {
+                // Degraded still answers 200: local rooms work, and a load
+                // balancer draining every node when Redis blips would be worse.
+                let (status, backplane) = match &self.backplane {
+                    None => ("ok", "null".to_string()),
+                    Some(bp) if bp.healthy() => ("ok", bp.health_json()),
+                    Some(bp) => ("degraded", bp.health_json()),
+                };
                 let body = format!(
-                    "{{\"status\": \"ok\", \"connections\": {}, \"rooms\": {}, \"uptime_seconds\": {:.3}}}\n",
+                    "{{\"status\": \"{status}\", \"connections\": {}, \"rooms\": {}, \"uptime_seconds\": {:.3}, \"backplane\": {backplane}}}\n",
                     self.open_websockets,
                     self.rooms.len(),
                     self.started.elapsed().as_secs_f64()
@@ -86,7 +98,10 @@ impl Server {
                 )
             }
             Page::Metrics => {
-                let body = self.metrics.render(self.gauges());
+                let mut body = self.metrics.render(self.gauges());
+                if let Some(bp) = &self.backplane {
+                    bp.render_metrics(&mut body);
+                }
                 http::response(
                     200,
                     "text/plain; version=0.0.4; charset=utf-8",
@@ -108,6 +123,12 @@ impl Server {
                 None => return self.reject(key, http::Rejection::new(404, "not found")),
             },
         };
+        self.answer(key, response, keep_alive);
+    }
+
+    /// Queues a successful answer; with keep-alive the connection waits for
+    /// its next request.
+    pub(super) fn answer(&mut self, key: u32, response: Vec<u8>, keep_alive: bool) {
         if !keep_alive {
             return self.respond(key, response, 200);
         }
@@ -142,7 +163,17 @@ impl Server {
             WsRoute::Echo => conn.endpoint = Endpoint::Echo,
             WsRoute::Chat(room) => {
                 conn.endpoint = Endpoint::Chat;
-                conn.membership = Some(self.rooms.join(&room, key));
+                let rooms_before = self.rooms.len();
+                let m = self.rooms.join(&room, key);
+                conn.membership = Some(m);
+                // The first local member: listen to the room on Redis.
+                if let Some(bp) = self.backplane.as_mut() {
+                    if self.rooms.len() > rooms_before {
+                        if let Some(r) = self.rooms.get(m.room) {
+                            bp.subscribe(r.name.clone());
+                        }
+                    }
+                }
                 debug!("connection {key} joined room {room}");
             }
         }

@@ -29,7 +29,8 @@ use crate::pages;
 use crate::room::Rooms;
 use crate::sendq::Frame;
 use crate::timer::{self, TimerWheel};
-use crate::worker::{decode_batch, Batch, ConnRef, Outcome, WorkerPool};
+use crate::backplane::{self, Backplane};
+use crate::worker::{decode_batch, Batch, ConnRef, Encoding, Outcome, WorkerPool};
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -45,6 +46,7 @@ mod decoding;
 mod frames;
 mod handshake;
 mod output;
+mod publishing;
 mod teardown;
 mod timers;
 
@@ -145,6 +147,10 @@ pub struct Server {
     batch: Batch,
     outcomes: Vec<Outcome>,
     pool: Option<WorkerPool>,
+    /// The Redis backplane, with `--redis`.
+    backplane: Option<Backplane>,
+    backplane_scratch: Vec<backplane::Event>,
+    publish_token: Option<String>,
     metrics: Metrics,
     started: Instant,
     now: u32,
@@ -195,11 +201,17 @@ impl Server {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let backplane = Backplane::start(config, waker.clone())?;
+        let encoding = if backplane.is_some() {
+            Encoding::Msgpack
+        } else {
+            Encoding::Frame
+        };
         let workers = config.worker_threads();
         let pool = if workers == 0 {
             None
         } else {
-            Some(WorkerPool::new(workers, waker.clone())?)
+            Some(WorkerPool::new(workers, encoding, waker.clone())?)
         };
         let max_connections = config.connection_limit();
         let capacity = crate::limits::connection_capacity();
@@ -246,6 +258,9 @@ impl Server {
             batch: Batch::default(),
             outcomes: Vec::new(),
             pool,
+            backplane,
+            backplane_scratch: Vec::new(),
+            publish_token: config.publish_token.clone(),
             metrics: Metrics::default(),
             started: Instant::now(),
             now: 0,
@@ -353,8 +368,37 @@ impl Server {
         self.read_again.clear();
         self.dispatch_batch();
         self.collect_results(false);
+        self.backplane_events();
+        if let Some(bp) = self.backplane.as_mut() {
+            bp.flush();
+        }
         self.run_timers();
         self.flush_dirty();
+    }
+
+    /// Fans out what came back from Redis.
+    fn backplane_events(&mut self) {
+        let Some(bp) = self.backplane.as_mut() else {
+            return;
+        };
+        // Taken out first: fan-out may close slow consumers, which must reach
+        // the backplane (an emptied room unsubscribes).
+        let mut events = std::mem::take(&mut self.backplane_scratch);
+        bp.drain(|e| events.push(e));
+        for event in events.drain(..) {
+            match event {
+                backplane::Event::Deliver { room, frame } => {
+                    if let Some(id) = self.rooms.find(&room) {
+                        self.fanout(id, &frame);
+                    }
+                }
+                backplane::Event::Up(n) => info!("Redis shard {n} is up: rooms span every node"),
+                backplane::Event::Down(n) => warn!(
+                    "Redis shard {n} is down: its rooms are local to each node until it is back"
+                ),
+            }
+        }
+        self.backplane_scratch = events;
     }
 
     fn poll_timeout(&self) -> Option<Duration> {

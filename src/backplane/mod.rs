@@ -1,0 +1,328 @@
+//! The Redis backplane: rooms shared by several relays (and by Django
+//! Channels) through Redis pub/sub, speaking channels_redis's
+//! `RedisPubSubChannelLayer` wire format.
+//!
+//! The event loop never touches Redis. It owns a [`Backplane`] handle and
+//! queues [`Command`]s on it during an iteration (subscribe when a room gets
+//! its first local member, unsubscribe when it loses its last, publish a
+//! chat message); [`Backplane::flush`] hands them over in one channel send
+//! and one wake-up. The backplane thread (`thread.rs`) owns one RESP3
+//! connection per shard (`link.rs`) and sends back [`Event`]s: the frames to
+//! fan out to a room, and shard state changes. Invariants:
+//! - **One ordered pipeline per node.** Commands reach a shard's connection
+//!   in the order the loop queued them, and a shard's subscribe, publish and
+//!   message traffic share that one connection (RESP3 allows commands while
+//!   subscribed), so a room's `SUBSCRIBE` is always processed by Redis before
+//!   the room's first `PUBLISH` from this node, and the node sees its own
+//!   messages come back in Redis's order, the order every node sees.
+//! - **Degraded, not down.** While a shard is unreachable, messages for its
+//!   rooms are delivered to local members by the backplane thread itself
+//!   (still in queue order), so local rooms keep working; on reconnect every
+//!   live room is subscribed again. Across a reconnect delivery between nodes
+//!   is at-most-once, as with channels_redis.
+//! - **Bounded.** Bytes of messages not yet confirmed by Redis are counted in
+//!   [`Shared::queue_bytes`]; the loop refuses a message that would pass
+//!   `--redis-queue` (the sender hears why). Frames handed back to the loop
+//!   are counted too, and the thread stops reading Redis while they pass the
+//!   same bound.
+
+mod link;
+mod thread;
+
+use crate::config::Config;
+use crate::redis_url::RedisUrl;
+use crate::sendq::Frame;
+use crossbeam_channel::{Receiver, Sender};
+use mio::Waker;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Fixed cost charged per queued publish on top of its payload (the command
+/// framing and the bookkeeping), so many tiny messages are bounded too.
+const PUBLISH_OVERHEAD: usize = 64;
+
+/// What the loop asks of the backplane, in order.
+#[derive(Debug)]
+pub enum Command {
+    Subscribe(Arc<str>),
+    Unsubscribe(Arc<str>),
+    /// A msgpack Channels event for the room's group. `cost` was added to
+    /// [`Shared::queue_bytes`] by the loop and is released by the thread.
+    Publish {
+        room: Arc<str>,
+        payload: Vec<u8>,
+        cost: usize,
+    },
+}
+
+/// What the backplane hands back to the loop.
+#[derive(Debug)]
+pub enum Event {
+    /// Fan `frame` out to the local members of `room` (if it still has any).
+    Deliver { room: Arc<str>, frame: Frame },
+    /// Shard `n` is connected and subscribed: messages cross nodes again.
+    Up(usize),
+    /// Shard `n` was lost: its rooms are local-only until it is back.
+    Down(usize),
+}
+
+/// Reasons an event from Redis was not delivered: over --max-message-size,
+/// or a `DecodeError::label`.
+pub const DROP_REASONS: [&str; 7] = [
+    "too_large",
+    "malformed",
+    "not_an_event",
+    "other_type",
+    "no_message",
+    "unsupported",
+    "too_deep",
+];
+
+/// Counters and state shared by the loop and the backplane thread.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Bytes of publishes queued and not yet confirmed by Redis.
+    pub queue_bytes: AtomicUsize,
+    /// Bytes of frames handed to the loop and not yet fanned out.
+    pub event_bytes: AtomicUsize,
+    pub published: AtomicU64,
+    pub received: AtomicU64,
+    pub rejected: AtomicU64,
+    pub fallback: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub dropped: [AtomicU64; DROP_REASONS.len()],
+    pub up: Vec<AtomicBool>,
+}
+
+impl Shared {
+    fn drop_reason(&self, label: &str) {
+        if let Some(i) = DROP_REASONS.iter().position(|r| *r == label) {
+            self.dropped[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Settings the backplane thread needs.
+#[derive(Clone, Debug)]
+struct Settings {
+    urls: Vec<RedisUrl>,
+    prefix: String,
+    queue_limit: usize,
+    max_message: usize,
+    timeout: Duration,
+    retry_max: Duration,
+}
+
+/// The loop's handle on the backplane.
+pub struct Backplane {
+    pending: Vec<Command>,
+    commands: Option<Sender<Vec<Command>>>,
+    events: Receiver<Vec<Event>>,
+    /// Wakes the backplane thread.
+    waker: Arc<Waker>,
+    shared: Arc<Shared>,
+    queue_limit: usize,
+    urls: Vec<String>,
+    /// The loop's view of each shard, updated in event order.
+    up: Vec<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Backplane {
+    /// Starts the backplane thread when `--redis` is given. Redis being
+    /// unreachable is not an error: the shards start degraded and retry.
+    pub fn start(config: &Config, loop_waker: Arc<Waker>) -> io::Result<Option<Backplane>> {
+        if config.redis.is_empty() {
+            return Ok(None);
+        }
+        let urls = config
+            .redis
+            .iter()
+            .map(|u| RedisUrl::parse(u))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let shared = Arc::new(Shared {
+            up: urls.iter().map(|_| AtomicBool::new(false)).collect(),
+            ..Shared::default()
+        });
+        let settings = Settings {
+            urls: urls.clone(),
+            prefix: config.redis_prefix.clone(),
+            queue_limit: config.redis_queue,
+            max_message: config.max_message_size,
+            timeout: config.redis_timeout,
+            retry_max: config.redis_retry_max,
+        };
+        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+        let (thread, waker) =
+            thread::spawn(settings, cmd_rx, ev_tx, loop_waker, shared.clone())?;
+        Ok(Some(Backplane {
+            pending: Vec::new(),
+            commands: Some(cmd_tx),
+            events: ev_rx,
+            waker,
+            shared,
+            queue_limit: config.redis_queue,
+            urls: urls.iter().map(ToString::to_string).collect(),
+            up: vec![false; urls.len()],
+            thread: Some(thread),
+        }))
+    }
+
+    pub fn subscribe(&mut self, room: Arc<str>) {
+        self.pending.push(Command::Subscribe(room));
+    }
+
+    pub fn unsubscribe(&mut self, room: Arc<str>) {
+        self.pending.push(Command::Unsubscribe(room));
+    }
+
+    /// Queues msgpack events for `room`, all or none: false when they would
+    /// pass `--redis-queue` (counted as rejected).
+    pub fn try_publish(&mut self, room: &Arc<str>, payloads: Vec<Vec<u8>>) -> bool {
+        let total: usize = payloads.iter().map(|p| p.len() + PUBLISH_OVERHEAD).sum();
+        let queued = self.shared.queue_bytes.load(Ordering::Acquire);
+        if queued.saturating_add(total) > self.queue_limit {
+            self.shared
+                .rejected
+                .fetch_add(payloads.len() as u64, Ordering::Relaxed);
+            return false;
+        }
+        self.shared.queue_bytes.fetch_add(total, Ordering::AcqRel);
+        for payload in payloads {
+            let cost = payload.len() + PUBLISH_OVERHEAD;
+            self.pending.push(Command::Publish {
+                room: room.clone(),
+                payload,
+                cost,
+            });
+        }
+        true
+    }
+
+    /// Hands this iteration's commands to the thread: one send, one wake.
+    pub fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.pending);
+        if let Some(tx) = &self.commands {
+            if tx.send(batch).is_ok() {
+                let _ = self.waker.wake();
+            }
+        }
+    }
+
+    /// Takes every event batch waiting, in order. The bytes are released
+    /// from the hand-over bound here, as the loop takes them on.
+    pub fn drain(&mut self, mut f: impl FnMut(Event)) {
+        while let Ok(batch) = self.events.try_recv() {
+            let mut bytes = 0;
+            for event in batch {
+                match &event {
+                    Event::Deliver { frame, .. } => bytes += frame.len(),
+                    Event::Up(n) => self.up[*n] = true,
+                    Event::Down(n) => self.up[*n] = false,
+                }
+                f(event);
+            }
+            self.shared.event_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        }
+    }
+
+    /// Every shard connected.
+    pub fn healthy(&self) -> bool {
+        self.up.iter().all(|&u| u)
+    }
+
+    /// `(url without password, up)` per shard, for `/healthz`.
+    pub fn shards(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.urls.iter().map(String::as_str).zip(self.up.iter().copied())
+    }
+
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// The `"backplane"` value of `/healthz`.
+    pub fn health_json(&self) -> String {
+        let shards: Vec<String> = self
+            .shards()
+            .map(|(url, up)| format!("{{\"redis\": {}, \"up\": {up}}}", serde_json::Value::from(url)))
+            .collect();
+        format!("{{\"shards\": [{}]}}", shards.join(", "))
+    }
+
+    /// The backplane's lines of `/metrics`.
+    pub fn render_metrics(&self, s: &mut String) {
+        use std::fmt::Write as _;
+        let sh = &self.shared;
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        counter(
+            "roomcast_backplane_published_total",
+            "Chat messages Redis confirmed publishing.",
+            get(&sh.published),
+        );
+        counter(
+            "roomcast_backplane_received_total",
+            "Messages received from Redis for rooms with local members.",
+            get(&sh.received),
+        );
+        counter(
+            "roomcast_backplane_rejected_total",
+            "Messages refused because --redis-queue was full (the sender was told).",
+            get(&sh.rejected),
+        );
+        counter(
+            "roomcast_backplane_fallback_total",
+            "Messages delivered to local members only, because their shard was down.",
+            get(&sh.fallback),
+        );
+        counter(
+            "roomcast_backplane_reconnects_total",
+            "Redis connections lost after being established.",
+            get(&sh.reconnects),
+        );
+        let _ = writeln!(
+            s,
+            "# HELP roomcast_backplane_dropped_total Events from Redis not delivered, by reason.\n# TYPE roomcast_backplane_dropped_total counter"
+        );
+        for (reason, n) in DROP_REASONS.iter().zip(&sh.dropped) {
+            let _ = writeln!(
+                s,
+                "roomcast_backplane_dropped_total{{reason=\"{reason}\"}} {}",
+                get(n)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP roomcast_backplane_queue_bytes Bytes of messages waiting for Redis to confirm them.\n# TYPE roomcast_backplane_queue_bytes gauge\nroomcast_backplane_queue_bytes {}",
+            sh.queue_bytes.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP roomcast_backplane_up Whether each Redis shard is connected.\n# TYPE roomcast_backplane_up gauge"
+        );
+        for (i, (_, up)) in self.shards().enumerate() {
+            let _ = writeln!(s, "roomcast_backplane_up{{shard=\"{i}\"}} {}", u8::from(up));
+        }
+    }
+}
+
+impl Drop for Backplane {
+    fn drop(&mut self) {
+        // Closing the channel is the thread's signal to stop.
+        self.commands = None;
+        let _ = self.waker.wake();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
