@@ -29,6 +29,8 @@ struct Conn {
     connecting: bool,
     /// Bytes of `link.out` already written.
     written: usize,
+    /// Reading stopped because the loop is behind.
+    read_paused: bool,
     retry_at: Instant,
     backoff: Duration,
     failures: u32,
@@ -74,6 +76,7 @@ pub(super) fn spawn(
             stream: None,
             connecting: false,
             written: 0,
+            read_paused: false,
             retry_at: now,
             backoff: FIRST_BACKOFF,
             failures: 0,
@@ -132,9 +135,11 @@ impl Backplane {
             if !self.take_commands() {
                 return;
             }
-            // Reading stops while the loop is behind; pick it up again here.
+            // Reading stops while the loop is behind; pick it up again here
+            // (no new edge would come for bytes already waiting).
             for i in 0..self.conns.len() {
-                if self.conns[i].link.state() != State::Down && !self.loop_is_behind() {
+                if self.conns[i].read_paused && !self.loop_is_behind() {
+                    self.conns[i].read_paused = false;
                     self.read(i);
                 }
             }
@@ -165,7 +170,10 @@ impl Backplane {
         if n == 1 {
             return 0;
         }
-        shard::shard_for(shard::group_channel(&self.settings.prefix, room).as_bytes(), n)
+        shard::shard_for(
+            shard::group_channel(&self.settings.prefix, room).as_bytes(),
+            n,
+        )
     }
 
     fn command(&mut self, cmd: Command) {
@@ -211,6 +219,9 @@ impl Backplane {
         let now = Instant::now();
         let mut wait = self.settings.timeout / 4;
         for c in &self.conns {
+            if c.read_paused {
+                wait = wait.min(Duration::from_millis(1));
+            }
             if c.stream.is_none() {
                 wait = wait.min(c.retry_at.saturating_duration_since(now));
             } else if c.connecting || c.link.awaiting() {
@@ -298,6 +309,7 @@ impl Backplane {
     fn read(&mut self, i: usize) {
         loop {
             if self.loop_is_behind() {
+                self.conns[i].read_paused = true;
                 return;
             }
             let c = &mut self.conns[i];
@@ -311,7 +323,10 @@ impl Backplane {
                 Ok(0) => return self.lost(i, "Redis closed the connection"),
                 Ok(n) => {
                     c.last_rx = Instant::now();
-                    if let Err(e) = c.link.received(&self.scratch[..n], &self.shared, &mut self.out) {
+                    if let Err(e) = c
+                        .link
+                        .received(&self.scratch[..n], &self.shared, &mut self.out)
+                    {
                         return self.lost(i, &e.0);
                     }
                     if c.link.state() == State::Ready && c.failures > 0 {

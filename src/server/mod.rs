@@ -16,6 +16,7 @@
 //!   has left it, so fan-out only ever meets open members.
 //! - Every connection that is not open has a timer armed that ends it.
 
+use crate::backplane::{self, Backplane};
 use crate::chat;
 use crate::close::CloseCode;
 use crate::config::Config;
@@ -29,7 +30,6 @@ use crate::pages;
 use crate::room::Rooms;
 use crate::sendq::Frame;
 use crate::timer::{self, TimerWheel};
-use crate::backplane::{self, Backplane};
 use crate::worker::{decode_batch, Batch, ConnRef, Encoding, Outcome, WorkerPool};
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
@@ -393,9 +393,8 @@ impl Server {
                     }
                 }
                 backplane::Event::Up(n) => info!("Redis shard {n} is up: rooms span every node"),
-                backplane::Event::Down(n) => warn!(
-                    "Redis shard {n} is down: its rooms are local to each node until it is back"
-                ),
+                // The backplane thread already logged why, at warn.
+                backplane::Event::Down(n) => debug!("Redis shard {n} is down"),
             }
         }
         self.backplane_scratch = events;
