@@ -11,6 +11,7 @@
 use crate::layout::Layout;
 use crate::payload::{classify, Incoming, Stamp};
 use hdrhistogram::Histogram;
+use serde::Serialize;
 
 /// Highest latency the histograms track: an hour, far past any drain period.
 const MAX_TRACKED_US: u64 = 3_600_000_000;
@@ -68,6 +69,21 @@ struct SenderInfo {
     slot: u32,
 }
 
+/// One node's share of a window: the deliveries its members were due and got.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct NodeCounts {
+    /// Sum over window messages of their room's open members on this node at send time.
+    pub expected: u64,
+    /// Window deliveries to this node's members.
+    pub delivered: u64,
+}
+
+impl NodeCounts {
+    pub fn lost(&self) -> u64 {
+        self.expected.saturating_sub(self.delivered)
+    }
+}
+
 /// Per-window counters; `Accounting::begin` zeroes them all at once.
 #[derive(Clone, Debug, Default)]
 pub struct Counts {
@@ -99,9 +115,20 @@ pub struct Counts {
     pub binary: u64,
     /// Sends skipped because that client's unsent queue was full (the server not reading).
     pub skipped_backpressure: u64,
+    /// `expected` and `delivered` split by the receiving member's node (one entry per
+    /// node; a single-node run has one).
+    pub per_node: Vec<NodeCounts>,
 }
 
 impl Counts {
+    /// All zero, with `nodes` per-node entries.
+    pub fn zeroed(nodes: usize) -> Counts {
+        Counts {
+            per_node: vec![NodeCounts::default(); nodes.max(1)],
+            ..Counts::default()
+        }
+    }
+
     pub fn lost(&self) -> u64 {
         self.expected.saturating_sub(self.delivered)
     }
@@ -115,6 +142,10 @@ impl Counts {
 pub struct Accounting {
     window: Window,
     senders: Vec<SenderInfo>,
+    /// Nodes the clients are spread over ([`Layout::node_of`]), and the room count that
+    /// maps a receiver's id to its node.
+    nodes: usize,
+    rooms: usize,
     pub counts: Counts,
     /// Across all steps, for progress lines.
     pub lifetime_sent: u64,
@@ -129,7 +160,15 @@ fn histogram() -> Histogram<u64> {
 }
 
 impl Accounting {
+    /// One node.
     pub fn new(layout: &Layout) -> Accounting {
+        Accounting::with_nodes(layout, 1)
+    }
+
+    /// Clients spread over `nodes` servers by [`Layout::node_of`]; receivers are told
+    /// apart by node in [`Counts::per_node`].
+    pub fn with_nodes(layout: &Layout, nodes: usize) -> Accounting {
+        let nodes = nodes.max(1);
         let senders = (0..layout.clients)
             .map(|c| SenderInfo {
                 room: layout.room_of(c) as u32,
@@ -139,7 +178,9 @@ impl Accounting {
         Accounting {
             window: Window::default(),
             senders,
-            counts: Counts::default(),
+            nodes,
+            rooms: layout.rooms,
+            counts: Counts::zeroed(nodes),
             lifetime_sent: 0,
             lifetime_received: 0,
             latency: histogram(),
@@ -154,20 +195,44 @@ impl Accounting {
     /// Starts a new step: all per-window counters back to zero.
     pub fn begin(&mut self, window: Window) {
         self.window = window;
-        self.counts = Counts::default();
+        self.counts = Counts::zeroed(self.nodes);
         self.latency.reset();
         self.send_lag.reset();
     }
 
-    /// Records a send at `ts_us` into a room that has `members` open connections.
+    /// Records a send at `ts_us` into a room that has `members` open connections (a
+    /// single-node run; with several nodes use [`Accounting::on_sent_per_node`]).
     pub fn on_sent(&mut self, ts_us: u64, members: u64, lag_us: u64) {
+        if self.count_sent(ts_us, members, lag_us) && self.nodes == 1 {
+            if let Some(n) = self.counts.per_node.first_mut() {
+                n.expected += members;
+            }
+        }
+    }
+
+    /// Records a send at `ts_us` into a room that has `members[k]` open connections on
+    /// node `k`.
+    pub fn on_sent_per_node(&mut self, ts_us: u64, members: &[u64], lag_us: u64) {
+        if self.count_sent(ts_us, members.iter().sum(), lag_us) {
+            for (n, &m) in self.counts.per_node.iter_mut().zip(members) {
+                n.expected += m;
+            }
+        }
+    }
+
+    /// The totals of a send; `true` when it is a window message.
+    fn count_sent(&mut self, ts_us: u64, members: u64, lag_us: u64) -> bool {
         self.lifetime_sent += 1;
         if self.window.contains(ts_us) {
             self.counts.sent += 1;
             self.counts.expected += members;
             self.send_lag.saturating_record(lag_us.max(1));
-        } else if ts_us < self.window.start_us {
-            self.counts.warmup_sent += 1;
+            true
+        } else {
+            if ts_us < self.window.start_us {
+                self.counts.warmup_sent += 1;
+            }
+            false
         }
     }
 
@@ -221,6 +286,10 @@ impl Accounting {
         *last = stamp.seq;
         if self.window.contains(stamp.ts_us) {
             self.counts.delivered += 1;
+            let node = (rx.id as usize / self.rooms) % self.nodes;
+            if let Some(n) = self.counts.per_node.get_mut(node) {
+                n.delivered += 1;
+            }
             self.latency
                 .saturating_record(now_us.saturating_sub(stamp.ts_us).max(1));
         }
@@ -321,6 +390,53 @@ mod tests {
             Some(r#"{"error": "nope"}"#)
         );
         assert_eq!(a.counts.unrecognized, 1);
+    }
+
+    #[test]
+    fn deliveries_are_split_by_the_receivers_node() {
+        // Two rooms of four over two nodes: clients 0, 1, 4, 5 on node 0; 2, 3, 6, 7 on 1.
+        let layout = Layout::new(8, 2, None).unwrap();
+        let mut a = Accounting::with_nodes(&layout, 2);
+        a.begin(Window {
+            epoch: 1,
+            start_us: 1000,
+            end_us: 2000,
+        });
+        let rx = |id: u32| {
+            let mut r = RxState::new(layout.room_of(id as usize), 4);
+            r.id = id;
+            r
+        };
+        // Client 2 (room 0, node 1) sends: room 0 has members 0, 4 on node 0, 2, 6 on 1.
+        a.on_sent_per_node(1500, &[2, 2], 0);
+        a.on_sent_per_node(500, &[2, 2], 0); // warm-up: counted nowhere
+        for id in [0, 4, 2] {
+            a.on_text(&mut rx(id), &frame(1, 1500, 2, 1), 1600);
+        }
+        assert_eq!((a.counts.expected, a.counts.delivered), (4, 3));
+        assert_eq!(
+            a.counts.per_node,
+            vec![
+                NodeCounts {
+                    expected: 2,
+                    delivered: 2
+                },
+                NodeCounts {
+                    expected: 2,
+                    delivered: 1
+                }
+            ]
+        );
+        assert_eq!(a.counts.per_node[1].lost(), 1);
+        // The plain call feeds the single node of a one-node run.
+        let mut one = Accounting::new(&layout);
+        one.begin(Window {
+            epoch: 1,
+            start_us: 1000,
+            end_us: 2000,
+        });
+        one.on_sent(1500, 4, 0);
+        assert_eq!(one.counts.per_node[0].expected, 4);
     }
 
     #[test]

@@ -38,14 +38,18 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Chat URL prefix, e.g. ws://127.0.0.1:8000/ws/chat/ (client i joins room r<i % rooms>/)
-    #[arg(required = true)]
-    pub url: Option<String>,
+    /// Chat URL prefix, e.g. ws://127.0.0.1:8000/ws/chat/ (client i joins room
+    /// r<i % rooms>/). Several nodes sharing rooms (a Redis backplane): give several URLs,
+    /// as more arguments or comma-separated; member m of each room (client i is member
+    /// i / rooms) connects to URL m % N, and the accounting spans every node
+    #[arg(required = true, value_name = "URL", num_args = 1..)]
+    pub url: Vec<String>,
     #[command(flatten)]
     pub load: LoadArgs,
-    /// PID of the server under test, for its CPU time and RSS; repeat for servers made of
-    /// several processes (figures are summed)
-    #[arg(long = "server-pid", value_name = "PID")]
+    /// PID of the server under test, for its CPU time and RSS; repeat (or comma-separate)
+    /// for several nodes, or servers made of several processes: CPU and RSS are summed, and
+    /// also reported per PID
+    #[arg(long = "server-pid", value_name = "PID", value_delimiter = ',')]
     pub server_pid: Vec<u32>,
     /// Idle mode, as the `idle` subcommand
     #[arg(long)]
@@ -130,8 +134,11 @@ pub struct LoadArgs {
 #[derive(Args, Debug, Clone)]
 pub struct SoakArgs {
     /// Chat URL prefix, e.g. ws://127.0.0.1:8000/ws/chat/ (stable client i joins room
-    /// r<i % rooms>/, churners a random room each time)
-    pub url: String,
+    /// r<i % rooms>/, churners a random room each time). Several nodes sharing rooms: give
+    /// several URLs, as more arguments or comma-separated; stable member m of each room
+    /// connects to URL m % N, each churn connection to a random one
+    #[arg(required = true, value_name = "URL", num_args = 1..)]
+    pub url: Vec<String>,
     /// Stable clients: connected first, they stay for the whole run, send at --rate and are
     /// the measured receivers
     #[arg(long, default_value_t = 100)]
@@ -198,8 +205,9 @@ pub struct SoakArgs {
     #[arg(long)]
     pub origin: Option<String>,
     /// PID of the server under test, for its RSS, open descriptors and CPU time; repeat
-    /// for servers made of several processes (figures are summed)
-    #[arg(long = "server-pid", value_name = "PID")]
+    /// (or comma-separate) for several nodes or servers made of several processes
+    /// (figures are summed)
+    #[arg(long = "server-pid", value_name = "PID", value_delimiter = ',')]
     pub server_pid: Vec<u32>,
     /// Pin the harness to this CPU core
     #[arg(long, value_name = "CORE")]

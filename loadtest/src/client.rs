@@ -44,6 +44,9 @@ pub struct Client {
     pub sock: Option<TcpStream>,
     pub phase: Phase,
     pub rx: RxState,
+    /// Which of the run's servers (nodes) this client connects to: an index into the
+    /// engine's targets.
+    pub node: u16,
     /// When the current connect attempt started (clock microseconds).
     pub started_us: u64,
     /// Sequence number of the last message this client sent (messages start at 1).
@@ -76,6 +79,7 @@ impl Client {
             sock: None,
             phase: Phase::Idle,
             rx,
+            node: 0,
             started_us: 0,
             next_seq: 0,
             key: [0; 16],

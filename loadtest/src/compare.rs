@@ -294,7 +294,7 @@ fn run_one(
     );
     let url = format!("ws://127.0.0.1:{}/ws/chat/", args.port);
     let result = Plan::resolve(
-        &url,
+        &[url],
         &crate::cli::LoadArgs {
             scenario: Some(scenario),
             ..args.load.clone()

@@ -56,6 +56,9 @@ pub struct ConnectStats {
     pub attempted: u64,
     pub opened: u64,
     pub failed: u64,
+    /// `opened` and `failed` by node.
+    pub opened_per_node: Vec<u64>,
+    pub failed_per_node: Vec<u64>,
     pub reasons: BTreeMap<String, u64>,
     pub elapsed_s: f64,
     /// TCP connect + handshake time of each successful client, microseconds.
@@ -63,8 +66,11 @@ pub struct ConnectStats {
 }
 
 impl ConnectStats {
-    fn fail(&mut self, reason: String) {
+    fn fail(&mut self, node: usize, reason: String) {
         self.failed += 1;
+        if let Some(n) = self.failed_per_node.get_mut(node) {
+            *n += 1;
+        }
         *self.reasons.entry(reason).or_default() += 1;
     }
 }
@@ -93,6 +99,9 @@ pub struct StepResult {
     pub server_cpu_s: Option<f64>,
     pub server_rss_kb: Option<u64>,
     pub server_rss_peak_kb: Option<u64>,
+    /// The window's CPU seconds and the RSS at its end of each `--server-pid`, in order.
+    pub server_cpu_s_per_pid: Vec<Option<f64>>,
+    pub server_rss_kb_per_pid: Vec<Option<u64>>,
     pub harness_cpu_s: f64,
     /// Harness CPU over the window as a fraction of one core.
     pub harness_util: f64,
@@ -124,8 +133,11 @@ pub struct Engine<S: Sink = Accounting> {
     clients: Vec<Client>,
     /// Open members per room.
     room_open: Vec<u64>,
+    /// Open members per room and node: `room * nodes + node`.
+    room_node_open: Vec<u64>,
     layout: Layout,
-    target: Target,
+    /// One per node; a client connects to `targets[client.node]`.
+    targets: Vec<Target>,
     sources: Vec<IpAddr>,
     pub acct: S,
     scratch: Vec<u8>,
@@ -143,15 +155,18 @@ pub struct Engine<S: Sink = Accounting> {
 struct Snapshot {
     at_us: u64,
     server: Option<crate::proc::Sample>,
+    each: Vec<Option<crate::proc::Sample>>,
     cpu_s: f64,
     wait_s: Option<f64>,
 }
 
 impl Snapshot {
     fn take(server: &ServerProcs, at_us: u64) -> Snapshot {
+        let each = server.sample_each();
         Snapshot {
             at_us,
-            server: server.sample(),
+            server: ServerProcs::sum(&each),
+            each,
             cpu_s: sys::cpu_seconds(),
             wait_s: crate::proc::runqueue_wait_seconds(std::process::id()),
         }
@@ -164,16 +179,17 @@ fn timeout_until(wake_us: u64) -> Duration {
 }
 
 impl Engine<Accounting> {
-    /// `sources`: local addresses to bind client sockets to, used round-robin (empty:
-    /// let the kernel choose).
+    /// `targets`: one per node (at least one); client `i` connects to
+    /// `targets[layout.node_of(i, targets.len())]`. `sources`: local addresses to bind
+    /// client sockets to, used round-robin (empty: let the kernel choose).
     pub fn new(
         layout: Layout,
-        target: Target,
+        targets: Vec<Target>,
         sources: Vec<IpAddr>,
         progress: bool,
     ) -> io::Result<Engine> {
-        let acct = Accounting::new(&layout);
-        Engine::with_sink(layout, target, sources, progress, acct)
+        let acct = Accounting::with_nodes(&layout, targets.len());
+        Engine::with_sink(layout, targets, sources, progress, acct)
     }
 }
 
@@ -181,17 +197,26 @@ impl<S: Sink> Engine<S> {
     /// As [`Engine::new`], with received messages going to `acct`.
     pub fn with_sink(
         layout: Layout,
-        target: Target,
+        targets: Vec<Target>,
         sources: Vec<IpAddr>,
         progress: bool,
         acct: S,
     ) -> io::Result<Engine<S>> {
+        if targets.is_empty() || targets.len() > u16::MAX as usize {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the engine needs 1 to 65535 targets",
+            ));
+        }
+        let nodes = targets.len();
         let clients = (0..layout.clients)
             .map(|c| {
                 let room = layout.room_of(c);
                 let mut rx = RxState::new(room, layout.senders_in_room(room));
                 rx.id = c as u32;
-                Client::new(rx)
+                let mut client = Client::new(rx);
+                client.node = layout.node_of(c, nodes) as u16;
+                client
             })
             .collect();
         Ok(Engine {
@@ -201,9 +226,10 @@ impl<S: Sink> Engine<S> {
             outcomes: Vec::new(),
             clients,
             room_open: vec![0; layout.rooms],
+            room_node_open: vec![0; layout.rooms * nodes],
             acct,
             layout,
-            target,
+            targets,
             sources,
             scratch: vec![0; READ_BUF],
             msg: Vec::with_capacity(256),
@@ -230,6 +256,8 @@ impl<S: Sink> Engine<S> {
             attempted: 0,
             opened: 0,
             failed: 0,
+            opened_per_node: vec![0; self.targets.len()],
+            failed_per_node: vec![0; self.targets.len()],
             reasons: BTreeMap::new(),
             elapsed_s: 0.0,
             latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
@@ -248,8 +276,9 @@ impl<S: Sink> Engine<S> {
                 stats.attempted += 1;
                 let source =
                     (!self.sources.is_empty()).then(|| self.sources[id % self.sources.len()]);
+                let node = self.clients[id].node as usize;
                 match self.clients[id].start(
-                    self.target.addr,
+                    self.targets[node].addr,
                     source,
                     self.poll.registry(),
                     Token(id),
@@ -261,7 +290,7 @@ impl<S: Sink> Engine<S> {
                     }
                     Err(e) => {
                         self.clients[id].reset();
-                        stats.fail(io_reason(&e));
+                        stats.fail(node, io_reason(&e));
                     }
                 }
             }
@@ -285,14 +314,15 @@ impl<S: Sink> Engine<S> {
             }
             for o in self.outcomes.drain(..) {
                 match o {
-                    Outcome::Opened { latency_us, .. } => {
+                    Outcome::Opened { id, latency_us } => {
                         inflight = inflight.saturating_sub(1);
                         stats.opened += 1;
+                        stats.opened_per_node[self.clients[id].node as usize] += 1;
                         stats.latency.saturating_record(latency_us.max(1));
                     }
-                    Outcome::Failed { reason, .. } => {
+                    Outcome::Failed { id, reason } => {
                         inflight = inflight.saturating_sub(1);
-                        stats.fail(reason);
+                        stats.fail(self.clients[id].node as usize, reason);
                     }
                     Outcome::Closed { .. } => {}
                 }
@@ -372,6 +402,7 @@ impl<S: Sink> Engine<S> {
             c.close_gracefully();
         }
         self.room_open.iter_mut().for_each(|r| *r = 0);
+        self.room_node_open.iter_mut().for_each(|r| *r = 0);
         self.open = 0;
     }
 
@@ -390,13 +421,14 @@ impl<S: Sink> Engine<S> {
         &mut self.clients[id]
     }
 
-    /// Starts one client's connect; its `Opened` or `Failed` outcome follows from `pump`.
-    /// `Err` is an immediate failure (no outcome follows).
+    /// Starts one client's connect (to its node, `client.node`); its `Opened` or `Failed`
+    /// outcome follows from `pump`. `Err` is an immediate failure (no outcome follows).
     pub fn start_client(&mut self, id: usize, now: u64) -> Result<(), String> {
         let source = (!self.sources.is_empty()).then(|| self.sources[id % self.sources.len()]);
         let registry = self.poll.registry();
+        let addr = self.targets[self.clients[id].node as usize].addr;
         self.clients[id]
-            .start(self.target.addr, source, registry, Token(id), now)
+            .start(addr, source, registry, Token(id), now)
             .map_err(|e| {
                 self.clients[id].reset();
                 io_reason(&e)
@@ -477,10 +509,20 @@ impl<S: Sink> Engine<S> {
         }
         c.reset();
         if was_open {
-            let room = &mut self.room_open[c.rx.room as usize];
-            *room = room.saturating_sub(1);
-            self.open = self.open.saturating_sub(1);
+            self.left_room(id);
         }
+    }
+
+    /// Open client `id` is no longer open: out of its room's counts.
+    fn left_room(&mut self, id: usize) {
+        let c = &self.clients[id];
+        let (room, node) = (c.rx.room as usize, c.node as usize);
+        let r = &mut self.room_open[room];
+        *r = r.saturating_sub(1);
+        let n = self.targets.len();
+        let r = &mut self.room_node_open[room * n + node];
+        *r = r.saturating_sub(1);
+        self.open = self.open.saturating_sub(1);
     }
 
     /// Waits for readiness (at most `timeout`) and handles what is ready; outcomes pile up
@@ -526,8 +568,9 @@ impl<S: Sink> Engine<S> {
             Phase::Connecting => {
                 match c.finish_connect() {
                     Ok(true) => {
-                        let path = self.target.path_for_room(c.rx.room as usize);
-                        if let Err(reason) = c.send_handshake(&self.target, &path) {
+                        let target = &self.targets[c.node as usize];
+                        let path = target.path_for_room(c.rx.room as usize);
+                        if let Err(reason) = c.send_handshake(target, &path) {
                             self.drop_client(id, reason);
                         }
                     }
@@ -611,6 +654,7 @@ impl<S: Sink> Engine<S> {
     fn mark_open(&mut self, id: usize, now: u64) {
         let c = &self.clients[id];
         self.room_open[c.rx.room as usize] += 1;
+        self.room_node_open[c.rx.room as usize * self.targets.len() + c.node as usize] += 1;
         self.open += 1;
         self.outcomes.push(Outcome::Opened {
             id,
@@ -627,9 +671,7 @@ impl<S: Sink> Engine<S> {
         c.reset();
         match was {
             Phase::Open => {
-                let room = &mut self.room_open[c.rx.room as usize];
-                *room = room.saturating_sub(1);
-                self.open = self.open.saturating_sub(1);
+                self.left_room(id);
                 self.disconnects += 1;
                 *self.end_reasons.entry(reason.clone()).or_default() += 1;
                 self.outcomes.push(Outcome::Closed { id, reason });
@@ -771,6 +813,13 @@ impl Engine<Accounting> {
             result.server_rss_peak_kb = Some(rss_peak.unwrap_or(0).max(y.rss_kb));
             result.server_wait_s = y.wait_s.zip(x.wait_s).map(|(p, q)| (p - q).max(0.0));
         }
+        result.server_cpu_s_per_pid = a
+            .each
+            .iter()
+            .zip(&b.each)
+            .map(|(x, y)| x.zip(*y).map(|(x, y)| (y.cpu_s - x.cpu_s).max(0.0)))
+            .collect();
+        result.server_rss_kb_per_pid = b.each.iter().map(|y| y.map(|y| y.rss_kb)).collect();
         result.counts = self.acct.counts.clone();
         result.latency = Latency::from_histogram(&self.acct.latency);
         result.send_lag = Latency::from_histogram(&self.acct.send_lag);
@@ -793,9 +842,10 @@ impl Engine<Accounting> {
         let Some(stamp) = self.queue_message(id, payload_size) else {
             return false;
         };
-        let members = self.room_open[room];
+        let n = self.targets.len();
+        let members = &self.room_node_open[room * n..(room + 1) * n];
         self.acct
-            .on_sent(stamp.ts_us, members, stamp.ts_us.saturating_sub(due));
+            .on_sent_per_node(stamp.ts_us, members, stamp.ts_us.saturating_sub(due));
         self.flush_client(id)
     }
 }

@@ -60,6 +60,14 @@ impl Layout {
         (client < self.clients && member < self.senders_per_room).then_some(member)
     }
 
+    /// Which of `nodes` servers client `client` connects to: member `m` of a room (its
+    /// `m`-th client, `client / rooms`) goes to node `m % nodes`, so every room of at
+    /// least `nodes` members has members -- and, with enough senders per room, senders --
+    /// on every node, and the nodes get equal shares of clients (within one per room).
+    pub fn node_of(&self, client: usize, nodes: usize) -> usize {
+        (client / self.rooms) % nodes.max(1)
+    }
+
     pub fn total_senders(&self) -> usize {
         (0..self.rooms).map(|r| self.senders_in_room(r)).sum()
     }
@@ -83,5 +91,27 @@ mod tests {
         let all = Layout::new(10, 3, None).unwrap();
         assert_eq!(all.total_senders(), 10);
         assert!(Layout::new(2, 3, None).is_err());
+    }
+
+    #[test]
+    fn members_of_every_room_are_spread_over_the_nodes() {
+        // 3 rooms of 4 members over 2 nodes: members 0 and 2 of each room on node 0.
+        let l = Layout::new(12, 3, Some(2)).unwrap();
+        let nodes: Vec<usize> = (0..12).map(|c| l.node_of(c, 2)).collect();
+        assert_eq!(nodes, vec![0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1]);
+        for room in 0..3 {
+            let members: Vec<usize> = (0..12).filter(|&c| l.room_of(c) == room).collect();
+            // Member i of the room is on node i % 2; the two senders are on both nodes.
+            for (i, &c) in members.iter().enumerate() {
+                assert_eq!(l.node_of(c, 2), i % 2);
+            }
+            let sender_nodes: Vec<usize> = members
+                .iter()
+                .filter(|&&c| l.sender_slot(c).is_some())
+                .map(|&c| l.node_of(c, 2))
+                .collect();
+            assert_eq!(sender_nodes, vec![0, 1]);
+        }
+        assert!((0..12).all(|c| l.node_of(c, 1) == 0));
     }
 }

@@ -6,15 +6,11 @@ use loadtest::scenario::Plan;
 use loadtest::{compare, runner, soak, sys};
 
 fn run(args: &RunArgs, idle: bool) -> Result<i32, String> {
-    let url = args
-        .url
-        .as_deref()
-        .ok_or("a URL is required, e.g. ws://127.0.0.1:8000/ws/chat/")?;
     if let Some(core) = args.cpu {
         sys::pin_to_cpu(core)?;
     }
     let plan = Plan::resolve(
-        url,
+        &args.url,
         &args.load,
         idle || args.idle,
         &args.server_pid,

@@ -176,17 +176,38 @@ impl ServerProcs {
 
     /// Summed CPU seconds and RSS; `None` without PIDs or when one has gone away.
     pub fn sample(&self) -> Option<Sample> {
-        if self.pids.is_empty() {
+        Self::sum(&self.sample_each())
+    }
+
+    /// One reading per PID, in the order given (`None` for one that has gone away).
+    pub fn sample_each(&self) -> Vec<Option<Sample>> {
+        self.pids
+            .iter()
+            .map(|&pid| {
+                Some(Sample {
+                    cpu_s: cpu_seconds(pid)?,
+                    rss_kb: rss_kb(pid)?,
+                    wait_s: runqueue_wait_seconds(pid),
+                })
+            })
+            .collect()
+    }
+
+    /// The sum of per-PID readings; `None` when there are none or one is missing (the
+    /// run-queue wait is `None` when any PID lacks it).
+    pub fn sum(each: &[Option<Sample>]) -> Option<Sample> {
+        if each.is_empty() {
             return None;
         }
         let mut s = Sample {
             wait_s: Some(0.0),
             ..Sample::default()
         };
-        for &pid in &self.pids {
-            s.cpu_s += cpu_seconds(pid)?;
-            s.rss_kb += rss_kb(pid)?;
-            s.wait_s = s.wait_s.zip(runqueue_wait_seconds(pid)).map(|(a, b)| a + b);
+        for x in each {
+            let x = (*x)?;
+            s.cpu_s += x.cpu_s;
+            s.rss_kb += x.rss_kb;
+            s.wait_s = s.wait_s.zip(x.wait_s).map(|(a, b)| a + b);
         }
         Some(s)
     }
@@ -233,6 +254,14 @@ mod tests {
         assert_eq!(ppid(me), Some(std::os::unix::process::parent_id()));
         let procs = ServerProcs::new(&[me]).unwrap();
         assert!(procs.sample().unwrap().rss_kb > 0);
+        let twice = ServerProcs::new(&[me, me]).unwrap();
+        let each = twice.sample_each();
+        assert_eq!(each.len(), 2);
+        assert_eq!(
+            ServerProcs::sum(&each).unwrap().rss_kb,
+            each[0].unwrap().rss_kb + each[1].unwrap().rss_kb
+        );
+        assert_eq!(ServerProcs::sum(&[each[0], None]), None);
         assert!(procs.fds().unwrap() >= 3);
         assert!(procs.rss_anon_kb().unwrap() > 0);
         assert_eq!(ServerProcs::default().fds(), None);

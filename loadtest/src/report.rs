@@ -76,11 +76,28 @@ pub struct SaturateReport {
     pub steps: Vec<StepSummary>,
 }
 
+/// One node's part of a multi-node run: the clients placed on it and the deliveries
+/// its members were due and got (every sender's messages, whichever node they were sent
+/// through).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct NodeReport {
+    pub url: String,
+    pub clients: u64,
+    pub connected: u64,
+    pub connect_failures: u64,
+    pub expected_deliveries: u64,
+    pub delivered: u64,
+    pub lost: u64,
+}
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
     pub mode: String,
     pub scenario: Option<ScenarioName>,
+    /// The node URLs, comma-separated.
     pub url: String,
+    /// Servers the clients were spread over (member m of a room on node m % nodes).
+    pub nodes: u64,
     pub clients: u64,
     pub rooms: u64,
     pub senders: u64,
@@ -107,6 +124,10 @@ pub struct Report {
     pub server_cpu_us_per_delivery: Option<f64>,
     pub server_rss_kb: Option<u64>,
     pub server_rss_peak_kb: Option<u64>,
+    /// Per `--server-pid`, in the order given: CPU seconds in the window and RSS at its
+    /// end (the fields above are their sums).
+    pub server_cpu_s_per_pid: Vec<Option<f64>>,
+    pub server_rss_kb_per_pid: Vec<Option<u64>>,
     pub harness_cpu_s: f64,
     /// Harness CPU in the window as a fraction of one core.
     pub harness_cpu_util: f64,
@@ -130,6 +151,8 @@ pub struct Report {
     pub binary: u64,
     pub stale: u64,
     pub skipped_backpressure: u64,
+    /// Per node, in the order of the URLs (one entry for a single server).
+    pub per_node: Vec<NodeReport>,
     pub idle: Option<IdleReport>,
     pub saturate: Option<SaturateReport>,
     pub interrupted: bool,
@@ -150,6 +173,8 @@ impl Report {
             .into(),
             scenario: plan.scenario,
             url: plan.url.clone(),
+            nodes: plan.targets.len() as u64,
+            per_node: node_reports(plan, conn),
             clients: plan.layout.clients as u64,
             rooms: plan.layout.rooms as u64,
             senders: if plan.mode == Mode::Idle {
@@ -218,6 +243,13 @@ impl Report {
         self.binary = c.binary;
         self.stale = c.stale;
         self.skipped_backpressure = c.skipped_backpressure;
+        self.server_cpu_s_per_pid = r.server_cpu_s_per_pid.clone();
+        self.server_rss_kb_per_pid = r.server_rss_kb_per_pid.clone();
+        for (n, k) in self.per_node.iter_mut().zip(&c.per_node) {
+            n.expected_deliveries = k.expected;
+            n.delivered = k.delivered;
+            n.lost = k.lost();
+        }
         self.interrupted |= r.interrupted;
     }
 
@@ -231,8 +263,20 @@ impl Report {
             ));
         }
         if self.lost > 0 {
+            let by_node = if self.per_node.len() > 1 {
+                let parts: Vec<String> = self
+                    .per_node
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| n.lost > 0)
+                    .map(|(k, n)| format!("{} to node {k} ({})", n.lost, n.url))
+                    .collect();
+                format!(": {}", parts.join(", "))
+            } else {
+                String::new()
+            };
             f.push(format!(
-                "{} of {} expected deliveries were lost",
+                "{} of {} expected deliveries were lost{by_node}",
                 self.lost, self.expected_deliveries
             ));
         }
@@ -342,6 +386,15 @@ impl Report {
             None => self.mode.clone(),
         };
         row("run", format!("{title} against {}", self.url));
+        if self.nodes > 1 {
+            row(
+                "nodes",
+                format!(
+                    "{} (member m of each room on node m % {})",
+                    self.nodes, self.nodes
+                ),
+            );
+        }
         row(
             "clients / rooms / senders",
             format!("{} / {} / {}", self.clients, self.rooms, self.senders),
@@ -438,6 +491,36 @@ impl Report {
                     kb(self.server_rss_peak_kb)
                 ),
             );
+            if self.server_cpu_s_per_pid.len() > 1 {
+                for (i, pid) in self.server_pids.iter().enumerate() {
+                    let cpu = self.server_cpu_s_per_pid.get(i).copied().flatten();
+                    let rss = self.server_rss_kb_per_pid.get(i).copied().flatten();
+                    row(
+                        &format!("  pid {pid}"),
+                        format!(
+                            "cpu {}, rss {}",
+                            cpu.map_or("-".into(), |s| format!("{s:.3} s")),
+                            kb(rss)
+                        ),
+                    );
+                }
+            }
+            if self.per_node.len() > 1 {
+                for (k, n) in self.per_node.iter().enumerate() {
+                    row(
+                        &format!("  node {k}"),
+                        format!(
+                            "{}: {}/{} connected, delivered {}/{} lost {}",
+                            n.url,
+                            n.connected,
+                            n.clients,
+                            n.delivered,
+                            n.expected_deliveries,
+                            n.lost
+                        ),
+                    );
+                }
+            }
             row(
                 "harness cpu in window",
                 format!(
@@ -517,6 +600,24 @@ impl Report {
         );
         t
     }
+}
+
+/// The per-node part of a report before any step: clients placed and connected.
+fn node_reports(plan: &Plan, conn: &ConnectStats) -> Vec<NodeReport> {
+    let n = plan.targets.len();
+    let mut clients = vec![0u64; n];
+    for c in 0..plan.layout.clients {
+        clients[plan.layout.node_of(c, n)] += 1;
+    }
+    (0..n)
+        .map(|k| NodeReport {
+            url: plan.targets[k].url.clone(),
+            clients: clients[k],
+            connected: conn.opened_per_node.get(k).copied().unwrap_or(0),
+            connect_failures: conn.failed_per_node.get(k).copied().unwrap_or(0),
+            ..NodeReport::default()
+        })
+        .collect()
 }
 
 /// Microseconds shown as milliseconds.

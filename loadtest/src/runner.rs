@@ -13,20 +13,23 @@ use std::net::{IpAddr, Ipv4Addr};
 /// File descriptors the harness needs besides its client sockets (stdio, epoll, /proc reads).
 pub const FD_RESERVE: u64 = 32;
 
-/// Local addresses for client sockets: 127.0.0.1 .. 127.0.0.N for a loopback IPv4 target
-/// (every 127.x address is local on Linux), none otherwise.
+/// Local addresses for client sockets: 127.0.0.1 .. 127.0.0.N when every target is a
+/// loopback IPv4 address (every 127.x address is local on Linux), none otherwise.
 pub fn source_addresses(plan: &Plan) -> Vec<IpAddr> {
-    sources_for(&plan.target, plan.source_addrs)
+    sources_for(&plan.targets, plan.source_addrs)
 }
 
-/// As [`source_addresses`], for a target and a count.
-pub fn sources_for(target: &Target, count: usize) -> Vec<IpAddr> {
-    match target.addr.ip() {
-        IpAddr::V4(v4) if v4.is_loopback() => (1..=count.clamp(1, 250) as u8)
-            .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
-            .collect(),
-        _ => Vec::new(),
+/// As [`source_addresses`], for targets and a count.
+pub fn sources_for(targets: &[Target], count: usize) -> Vec<IpAddr> {
+    let loopback = targets
+        .iter()
+        .all(|t| matches!(t.addr.ip(), IpAddr::V4(v4) if v4.is_loopback()));
+    if targets.is_empty() || !loopback {
+        return Vec::new();
     }
+    (1..=count.clamp(1, 250) as u8)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
+        .collect()
 }
 
 /// Refuses runs the machine's limits make impossible, in plain words.
@@ -57,9 +60,11 @@ fn check_limits(plan: &Plan, sources: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// Warns when the server's own open-file limit is below what the run asks of it.
+/// Warns when the server's own open-file limit is below what the run asks of it (of
+/// each node: its share of the clients).
 fn check_server_limits(plan: &Plan, server: &ServerProcs, warnings: &mut Vec<String>) {
-    check_server_nofile(plan.layout.clients as u64, server, warnings);
+    let per_node = plan.layout.clients.div_ceil(plan.targets.len().max(1));
+    check_server_nofile(per_node as u64, server, warnings);
 }
 
 /// Warns when the server's own open-file limit cannot hold `clients` connections.
@@ -99,7 +104,7 @@ pub fn execute(plan: &Plan) -> Result<Report, String> {
     let before = server.sample();
     let mut engine = Engine::new(
         plan.layout.clone(),
-        plan.target.clone(),
+        plan.targets.clone(),
         sources,
         plan.progress,
     )

@@ -5,7 +5,7 @@
 
 use crate::cli::LoadArgs;
 use crate::layout::Layout;
-use crate::target::Target;
+use crate::target::{split_urls, Target};
 use clap::ValueEnum;
 use serde::Serialize;
 
@@ -120,8 +120,11 @@ impl Defaults {
 pub struct Plan {
     pub scenario: Option<ScenarioName>,
     pub mode: Mode,
+    /// The node URLs joined with commas (as shown in the report).
     pub url: String,
-    pub target: Target,
+    /// One target per node, in the order given; client `i` goes to
+    /// `targets[layout.node_of(i, targets.len())]`.
+    pub targets: Vec<Target>,
     pub layout: Layout,
     /// Messages per second per sender (saturate: the starting rate).
     pub rate: f64,
@@ -154,9 +157,10 @@ fn positive(name: &str, v: f64, allow_zero: bool) -> Result<f64, String> {
 }
 
 impl Plan {
-    /// Merges `args` over the scenario's defaults. `idle` forces idle mode.
+    /// Merges `args` over the scenario's defaults. `idle` forces idle mode. `urls` are
+    /// the URL arguments as given (each may be a comma-separated list of nodes).
     pub fn resolve(
-        url: &str,
+        urls: &[String],
         args: &LoadArgs,
         idle: bool,
         server_pids: &[u32],
@@ -185,6 +189,8 @@ impl Plan {
         // larger than --clients is refused by Layout::new.
         let rooms = args.rooms.unwrap_or(d.rooms.min(clients.max(1)));
         let layout = Layout::new(clients, rooms, senders)?;
+        let urls = split_urls(urls);
+        let targets = Target::parse_all(&urls, args.origin.as_deref())?;
         let payload = args.payload.unwrap_or(64);
         if payload > 16 << 20 {
             return Err("--payload is limited to 16 MiB".into());
@@ -192,8 +198,8 @@ impl Plan {
         Ok(Plan {
             scenario: args.scenario.or(idle.then_some(ScenarioName::Idle)),
             mode,
-            url: url.to_string(),
-            target: Target::parse(url, args.origin.as_deref())?,
+            url: urls.join(","),
+            targets,
             layout,
             rate: positive("rate", args.rate.unwrap_or(d.rate), mode == Mode::Idle)?,
             payload,
@@ -225,13 +231,7 @@ mod tests {
         argv.extend_from_slice(args);
         let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
         let r = cli.run;
-        Plan::resolve(
-            r.url.as_deref().unwrap(),
-            &r.load,
-            r.idle,
-            &r.server_pid,
-            false,
-        )
+        Plan::resolve(&r.url, &r.load, r.idle, &r.server_pid, false)
     }
 
     #[test]
@@ -291,5 +291,21 @@ mod tests {
         assert!(plan(&["--clients", "5", "--rooms", "6"]).is_err());
         assert!(plan(&["--payload", "100000000"]).is_err());
         assert!(plan(&["--rate", "0.25"]).is_ok());
+    }
+
+    #[test]
+    fn several_urls_as_arguments_or_comma_separated() {
+        let p = plan(&["ws://127.0.0.1:10/ws/chat/,ws://127.0.0.1:11/ws/chat/"]).unwrap();
+        assert_eq!(p.targets.len(), 3);
+        assert_eq!(
+            p.url,
+            "ws://127.0.0.1:9/ws/chat/,ws://127.0.0.1:10/ws/chat/,ws://127.0.0.1:11/ws/chat/"
+        );
+        let p = plan(&["--server-pid", "1,2", "--server-pid", "3"]).unwrap();
+        assert_eq!((p.targets.len(), p.server_pids.clone()), (1, vec![1, 2, 3]));
+        // Flags may come before the extra URLs, too.
+        let p = plan(&["--clients", "20", "ws://127.0.0.1:10/ws/chat/"]).unwrap();
+        assert_eq!((p.targets.len(), p.layout.clients), (2, 20));
+        assert!(plan(&["http://127.0.0.1:10/"]).is_err());
     }
 }

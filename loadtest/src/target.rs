@@ -2,8 +2,24 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
+/// Most servers (nodes) one run can spread its clients over.
+pub const MAX_NODES: usize = 1024;
+
+/// The URL arguments as given: several positional URLs, each possibly a comma-separated
+/// list, flattened into one list of node URLs (empty entries dropped).
+pub fn split_urls(args: &[String]) -> Vec<String> {
+    args.iter()
+        .flat_map(|a| a.split(','))
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 #[derive(Clone, Debug)]
 pub struct Target {
+    /// The URL as given.
+    pub url: String,
     pub addr: SocketAddr,
     /// `Host` header value, as written in the URL.
     pub host: String,
@@ -54,11 +70,27 @@ impl Target {
             None => Some(format!("http://{authority}")),
         };
         Ok(Target {
+            url: url.to_string(),
             addr,
             host: authority.to_string(),
             base_path,
             origin,
         })
+    }
+
+    /// Parses every node's URL (`urls` may repeat one: a node given twice is two "nodes"
+    /// sharing rooms). Each target's `Origin` defaults to its own `http://<host:port>`.
+    pub fn parse_all(urls: &[String], origin: Option<&str>) -> Result<Vec<Target>, String> {
+        if urls.is_empty() {
+            return Err("a URL is required, e.g. ws://127.0.0.1:8000/ws/chat/".into());
+        }
+        if urls.len() > MAX_NODES {
+            return Err(format!(
+                "{} URLs given: at most {MAX_NODES} nodes are supported",
+                urls.len()
+            ));
+        }
+        urls.iter().map(|u| Target::parse(u, origin)).collect()
     }
 
     /// Request path for a room.
@@ -89,5 +121,24 @@ mod tests {
         );
         assert!(Target::parse("http://127.0.0.1/", None).is_err());
         assert!(Target::parse("wss://127.0.0.1/", None).is_err());
+    }
+
+    #[test]
+    fn several_urls_make_several_nodes() {
+        let urls = split_urls(&[
+            "ws://127.0.0.1:8001/ws/chat/,ws://127.0.0.1:8002/ws/chat/".into(),
+            "ws://127.0.0.1:8001/ws/chat/".into(),
+        ]);
+        assert_eq!(urls.len(), 3);
+        let t = Target::parse_all(&urls, None).unwrap();
+        assert_eq!(
+            t.iter().map(|t| t.addr.port()).collect::<Vec<_>>(),
+            vec![8001, 8002, 8001]
+        );
+        assert_eq!(t[1].origin.as_deref(), Some("http://127.0.0.1:8002"));
+        assert!(Target::parse_all(&[], None).is_err());
+        assert!(
+            Target::parse_all(&["ws://127.0.0.1:1/".into(), "http://x/".into()], None).is_err()
+        );
     }
 }

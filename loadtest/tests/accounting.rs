@@ -1,6 +1,8 @@
 //! The harness's own accounting, end to end against in-process chat servers: expected
 //! versus delivered, the measured window, lost and duplicated deliveries, server errors,
-//! connect failures, pings, idle mode, the saturate search and the binary's exit status.
+//! connect failures, pings, idle mode, the saturate search and the binary's exit status;
+//! and several nodes at once: clients spread over nodes that share rooms (as roomcast
+//! nodes on a Redis backplane do), counted as one, with a node that drops messages caught.
 
 mod common;
 
@@ -11,16 +13,40 @@ use loadtest::report::Report;
 use loadtest::runner;
 use loadtest::scenario::Plan;
 use std::process::Command;
+use std::sync::atomic::Ordering;
 
 /// Parses `args` exactly as the binary would and runs the plan in-process.
 fn run(url: &str, args: &[&str]) -> Report {
-    let mut argv = vec!["loadtest", url, "--quiet"];
+    run_nodes(&[url.to_string()], args)
+}
+
+/// As [`run`], with one URL argument per node.
+fn run_nodes(urls: &[String], args: &[&str]) -> Report {
+    let mut argv = vec!["loadtest"];
+    argv.extend(urls.iter().map(String::as_str));
+    argv.push("--quiet");
     argv.extend_from_slice(args);
     let cli = Cli::try_parse_from(&argv).expect("valid arguments");
     let r = &cli.run;
-    let plan = Plan::resolve(url, &r.load, r.idle, &r.server_pid, false).expect("valid plan");
+    let plan = Plan::resolve(&r.url, &r.load, r.idle, &r.server_pid, false).expect("valid plan");
     runner::execute(&plan).expect("run starts")
 }
+
+/// 16 clients in 4 rooms of 4, everyone sending 20 msg/s for a second, no warm-up.
+const FOUR_ROOMS: &[&str] = &[
+    "--clients",
+    "16",
+    "--rooms",
+    "4",
+    "--rate",
+    "20",
+    "--warmup",
+    "0",
+    "--duration",
+    "1",
+    "--drain",
+    "2",
+];
 
 #[test]
 fn honest_server_delivers_everything_expected() {
@@ -233,7 +259,7 @@ fn idle_mode_answers_pings_and_measures_memory() {
     assert!(idle.bytes_per_connection.is_some());
     assert_eq!(idle.disconnects_during_hold, 0);
     assert_eq!(r.sent, 0);
-    assert_eq!(server.pongs.load(std::sync::atomic::Ordering::SeqCst), 20);
+    assert_eq!(server.pongs.load(Ordering::SeqCst), 20);
 }
 
 #[test]
@@ -322,6 +348,125 @@ fn saturate_steps_down_from_a_failing_start_then_bisects() {
     assert!(r.ok);
 }
 
+#[test]
+fn two_nodes_sharing_rooms_are_driven_and_counted_as_one() {
+    let cluster = common::start_cluster(vec![Faults::default(), Faults::default()]);
+    let r = run_nodes(&cluster.urls(), FOUR_ROOMS);
+    assert!(r.ok, "{}", r.to_table());
+    assert_eq!(r.nodes, 2);
+    assert_eq!(r.url, cluster.urls().join(","));
+    // Members 0 and 2 of every room on node 0, members 1 and 3 on node 1.
+    for (k, node) in cluster.nodes.iter().enumerate() {
+        assert_eq!(node.accepted.load(Ordering::SeqCst), 8, "node {k}");
+        let n = &r.per_node[k];
+        assert_eq!(
+            (n.url.as_str(), n.clients, n.connected),
+            (node.url.as_str(), 8, 8)
+        );
+        // Each message, sent through either node, is due to its room's two members here.
+        assert_eq!(n.expected_deliveries, 2 * r.sent, "node {k}");
+        assert_eq!(
+            (n.delivered, n.lost),
+            (n.expected_deliveries, 0),
+            "node {k}"
+        );
+    }
+    assert_eq!(r.expected_deliveries, 4 * r.sent);
+    assert_eq!(r.delivered, r.expected_deliveries);
+    assert_eq!(r.out_of_order + r.misrouted + r.foreign + r.unexpected, 0);
+}
+
+#[test]
+fn one_node_named_twice_is_two_nodes_sharing_rooms() {
+    let server = common::start(Faults::default());
+    let both = format!("{},{}", server.url, server.url);
+    let r = run_nodes(&[both], FOUR_ROOMS);
+    assert!(r.ok, "{}", r.to_table());
+    assert_eq!((r.nodes, r.per_node.len()), (2, 2));
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 16);
+    assert_eq!(r.delivered, 4 * r.sent);
+}
+
+#[test]
+fn a_node_that_misses_the_other_nodes_messages_is_loss() {
+    // Node 1 delivers only what was sent through itself: its members miss every message
+    // sent through node 0, i.e. half of what they were due (two of each room's four
+    // senders are on node 0).
+    let cluster = common::start_cluster(vec![
+        Faults::default(),
+        Faults {
+            drop_from_other_nodes: true,
+            ..Faults::default()
+        },
+    ]);
+    let r = run_nodes(&cluster.urls(), FOUR_ROOMS);
+    assert!(!r.ok);
+    assert_eq!(r.exit_code(), 1);
+    let (n0, n1) = (&r.per_node[0], &r.per_node[1]);
+    assert_eq!(n0.lost, 0, "{}", r.to_table());
+    assert_eq!(r.lost, n1.lost);
+    let share = n1.lost as f64 / n1.expected_deliveries as f64;
+    assert!(
+        (0.4..0.6).contains(&share),
+        "node 1 lost {share:.2} of its deliveries"
+    );
+    // Nothing else looks wrong: the misses are plain loss, in order, in the right room.
+    assert_eq!(r.out_of_order + r.misrouted + r.unexpected, 0);
+    assert!(
+        r.failures
+            .iter()
+            .any(|f| f.contains("lost") && f.contains(&format!("to node 1 ({})", n1.url))),
+        "{:?}",
+        r.failures
+    );
+}
+
+#[test]
+fn a_node_dropping_one_delivery_is_one_lost_on_that_node() {
+    let cluster = common::start_cluster(vec![
+        Faults::default(),
+        Faults {
+            drop_nth_delivery: Some(40),
+            ..Faults::default()
+        },
+    ]);
+    let r = run_nodes(&cluster.urls(), FOUR_ROOMS);
+    assert_eq!(r.lost, 1, "{}", r.to_table());
+    assert_eq!((r.per_node[0].lost, r.per_node[1].lost), (0, 1));
+    assert!(!r.ok);
+}
+
+#[test]
+fn a_node_duplicating_a_delivery_is_caught() {
+    let cluster = common::start_cluster(vec![
+        Faults {
+            duplicate_nth_delivery: Some(25),
+            ..Faults::default()
+        },
+        Faults::default(),
+    ]);
+    let r = run_nodes(&cluster.urls(), FOUR_ROOMS);
+    assert_eq!((r.out_of_order, r.lost), (1, 0), "{}", r.to_table());
+    assert!(!r.ok);
+}
+
+#[test]
+fn separate_servers_do_not_share_rooms_and_that_is_loss() {
+    // Two unconnected servers: each room is split in two halves that never hear each
+    // other, so every member misses the other half's messages.
+    let (a, b) = (
+        common::start(Faults::default()),
+        common::start(Faults::default()),
+    );
+    let r = run_nodes(&[a.url.clone(), b.url.clone()], FOUR_ROOMS);
+    assert!(!r.ok);
+    assert!(r.sent > 0);
+    assert_eq!(r.expected_deliveries, 4 * r.sent);
+    let share = r.lost as f64 / r.expected_deliveries as f64;
+    assert!((0.4..0.6).contains(&share), "lost {share:.2}");
+    assert!(r.per_node.iter().all(|n| n.lost > 0));
+}
+
 /// The binary itself: one JSON line on stdout, and the exit status follows the verdict.
 #[test]
 fn binary_prints_one_json_line_and_exits_nonzero_on_loss() {
@@ -382,6 +527,28 @@ fn binary_prints_one_json_line_and_exits_nonzero_on_loss() {
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["lost"], 1);
     assert_eq!(out.status.code(), Some(1));
+
+    // Two nodes (the URLs as two arguments or comma-separated) and a PID per node: the
+    // JSON line says how many nodes, and has per-node and per-PID figures.
+    let cluster = common::start_cluster(vec![Faults::default(), Faults::default()]);
+    let me = std::process::id().to_string();
+    let urls = cluster.urls();
+    for url_args in [urls.clone(), vec![urls.join(",")]] {
+        let out = Command::new(exe)
+            .args(&url_args)
+            .args(args)
+            .args(["--server-pid", &me, "--server-pid", &me])
+            .output()
+            .unwrap();
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(j["nodes"], 2);
+        assert_eq!(j["per_node"].as_array().unwrap().len(), 2);
+        assert_eq!(j["per_node"][1]["url"], urls[1].as_str());
+        assert_eq!(j["server_cpu_s_per_pid"].as_array().unwrap().len(), 2);
+        assert_eq!(j["server_rss_kb_per_pid"].as_array().unwrap().len(), 2);
+        assert_eq!(j["lost"], 0);
+        assert_eq!(out.status.code(), Some(0), "{j}");
+    }
 
     // Asking for more connections than the open-file limit allows is refused plainly.
     let out = Command::new(exe)

@@ -10,6 +10,7 @@ use common::{Faults, TargetedDrop};
 use loadtest::cli::{Cli, Command};
 use loadtest::soak::report::SoakReport;
 use loadtest::soak::{self, SoakPlan};
+use std::sync::atomic::Ordering;
 
 /// Six stable clients in two rooms (three each) sending 10 msg/s, six churners starting
 /// 20 connections a second for 2 s.
@@ -138,6 +139,52 @@ fn a_churner_message_dropped_to_a_stable_member_is_lost() {
     assert_eq!(r.lost, 0);
     assert!(!r.ok);
     assert!(r.failures.iter().any(|f| f.contains("churner messages")));
+}
+
+#[test]
+fn soak_over_two_nodes_sharing_rooms_loses_nothing() {
+    let cluster = common::start_cluster(vec![Faults::default(), Faults::default()]);
+    let r = run(&cluster.nodes[0].url, &[cluster.nodes[1].url.as_str()]);
+    assert!(r.ok, "{}", r.to_table());
+    assert_eq!(r.nodes, 2);
+    // Stable members 0 and 2 of each room on node 0, member 1 on node 1; churners on
+    // either at random.
+    let accepted: Vec<u64> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.accepted.load(Ordering::SeqCst))
+        .collect();
+    assert!(accepted[0] > 4 && accepted[1] > 2, "{accepted:?}");
+    // Plus the /metrics reads at the start and the end (this server has none: the first
+    // one fails, and the others are not tried).
+    let conns = 6 + r.churn.connects_attempted;
+    assert!(
+        (conns..=conns + 4).contains(&(accepted[0] + accepted[1])),
+        "{accepted:?} for {conns}"
+    );
+    assert_eq!(r.expected_deliveries, 3 * r.sent);
+    assert_eq!((r.delivered, r.lost_total), (r.expected_deliveries, 0));
+    let k = &r.churn.counts;
+    assert_eq!((k.expected, k.delivered), (3 * k.accepted, 3 * k.accepted));
+}
+
+#[test]
+fn soak_catches_a_node_that_misses_the_other_nodes_messages() {
+    let cluster = common::start_cluster(vec![
+        Faults::default(),
+        Faults {
+            drop_from_other_nodes: true,
+            ..Faults::default()
+        },
+    ]);
+    let r = run(&cluster.nodes[0].url, &[cluster.nodes[1].url.as_str()]);
+    assert!(!r.ok);
+    // Node 1's stable member of each room misses the two node-0 members' messages.
+    assert!(r.lost > 0, "{}", r.to_table());
+    assert!(r
+        .failures
+        .iter()
+        .any(|f| f.contains("stable members' messages were lost")));
 }
 
 /// The binary: one JSON line, exit status 0, and the /proc readings of a server PID

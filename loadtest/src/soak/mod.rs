@@ -30,7 +30,7 @@ use crate::report::Latency;
 use crate::runner::{check_server_nofile, sources_for, FD_RESERVE};
 use crate::scrape;
 use crate::sys;
-use crate::target::Target;
+use crate::target::{split_urls, Target};
 use acct::SoakAcct;
 use report::{ChurnReport, Gauges, SoakReport};
 use std::cmp::Reverse;
@@ -45,8 +45,11 @@ const START_SETTLE_US: u64 = 1_000_000;
 /// Everything a soak run needs, flags checked.
 #[derive(Clone, Debug)]
 pub struct SoakPlan {
+    /// The node URLs, comma-separated.
     pub url: String,
-    pub target: Target,
+    /// One per node: stable client `i` on `targets[layout.node_of(i, n)]`, each churn
+    /// connection on a random one.
+    pub targets: Vec<Target>,
     /// The stable clients' layout (every one of them sends).
     pub layout: Layout,
     pub rate: f64,
@@ -94,9 +97,10 @@ impl SoakPlan {
                 "--churn-stay-max ({stay_max_s}) is below --churn-stay-min ({stay_min_s})"
             ));
         }
+        let urls = split_urls(&a.url);
         Ok(SoakPlan {
-            url: a.url.clone(),
-            target: Target::parse(&a.url, a.origin.as_deref())?,
+            url: urls.join(","),
+            targets: Target::parse_all(&urls, a.origin.as_deref())?,
             layout,
             rate: check("rate", a.rate, false)?,
             payload: a.payload,
@@ -117,6 +121,42 @@ impl SoakPlan {
             server_pids: a.server_pid.clone(),
             progress,
         })
+    }
+}
+
+impl SoakPlan {
+    /// The distinct servers (by address; a URL given twice is one server), each with the
+    /// nodes that name it.
+    pub fn servers(&self) -> Vec<(usize, Vec<usize>)> {
+        let mut out: Vec<(usize, Vec<usize>)> = Vec::new();
+        for (k, t) in self.targets.iter().enumerate() {
+            match out
+                .iter_mut()
+                .find(|(first, _)| self.targets[*first].addr == t.addr)
+            {
+                Some((_, nodes)) => nodes.push(k),
+                None => out.push((k, vec![k])),
+            }
+        }
+        out
+    }
+
+    /// Per distinct server (as [`SoakPlan::servers`]), the rooms that have a stable member
+    /// on it: what its `roomcast_rooms` gauge shows once the churners are gone.
+    pub fn rooms_per_server(&self) -> Vec<u64> {
+        let n = self.targets.len();
+        self.servers()
+            .iter()
+            .map(|(_, nodes)| {
+                (0..self.layout.rooms)
+                    .filter(|&room| {
+                        (room..self.layout.clients)
+                            .step_by(self.layout.rooms)
+                            .any(|c| nodes.contains(&self.layout.node_of(c, n)))
+                    })
+                    .count() as u64
+            })
+            .collect()
     }
 }
 
@@ -201,7 +241,7 @@ struct Soak<'a> {
 /// Runs `plan` and returns its report (`Err` only when it could not start at all).
 pub fn execute(plan: &SoakPlan) -> Result<SoakReport, String> {
     let n = plan.layout.clients;
-    let sources = sources_for(&plan.target, plan.source_addrs);
+    let sources = sources_for(&plan.targets, plan.source_addrs);
     let (soft, hard) = sys::raise_nofile();
     let need = (n + plan.churners) as u64 + FD_RESERVE;
     if need > soft {
@@ -213,7 +253,8 @@ pub fn execute(plan: &SoakPlan) -> Result<SoakReport, String> {
     }
     let server = ServerProcs::new(&plan.server_pids)?;
     let mut warnings = Vec::new();
-    check_server_nofile((n + plan.churners) as u64, &server, &mut warnings);
+    let per_node = n.div_ceil(plan.targets.len()) + plan.churners;
+    check_server_nofile(per_node as u64, &server, &mut warnings);
     if plan.progress {
         for w in &warnings {
             eprintln!("loadtest: warning: {w}");
@@ -223,7 +264,7 @@ pub fn execute(plan: &SoakPlan) -> Result<SoakReport, String> {
     let acct = SoakAcct::new(&plan.layout, grace_us);
     let engine = Engine::with_sink(
         plan.layout.clone(),
-        plan.target.clone(),
+        plan.targets.clone(),
         sources,
         plan.progress,
         acct,
@@ -493,27 +534,35 @@ impl Soak<'_> {
         }
     }
 
-    /// roomcast's gauges from /metrics; a warning when they cannot be read.
+    /// roomcast's gauges from /metrics, summed over the distinct servers; a warning when
+    /// one cannot be read (and then no figures: a partial sum would mislead).
     fn gauges(&self, warnings: &mut Vec<String>) -> Option<Gauges> {
-        let t = &self.plan.target;
-        match scrape::http_get(t.addr, &t.host, "/metrics", Duration::from_secs(5)) {
-            Ok(body) => {
-                let m = scrape::parse_metrics(&body);
-                let get = |k: &str| m.get(k).map(|&v| v as u64);
-                Some(Gauges {
-                    connections: get("roomcast_connections"),
-                    rooms: get("roomcast_rooms"),
-                    tcp_connections: get("roomcast_tcp_connections"),
-                })
-            }
-            Err(e) => {
-                let w = format!("cannot read the server's /metrics: {e}");
-                if !warnings.contains(&w) {
-                    warnings.push(w);
+        let mut sum = Gauges {
+            connections: Some(0),
+            rooms: Some(0),
+            tcp_connections: Some(0),
+        };
+        let add = |a: Option<u64>, b: Option<u64>| a.zip(b).map(|(a, b)| a + b);
+        for (first, _) in self.plan.servers() {
+            let t = &self.plan.targets[first];
+            match scrape::http_get(t.addr, &t.host, "/metrics", Duration::from_secs(5)) {
+                Ok(body) => {
+                    let m = scrape::parse_metrics(&body);
+                    let get = |k: &str| m.get(k).map(|&v| v as u64);
+                    sum.connections = add(sum.connections, get("roomcast_connections"));
+                    sum.rooms = add(sum.rooms, get("roomcast_rooms"));
+                    sum.tcp_connections = add(sum.tcp_connections, get("roomcast_tcp_connections"));
                 }
-                None
+                Err(e) => {
+                    let w = format!("cannot read the server's /metrics ({}): {e}", t.host);
+                    if !warnings.contains(&w) {
+                        warnings.push(w);
+                    }
+                    return None;
+                }
             }
         }
+        Some(sum)
     }
 
     fn show(&mut self, label: &str, now: u64, t0: u64) {
@@ -586,7 +635,9 @@ impl Soak<'_> {
         let leave = LEAVES[(self.churn.connects_attempted % LEAVES.len() as u64) as usize];
         self.churn.connects_attempted += 1;
         let id = self.n + k;
+        let node = fastrand::usize(0..self.plan.targets.len());
         let c = self.engine.client_mut(id);
+        c.node = node as u16;
         c.rx = RxState::new(room, self.plan.layout.senders_in_room(room));
         c.rx.id = sid;
         c.next_seq = 0;
@@ -843,5 +894,33 @@ mod tests {
         assert!(plan(&["--churn-stay-min", "2", "--churn-stay-max", "1"]).is_err());
         assert!(plan(&["--clients", "5", "--rooms", "6"]).is_err());
         assert!(plan(&["--duration", "0"]).is_err());
+    }
+
+    #[test]
+    fn several_nodes_and_the_rooms_each_server_holds() {
+        // 5 stable clients in 3 rooms over 2 nodes: room 0 has members 0 (node 0) and 3
+        // (node 1), room 1 members 1 (node 0) and 4 (node 1), room 2 only member 2 (node 0).
+        let p = plan(&[
+            "--clients",
+            "5",
+            "--rooms",
+            "3",
+            "ws://127.0.0.1:10/ws/chat/",
+        ])
+        .unwrap();
+        assert_eq!(p.targets.len(), 2);
+        assert_eq!(p.servers(), vec![(0, vec![0]), (1, vec![1])]);
+        assert_eq!(p.rooms_per_server(), vec![3, 2]);
+        // One server named twice holds every room once.
+        let p = plan(&[
+            "--clients",
+            "5",
+            "--rooms",
+            "3",
+            "ws://127.0.0.1:9/ws/chat/",
+        ])
+        .unwrap();
+        assert_eq!(p.servers(), vec![(0, vec![0, 1])]);
+        assert_eq!(p.rooms_per_server(), vec![3]);
     }
 }

@@ -51,7 +51,11 @@ pub struct ChurnReport {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SoakReport {
     pub mode: String,
+    /// The node URLs, comma-separated.
     pub url: String,
+    /// Servers the clients were spread over (stable member m of a room on node m % nodes,
+    /// each churn connection on a random one).
+    pub nodes: u64,
     /// Asked length of the run, and the actual one.
     pub duration_s: f64,
     pub window_s: f64,
@@ -106,8 +110,13 @@ pub struct SoakReport {
     pub fd_tolerance: u64,
     pub server_cpu_s: Option<f64>,
     pub server_cpu_wait_s: Option<f64>,
+    /// roomcast's gauges, summed over the distinct servers (a URL given twice is read
+    /// once).
     pub metrics_start: Option<Gauges>,
     pub metrics_end: Option<Gauges>,
+    /// What `metrics_end.rooms` must show: the rooms with a stable member, counted once
+    /// per distinct server that holds one (`rooms` for a single server).
+    pub metrics_rooms_expected: u64,
     pub harness_cpu_s: f64,
     pub harness_cpu_util: f64,
     pub harness_cpu_wait_s: Option<f64>,
@@ -127,6 +136,8 @@ impl SoakReport {
         SoakReport {
             mode: "soak".into(),
             url: plan.url.clone(),
+            nodes: plan.targets.len() as u64,
+            metrics_rooms_expected: plan.rooms_per_server().iter().sum(),
             duration_s: plan.duration_s,
             stable_clients: plan.layout.clients as u64,
             rooms: plan.layout.rooms as u64,
@@ -318,10 +329,13 @@ impl SoakReport {
                     ),
                 );
             }
-            if let Some(r) = g.rooms.filter(|&r| r != self.rooms) {
+            if let Some(r) = g.rooms.filter(|&r| r != self.metrics_rooms_expected) {
                 fail(
                     true,
-                    format!("/metrics shows {r} rooms at the end, not {}", self.rooms),
+                    format!(
+                        "/metrics shows {r} rooms at the end, not {}",
+                        self.metrics_rooms_expected
+                    ),
                 );
             }
         }
@@ -403,6 +417,16 @@ impl SoakReport {
         let ch = &self.churn;
         let k = &ch.counts;
         row("run", format!("soak against {}", self.url));
+        if self.nodes > 1 {
+            row(
+                "nodes",
+                format!(
+                    "{} (stable member m of each room on node m % {}, churners at random; \
+                     /metrics summed, {} rooms expected)",
+                    self.nodes, self.nodes, self.metrics_rooms_expected
+                ),
+            );
+        }
         row(
             "duration",
             format!("{:.1} s (asked {} s)", self.window_s, trim(self.duration_s)),
@@ -623,6 +647,7 @@ mod tests {
         SoakReport {
             stable_clients: 4,
             rooms: 2,
+            metrics_rooms_expected: 2,
             connected: 4,
             churners: 2,
             sent: 10,

@@ -2,6 +2,11 @@
 //! (tungstenite), Channels semantics (`{"message": v}` to every member of the room, the
 //! sender included; `{"error": ...}` to the sender for bad input), and switches that make
 //! it misbehave on purpose so the tests can prove the harness notices.
+//!
+//! [`start_cluster`] starts several such servers ("nodes", each on its own port) that
+//! share their rooms, as roomcast nodes on one Redis backplane do: a message sent through
+//! any node reaches the room's members on every node, each member's own node delivering
+//! it (so that node's faults apply), in one order per room.
 
 #![allow(dead_code)]
 
@@ -15,24 +20,30 @@ use tungstenite::handshake::server::{Request, Response};
 use tungstenite::protocol::Role;
 use tungstenite::{Message, WebSocket};
 
-/// Deliberate faults, each counted over all fan-out deliveries (1-based).
+/// Deliberate faults, each counted over all fan-out deliveries (1-based) that the node
+/// makes (to its own members).
 #[derive(Clone, Default)]
 pub struct Faults {
     /// Skip this delivery.
     pub drop_nth_delivery: Option<u64>,
     /// Send this delivery twice.
     pub duplicate_nth_delivery: Option<u64>,
-    /// Answer this incoming chat message with an error instead of broadcasting it.
+    /// Answer this incoming chat message (received by this node) with an error instead of
+    /// broadcasting it.
     pub error_nth_message: Option<u64>,
     /// Ping every client right after its handshake.
     pub ping_on_open: bool,
     /// Skip one delivery picked by sender and receiver (see [`TargetedDrop`]).
     pub drop_targeted: Option<TargetedDrop>,
+    /// Never deliver messages sent through another node (a node that lost its backplane
+    /// subscription): its members only see what was sent through it.
+    pub drop_from_other_nodes: bool,
 }
 
 /// Skips the `nth` (1-based) of the deliveries whose sender's and receiver's connection
-/// numbers (in handshake order, from 0) fall in the given ranges. The soak mode connects
-/// its stable clients first, so `0..N` are they and `N..` the churn connections.
+/// numbers (in handshake order over the whole cluster, from 0) fall in the given ranges.
+/// The soak mode connects its stable clients first, so `0..N` are they and `N..` the churn
+/// connections.
 #[derive(Clone, Debug, Default)]
 pub struct TargetedDrop {
     pub nth: u64,
@@ -40,57 +51,100 @@ pub struct TargetedDrop {
     pub receivers: std::ops::Range<u64>,
 }
 
-type Rooms = Mutex<HashMap<String, Vec<(u64, Sender<Message>)>>>;
+struct Member {
+    id: u64,
+    node: usize,
+    tx: Sender<Message>,
+}
+
+type Rooms = Mutex<HashMap<String, Vec<Member>>>;
 
 pub struct TestServer {
     pub url: String,
+    /// Pongs received by the whole cluster.
     pub pongs: Arc<AtomicU64>,
+    /// Connections this node accepted.
     pub accepted: Arc<AtomicU64>,
 }
 
-struct Shared {
-    rooms: Rooms,
+/// Nodes sharing rooms.
+pub struct Cluster {
+    pub nodes: Vec<TestServer>,
+}
+
+impl Cluster {
+    /// Every node's URL, in node order.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.url.clone()).collect()
+    }
+}
+
+/// One node's faults and counters.
+struct Node {
     faults: Faults,
     deliveries: AtomicU64,
-    targeted: AtomicU64,
     messages: AtomicU64,
+}
+
+/// What the nodes share: the rooms (the backplane) and connection numbering.
+struct Hub {
+    rooms: Rooms,
+    nodes: Vec<Node>,
+    targeted: AtomicU64,
     next_id: AtomicU64,
     pongs: Arc<AtomicU64>,
 }
 
 /// Starts a server on an ephemeral 127.0.0.1 port; it lives until the test process ends.
 pub fn start(faults: Faults) -> TestServer {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().unwrap().port();
+    start_cluster(vec![faults]).nodes.remove(0)
+}
+
+/// Starts one node per entry of `faults`, each on its own ephemeral 127.0.0.1 port,
+/// sharing rooms; they live until the test process ends.
+pub fn start_cluster(faults: Vec<Faults>) -> Cluster {
     let pongs = Arc::new(AtomicU64::new(0));
-    let accepted = Arc::new(AtomicU64::new(0));
-    let shared = Arc::new(Shared {
+    let hub = Arc::new(Hub {
         rooms: Mutex::new(HashMap::new()),
-        faults,
-        deliveries: AtomicU64::new(0),
+        nodes: faults
+            .into_iter()
+            .map(|faults| Node {
+                faults,
+                deliveries: AtomicU64::new(0),
+                messages: AtomicU64::new(0),
+            })
+            .collect(),
         targeted: AtomicU64::new(0),
-        messages: AtomicU64::new(0),
         next_id: AtomicU64::new(0),
         pongs: pongs.clone(),
     });
-    let acc = accepted.clone();
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            acc.fetch_add(1, Ordering::SeqCst);
-            let shared = shared.clone();
-            thread::spawn(move || serve(stream, &shared));
-        }
-    });
-    TestServer {
-        url: format!("ws://127.0.0.1:{port}/ws/chat/"),
-        pongs,
-        accepted,
-    }
+    let nodes = (0..hub.nodes.len())
+        .map(|node| {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let port = listener.local_addr().unwrap().port();
+            let accepted = Arc::new(AtomicU64::new(0));
+            let acc = accepted.clone();
+            let hub = hub.clone();
+            thread::spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    acc.fetch_add(1, Ordering::SeqCst);
+                    let hub = hub.clone();
+                    thread::spawn(move || serve(stream, &hub, node));
+                }
+            });
+            TestServer {
+                url: format!("ws://127.0.0.1:{port}/ws/chat/"),
+                pongs: pongs.clone(),
+                accepted,
+            }
+        })
+        .collect();
+    Cluster { nodes }
 }
 
 // tungstenite's handshake callback type fixes the large error variant.
 #[allow(clippy::result_large_err)]
-fn serve(stream: TcpStream, shared: &Shared) {
+fn serve(stream: TcpStream, hub: &Hub, node: usize) {
     let mut path = String::new();
     let callback = |req: &Request, resp: Response| {
         path = req.uri().path().to_string();
@@ -106,11 +160,11 @@ fn serve(stream: TcpStream, shared: &Shared) {
         .trim_start_matches("/ws/chat/")
         .trim_end_matches('/')
         .to_string();
-    let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
+    let id = hub.next_id.fetch_add(1, Ordering::SeqCst);
     let (tx, rx) = channel::<Message>();
     // Writer: the only thread writing data frames on this connection.
     let mut writer = WebSocket::from_raw_socket(write_half, Role::Server, None);
-    if shared.faults.ping_on_open {
+    if hub.nodes[node].faults.ping_on_open {
         let _ = writer.send(Message::Ping(b"are you there".to_vec().into()));
     }
     thread::spawn(move || {
@@ -120,18 +174,21 @@ fn serve(stream: TcpStream, shared: &Shared) {
             }
         }
     });
-    shared
-        .rooms
+    hub.rooms
         .lock()
         .unwrap()
         .entry(room.clone())
         .or_default()
-        .push((id, tx.clone()));
+        .push(Member {
+            id,
+            node,
+            tx: tx.clone(),
+        });
     loop {
         match ws.read() {
-            Ok(Message::Text(t)) => on_text(shared, &room, id, &tx, t.as_str()),
+            Ok(Message::Text(t)) => on_text(hub, node, &room, id, &tx, t.as_str()),
             Ok(Message::Pong(_)) => {
-                shared.pongs.fetch_add(1, Ordering::SeqCst);
+                hub.pongs.fetch_add(1, Ordering::SeqCst);
             }
             Ok(Message::Binary(_)) => {
                 let _ = tx.send(Message::text(
@@ -142,13 +199,13 @@ fn serve(stream: TcpStream, shared: &Shared) {
             Err(_) => break,
         }
     }
-    let mut rooms = shared.rooms.lock().unwrap();
+    let mut rooms = hub.rooms.lock().unwrap();
     if let Some(members) = rooms.get_mut(&room) {
-        members.retain(|(m, _)| *m != id);
+        members.retain(|m| m.id != id);
     }
 }
 
-fn on_text(shared: &Shared, room: &str, me_id: u64, me: &Sender<Message>, text: &str) {
+fn on_text(hub: &Hub, node: usize, room: &str, me_id: u64, me: &Sender<Message>, text: &str) {
     let value = match serde_json::from_str::<serde_json::Value>(text) {
         Ok(serde_json::Value::Object(mut o)) if o.contains_key("message") => {
             o.remove("message").unwrap()
@@ -160,31 +217,37 @@ fn on_text(shared: &Shared, room: &str, me_id: u64, me: &Sender<Message>, text: 
             return;
         }
     };
-    let n = shared.messages.fetch_add(1, Ordering::SeqCst) + 1;
-    if shared.faults.error_nth_message == Some(n) {
+    let here = &hub.nodes[node];
+    let n = here.messages.fetch_add(1, Ordering::SeqCst) + 1;
+    if here.faults.error_nth_message == Some(n) {
         let _ = me.send(Message::text(r#"{"error": "deliberate test error"}"#));
         return;
     }
     // Python's json.dumps spacing, as the Channels seed would send it.
     let out = format!("{{\"message\": {value}}}");
     // Fan out under the lock so every member sees the room's messages in one order.
-    let rooms = shared.rooms.lock().unwrap();
-    for (member_id, member) in rooms.get(room).into_iter().flatten() {
-        let k = shared.deliveries.fetch_add(1, Ordering::SeqCst) + 1;
-        if shared.faults.drop_nth_delivery == Some(k) {
+    let rooms = hub.rooms.lock().unwrap();
+    for member in rooms.get(room).into_iter().flatten() {
+        // The member's own node delivers: its faults apply.
+        let via = &hub.nodes[member.node];
+        if via.faults.drop_from_other_nodes && member.node != node {
             continue;
         }
-        if let Some(t) = &shared.faults.drop_targeted {
+        let k = via.deliveries.fetch_add(1, Ordering::SeqCst) + 1;
+        if via.faults.drop_nth_delivery == Some(k) {
+            continue;
+        }
+        if let Some(t) = &via.faults.drop_targeted {
             if t.senders.contains(&me_id)
-                && t.receivers.contains(member_id)
-                && shared.targeted.fetch_add(1, Ordering::SeqCst) + 1 == t.nth
+                && t.receivers.contains(&member.id)
+                && hub.targeted.fetch_add(1, Ordering::SeqCst) + 1 == t.nth
             {
                 continue;
             }
         }
-        let _ = member.send(Message::text(out.clone()));
-        if shared.faults.duplicate_nth_delivery == Some(k) {
-            let _ = member.send(Message::text(out.clone()));
+        let _ = member.tx.send(Message::text(out.clone()));
+        if via.faults.duplicate_nth_delivery == Some(k) {
+            let _ = member.tx.send(Message::text(out.clone()));
         }
     }
 }
