@@ -95,7 +95,12 @@ pub struct Config {
     /// rooms are spread over them by channels_redis's consistent hash, so the
     /// list must be the same, in the same order, on every node and in Django's
     /// `CHANNEL_LAYERS` hosts. Without it roomcast is a single node.
-    #[arg(long = "redis", env = "ROOMCAST_REDIS", value_delimiter = ',', value_name = "URL")]
+    #[arg(
+        long = "redis",
+        env = "ROOMCAST_REDIS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
     pub redis: Vec<String>,
 
     /// The channels_redis prefix (`RedisPubSubChannelLayer(prefix=...)`); a room's
@@ -167,10 +172,15 @@ impl Config {
             return Err("--redis-prefix must not be empty".into());
         }
         if self.redis_timeout.is_zero() || self.redis_retry_max < Duration::from_millis(100) {
-            return Err("--redis-timeout must be above zero and --redis-retry-max at least 100ms".into());
+            return Err(
+                "--redis-timeout must be above zero and --redis-retry-max at least 100ms".into(),
+            );
         }
         if self.publish_token.as_deref() == Some("") {
-            return Err("--publish-token must not be empty (leave it unset to disable the publish API)".into());
+            return Err(
+                "--publish-token must not be empty (leave it unset to disable the publish API)"
+                    .into(),
+            );
         }
         if self.handshake_timeout.is_zero() || self.close_timeout.is_zero() {
             return Err("--handshake-timeout and --close-timeout must be above zero".into());

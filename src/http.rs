@@ -87,7 +87,9 @@ pub enum Decision {
     },
     /// The publish API (`/publish/<room>/`); the event loop checks the rest
     /// (it holds the token), see [`crate::publish::check_head`].
-    Publish { room: Result<String, Rejection> },
+    Publish {
+        room: Result<String, Rejection>,
+    },
     Reject(Rejection),
 }
 

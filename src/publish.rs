@@ -117,8 +117,8 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<&str>, Refusal> {
             .map(|raw| vec![raw])
             .map_err(|e| Refusal::new(400, e.to_string()));
     }
-    let items: Vec<&RawValue> = serde_json::from_str(text)
-        .map_err(|e| Refusal::new(400, format!("invalid JSON: {e}")))?;
+    let items: Vec<&RawValue> =
+        serde_json::from_str(text).map_err(|e| Refusal::new(400, format!("invalid JSON: {e}")))?;
     items
         .iter()
         .enumerate()
@@ -203,7 +203,10 @@ mod tests {
         let bad_room = Err(Rejection::new(400, "invalid room name"));
         assert_eq!(status(check_head(&ok, bad_room, Some("s3cret"), 100)), 400);
         let no_len = req("POST", Some("Bearer s3cret"), None);
-        assert_eq!(status(check_head(&no_len, room(), Some("s3cret"), 100)), 411);
+        assert_eq!(
+            status(check_head(&no_len, room(), Some("s3cret"), 100)),
+            411
+        );
         let big = req("POST", Some("Bearer s3cret"), Some(101));
         assert_eq!(status(check_head(&big, room(), Some("s3cret"), 100)), 413);
     }

@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # The whole test suite, the one command README.md gives and .ci/run calls.
-# It installs what it needs (Rust components, a Python venv for the Autobahn
-# runner, Chromium and playwright-core for the browser test) so it passes on a
-# fresh machine. Stages:
+# It installs what it needs (Rust components, Debian's redis-server, a Python
+# venv for the Autobahn runner, Chromium and playwright-core for the browser
+# test, the Django Channels venv for the interop test) so it passes on a fresh
+# machine (CI=true, no stdin). Stages:
 #   1. cargo fmt --check and cargo clippy --all-targets -D warnings
-#   2. cargo test --workspace (unit, property and socket integration tests)
+#   2. cargo test --workspace (unit, property and socket integration tests,
+#      including the Redis backplane and publish API tests, which start
+#      private redis-server processes: redis-server is installed first when
+#      missing)
 #   3. Autobahn TestSuite 1.x-10.x with kosoku against /ws/echo/, diffed
 #      against tests/autobahn/expected.txt, each case group time-limited
 #   4. the browser test (headless Chromium + Playwright) of the chat page
-#   5. a short load-harness run against the release binary (no loss allowed)
+#   5. interop (Django + Redis): the seed's Django Channels app with
+#      channels_redis's RedisPubSubChannelLayer and the release binary on one
+#      Redis; a roomcast page and the seed's snippet on daphne chat in one room,
+#      and a Python group_send reaches both (tests/interop/run.sh)
+#   6. a short load-harness run against the release binary (no loss allowed)
 # Ends with one line "suite: N passed, N failed".
 set -uo pipefail
 
@@ -46,7 +54,27 @@ lint() {
   cargo fmt --all -- --check && cargo clippy --workspace --all-targets --quiet -- -D warnings
 }
 
+# ensure_apt_package COMMAND PACKAGE: apt-get install PACKAGE when COMMAND is
+# not on PATH, non-interactively, as root or through sudo (the same steps as
+# ensure_apt in loadtest/baselines/lib.sh, but failing the stage, not the run).
+ensure_apt_package() {
+  local cmd=$1 pkg=$2 sudo=""
+  command -v "$cmd" >/dev/null 2>&1 && return 0
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "'$cmd' is missing and apt-get is not available: install $pkg" >&2
+    return 1
+  fi
+  [ "$(id -u)" = 0 ] || sudo="sudo -n"
+  echo "installing Debian package $pkg (for $cmd)"
+  $sudo apt-get update -qq </dev/null &&
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg" </dev/null ||
+    return 1
+  command -v "$cmd" >/dev/null 2>&1
+}
+
 unit_and_integration() {
+  # tests/backplane.rs and tests/publish.rs start private redis-servers.
+  ensure_apt_package redis-server redis-server || return 1
   cargo test --workspace
 }
 
@@ -64,6 +92,11 @@ browser() {
   RELAY_CMD="$ROOT/target/release/roomcast" tests/browser/run.sh
 }
 
+interop() {
+  # Bounded inside too; this outer limit also covers a first-time venv build.
+  timeout --kill-after=60 1800 tests/interop/run.sh
+}
+
 load_smoke() {
   loadtest/smoke.sh
 }
@@ -74,6 +107,7 @@ stage "cargo test" unit_and_integration
 stage "release build" release_build
 stage "autobahn 1.x-10.x" autobahn
 stage "browser" browser
+stage "interop (Django + Redis)" interop
 if [ -x loadtest/smoke.sh ]; then
   stage "load smoke" load_smoke
 fi

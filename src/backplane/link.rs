@@ -215,9 +215,7 @@ impl Link {
         shared.queue_bytes.fetch_sub(cost, Ordering::AcqRel);
         shared.fallback.fetch_add(1, Ordering::Relaxed);
         if let Some(frame) = self.frame_for(payload, shared) {
-            shared
-                .event_bytes
-                .fetch_add(frame.len(), Ordering::AcqRel);
+            shared.event_bytes.fetch_add(frame.len(), Ordering::AcqRel);
             events.push(Event::Deliver { room, frame });
         }
     }
@@ -338,16 +336,15 @@ impl Link {
                 };
                 shared.received.fetch_add(1, Ordering::Relaxed);
                 if let Some(frame) = self.frame_for(payload, shared) {
-                    shared
-                        .event_bytes
-                        .fetch_add(frame.len(), Ordering::AcqRel);
+                    shared.event_bytes.fetch_add(frame.len(), Ordering::AcqRel);
                     events.push(Event::Deliver { room, frame });
                 }
                 Ok(())
             }
             b"subscribe" | b"unsubscribe" => {
                 let confirms = |p: &mut Pending| match (p, kind) {
-                    (Pending::Subscribe(n), b"subscribe") | (Pending::Unsubscribe(n), b"unsubscribe") => {
+                    (Pending::Subscribe(n), b"subscribe")
+                    | (Pending::Unsubscribe(n), b"unsubscribe") => {
                         *n -= 1;
                         Some(*n == 0)
                     }
@@ -380,7 +377,9 @@ impl Link {
     ) -> Result<(), LinkError> {
         self.head_echoed = false;
         let Some(head) = self.pending.pop_front() else {
-            return Err(LinkError("a reply from Redis that nothing asked for".into()));
+            return Err(LinkError(
+                "a reply from Redis that nothing asked for".into(),
+            ));
         };
         let error = match &value {
             Value::Error(e) => Some(String::from_utf8_lossy(e).into_owned()),
@@ -390,7 +389,9 @@ impl Link {
             Pending::Hello => {
                 if let Some(e) = error {
                     return Err(LinkError(if e.contains("unknown command") {
-                        format!("Redis rejected HELLO 3 ({e}): roomcast needs Redis 6 or newer (RESP3)")
+                        format!(
+                            "Redis rejected HELLO 3 ({e}): roomcast needs Redis 6 or newer (RESP3)"
+                        )
                     } else {
                         format!("Redis rejected the connection: {e}")
                     }));
@@ -404,7 +405,9 @@ impl Link {
                 cost,
             } => {
                 if let Some(e) = error {
-                    log::warn!("Redis refused a PUBLISH to room {room}: {e}; delivering it locally");
+                    log::warn!(
+                        "Redis refused a PUBLISH to room {room}: {e}; delivering it locally"
+                    );
                     self.fallback(room, &payload, cost, shared, events);
                 } else {
                     shared.queue_bytes.fetch_sub(cost, Ordering::AcqRel);
@@ -481,8 +484,12 @@ mod tests {
         assert!(hello < sub, "{out}");
         l.received(b"%0\r\n", &shared, &mut ev).unwrap();
         assert!(matches!(ev[..], [Event::Up(0)]));
-        l.received(b">3\r\n$9\r\nsubscribe\r\n$23\r\nasgi__group__chat_lobby\r\n:1\r\n", &shared, &mut ev)
-            .unwrap();
+        l.received(
+            b">3\r\n$9\r\nsubscribe\r\n$23\r\nasgi__group__chat_lobby\r\n:1\r\n",
+            &shared,
+            &mut ev,
+        )
+        .unwrap();
         assert!(!l.awaiting());
         let p = event("\"hi\"");
         shared.queue_bytes.fetch_add(100, Ordering::AcqRel);
@@ -503,8 +510,12 @@ mod tests {
         let mut l = link();
         l.subscribe("r".into());
         ready(&mut l, &shared, &mut ev);
-        l.received(b">3\r\n$9\r\nsubscribe\r\n$19\r\nasgi__group__chat_r\r\n:1\r\n", &shared, &mut ev)
-            .unwrap();
+        l.received(
+            b">3\r\n$9\r\nsubscribe\r\n$19\r\nasgi__group__chat_r\r\n:1\r\n",
+            &shared,
+            &mut ev,
+        )
+        .unwrap();
         ev.clear();
         let (a, b, c) = (event("1"), event("2"), event("3"));
         for p in [&a, &b, &c] {
@@ -517,7 +528,11 @@ mod tests {
         l.disconnected(&shared, &mut ev);
         assert_eq!(
             delivered(&ev),
-            vec![r#"{"message": 1}"#, r#"{"message": 2}"#, r#"{"message": 3}"#]
+            vec![
+                r#"{"message": 1}"#,
+                r#"{"message": 2}"#,
+                r#"{"message": 3}"#
+            ]
         );
         assert!(matches!(ev.last(), Some(Event::Down(0))));
         assert_eq!(shared.queue_bytes.load(Ordering::Acquire), 0);

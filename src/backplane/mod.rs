@@ -158,8 +158,7 @@ impl Backplane {
         };
         let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
-        let (thread, waker) =
-            thread::spawn(settings, cmd_rx, ev_tx, loop_waker, shared.clone())?;
+        let (thread, waker) = thread::spawn(settings, cmd_rx, ev_tx, loop_waker, shared.clone())?;
         Ok(Some(Backplane {
             pending: Vec::new(),
             commands: Some(cmd_tx),
@@ -241,7 +240,10 @@ impl Backplane {
 
     /// `(url without password, up)` per shard, for `/healthz`.
     pub fn shards(&self) -> impl Iterator<Item = (&str, bool)> {
-        self.urls.iter().map(String::as_str).zip(self.up.iter().copied())
+        self.urls
+            .iter()
+            .map(String::as_str)
+            .zip(self.up.iter().copied())
     }
 
     pub fn shared(&self) -> &Shared {
@@ -252,7 +254,12 @@ impl Backplane {
     pub fn health_json(&self) -> String {
         let shards: Vec<String> = self
             .shards()
-            .map(|(url, up)| format!("{{\"redis\": {}, \"up\": {up}}}", serde_json::Value::from(url)))
+            .map(|(url, up)| {
+                format!(
+                    "{{\"redis\": {}, \"up\": {up}}}",
+                    serde_json::Value::from(url)
+                )
+            })
             .collect();
         format!("{{\"shards\": [{}]}}", shards.join(", "))
     }

@@ -167,7 +167,11 @@ impl Server {
         let Some(m) = self.conns[key as usize].membership.take() else {
             return;
         };
-        let name = self.backplane.as_ref().and_then(|_| self.rooms.get(m.room)).map(|r| r.name.clone());
+        let name = self
+            .backplane
+            .as_ref()
+            .and_then(|_| self.rooms.get(m.room))
+            .map(|r| r.name.clone());
         if let Some(moved) = self.rooms.leave(m) {
             if let Some(other) = self.conns[moved as usize].membership.as_mut() {
                 other.index = m.index;

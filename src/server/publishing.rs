@@ -76,8 +76,9 @@ impl Server {
         if !bp.try_publish(&name, payloads) {
             return Err(Refusal {
                 status: 503,
-                reason: "the Redis backplane is not keeping up (--redis-queue is full); retry shortly"
-                    .into(),
+                reason:
+                    "the Redis backplane is not keeping up (--redis-queue is full); retry shortly"
+                        .into(),
                 headers: "",
             });
         }
@@ -89,6 +90,10 @@ impl Server {
             "refused a publish request: {} {}",
             refusal.status, refusal.reason
         );
-        self.respond(key, publish::refusal_response(refusal, true), refusal.status);
+        self.respond(
+            key,
+            publish::refusal_response(refusal, true),
+            refusal.status,
+        );
     }
 }

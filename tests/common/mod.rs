@@ -4,6 +4,8 @@
 //! relay thread is joined with a deadline when the test ends.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use roomcast::{Config, Server, ShutdownHandle};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -1,0 +1,85 @@
+//! The Channels event codec on the Redis backplane: the bytes as a payload
+//! from Redis (`decode_chat_event`) and as chat message JSON text
+//! (`encode_chat_event`, lossy UTF-8). Neither panics or touches `out` on
+//! error; a delivered event is ASCII JSON `{"message": ...}`; encoding what
+//! was delivered and decoding it again gives the same text; JSON serde_json
+//! reads is carried (unless an integer is out of range) and comes back as
+//! the same value.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use roomcast::msgpack::{self, EncodeError};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+const FRAME: &str = "{\"message\": ";
+
+/// Decodes, checking the frame; `None` if not delivered.
+fn decode(payload: &[u8]) -> Option<String> {
+    let mut out = b"kept".to_vec();
+    if msgpack::decode_chat_event(payload, &mut out).is_err() {
+        assert_eq!(out, b"kept");
+        return None;
+    }
+    let text = String::from_utf8(out[4..].to_vec()).expect("ASCII");
+    assert!(text.bytes().all(|b| (0x20..0x7f).contains(&b)), "{text}");
+    assert!(text.starts_with(FRAME) && text.ends_with('}'), "{text}");
+    // Valid JSON at any depth (a raw value is skipped without a depth limit).
+    serde_json::from_str::<&RawValue>(&text).expect("JSON");
+    Some(text)
+}
+
+/// Encodes, then decodes what was delivered, which must be stable.
+fn encode(text: &str) -> Result<String, EncodeError> {
+    let mut payload = b"kept".to_vec();
+    if let Err(e) = msgpack::encode_chat_event(text, &mut payload) {
+        assert_eq!(payload, b"kept");
+        return Err(e);
+    }
+    let out = decode(&payload[4..]).expect("what encode writes, decode delivers");
+    let inner = &out[FRAME.len()..out.len() - 1];
+    let mut again = Vec::new();
+    msgpack::encode_chat_event(inner, &mut again).expect("delivered JSON encodes");
+    assert_eq!(decode(&again).as_deref(), Some(&*out));
+    Ok(out)
+}
+
+/// Equal up to serde_json's float parsing (it may be one step off).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            x == y || x.to_bits().abs_diff(y.to_bits()) <= 2
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|((ka, a), (kb, b))| ka == kb && same(a, b))
+        }
+        _ => a == b,
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    if let Some(out) = decode(data) {
+        let inner = &out[FRAME.len()..out.len() - 1];
+        assert_eq!(encode(inner).as_deref(), Ok(&*out));
+    }
+    let text = String::from_utf8_lossy(data);
+    let encoded = encode(&text);
+    if let Ok(value) = serde_json::from_str::<Value>(&text) {
+        match &encoded {
+            // One level deeper than the text: may pass serde_json's limit.
+            Ok(out) => match serde_json::from_str::<Value>(out) {
+                Ok(back) => {
+                    let want = serde_json::json!({ "message": value });
+                    assert!(same(&back, &want), "{back} != {want}");
+                }
+                Err(e) => assert!(e.to_string().contains("recursion limit"), "{e}"),
+            },
+            // serde_json reads integers past 64 bits as floats.
+            Err(e) => assert_eq!(e, &EncodeError::IntegerOutOfRange),
+        }
+    }
+});
