@@ -43,8 +43,9 @@ pub enum Encoding {
     /// The broadcast WebSocket frame, for a single node.
     #[default]
     Frame,
-    /// The msgpack Channels event, for the Redis backplane.
-    Msgpack,
+    /// The msgpack Channels event, for the Redis backplane; refused when its
+    /// delivered form would pass `max_message` bytes.
+    Msgpack { max_message: usize },
 }
 
 /// The chat messages of one loop iteration, in arrival order.
@@ -111,7 +112,9 @@ pub fn decode_batch(batch: &Batch, encoding: Encoding, out: &mut Vec<Outcome>) {
         // The loop only batches text that passed UTF-8 validation.
         let text = std::str::from_utf8(bytes).unwrap_or("");
         out.push(match (encoding, &job.name) {
-            (Encoding::Msgpack, Some(name)) => publish_outcome(text, name, job.sender),
+            (Encoding::Msgpack { max_message }, Some(name)) => {
+                publish_outcome(text, name, job.sender, max_message)
+            }
             _ => match chat::process(text) {
                 Ok(frame) => Outcome::Broadcast {
                     room: job.room,
@@ -126,7 +129,7 @@ pub fn decode_batch(batch: &Batch, encoding: Encoding, out: &mut Vec<Outcome>) {
     }
 }
 
-fn publish_outcome(text: &str, room: &Arc<str>, sender: ConnRef) -> Outcome {
+fn publish_outcome(text: &str, room: &Arc<str>, sender: ConnRef, max_message: usize) -> Outcome {
     let raw = match chat::decode(text) {
         Ok(raw) => raw,
         Err(e) => {
@@ -137,7 +140,13 @@ fn publish_outcome(text: &str, room: &Arc<str>, sender: ConnRef) -> Outcome {
         }
     };
     let mut payload = Vec::with_capacity(raw.len() + 32);
-    match msgpack::encode_chat_event(raw, &mut payload) {
+    let encoded = msgpack::encode_chat_event(raw, &mut payload)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            crate::backplane::check_delivered_size(raw.len(), &payload, max_message)
+                .map_err(|e| e.to_string())
+        });
+    match encoded {
         Ok(()) => Outcome::Publish {
             room: room.clone(),
             sender,
@@ -145,7 +154,7 @@ fn publish_outcome(text: &str, room: &Arc<str>, sender: ConnRef) -> Outcome {
         },
         Err(e) => Outcome::Error {
             sender,
-            frame: Frame::from(chat::error_text_frame(&e.to_string())),
+            frame: Frame::from(chat::error_text_frame(&e)),
         },
     }
 }

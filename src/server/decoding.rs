@@ -40,7 +40,9 @@ impl Server {
 
     pub(super) fn encoding(&self) -> Encoding {
         if self.backplane.is_some() {
-            Encoding::Msgpack
+            Encoding::Msgpack {
+                max_message: self.settings.limits.max_message_size as usize,
+            }
         } else {
             Encoding::Frame
         }

@@ -203,7 +203,9 @@ impl Server {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let backplane = Backplane::start(config, waker.clone())?;
         let encoding = if backplane.is_some() {
-            Encoding::Msgpack
+            Encoding::Msgpack {
+                max_message: config.max_message_size,
+            }
         } else {
             Encoding::Frame
         };

@@ -57,17 +57,22 @@ impl Server {
             return Ok(n);
         };
         let mut payloads = Vec::with_capacity(n);
+        let max_message = self.settings.limits.max_message_size as usize;
         for (i, raw) in messages.iter().enumerate() {
             let mut payload = Vec::with_capacity(raw.len() + 32);
-            crate::msgpack::encode_chat_event(raw, &mut payload).map_err(|e| Refusal {
-                status: 400,
+            let refuse = |status, e: String| Refusal {
+                status,
                 reason: if n == 1 {
-                    e.to_string()
+                    e
                 } else {
                     format!("batch element {i}: {e}")
                 },
                 headers: "",
-            })?;
+            };
+            crate::msgpack::encode_chat_event(raw, &mut payload)
+                .map_err(|e| refuse(400, e.to_string()))?;
+            backplane::check_delivered_size(raw.len(), &payload, max_message)
+                .map_err(|e| refuse(413, e.to_string()))?;
             payloads.push(payload);
         }
         let name: Arc<str> = local
