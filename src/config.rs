@@ -162,7 +162,7 @@ impl Config {
         for url in &self.redis {
             crate::redis_url::RedisUrl::parse(url).map_err(|e| format!("--redis {url}: {e}"))?;
         }
-        if self.redis_queue < self.max_message_size + 256 {
+        if !self.redis.is_empty() && self.redis_queue < self.max_message_size + 256 {
             return Err(format!(
                 "--redis-queue ({}) must be at least --max-message-size ({}) plus 256 bytes, or no message that size could cross the backplane",
                 self.redis_queue, self.max_message_size

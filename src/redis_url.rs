@@ -36,12 +36,13 @@ pub const DEFAULT_PORT: u16 = 6379;
 impl RedisUrl {
     pub fn parse(s: &str) -> Result<RedisUrl, String> {
         let rest = strip_scheme(s)?;
-        if let Some(i) = rest.find(['?', '#']) {
-            return Err(format!(
-                "the Redis URL has a query or fragment ({:?}), which is not supported; \
-                 give the db as a path, e.g. redis://host:6379/0",
-                &rest[i..]
-            ));
+        if rest.contains(['?', '#']) {
+            // Not echoed: redis-py takes ?password=... there.
+            return Err(
+                "the Redis URL has a query or fragment, which is not supported; \
+                 give the db as a path, e.g. redis://host:6379/0"
+                    .to_string(),
+            );
         }
         let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let (userinfo, hostport) = match authority.rfind('@') {
@@ -65,9 +66,8 @@ impl RedisUrl {
 
 fn strip_scheme(s: &str) -> Result<&str, String> {
     let Some((scheme, rest)) = s.split_once("://") else {
-        return Err(format!(
-            "expected a redis://host[:port][/db] URL, got {s:?} (no scheme)"
-        ));
+        // Not echoed: the text may hold a password.
+        return Err("expected a redis://host[:port][/db] URL (no scheme)".to_string());
     };
     match scheme.to_ascii_lowercase().as_str() {
         "redis" => Ok(rest),
@@ -326,6 +326,14 @@ mod tests {
         assert!(err("redis://h#x").contains("query"));
         assert!(err("redis://h o").contains("host"));
         assert!(err("redis://u%4@h").contains("percent"));
+        // Errors never repeat the password.
+        for bad in [
+            "redis//u:hunter2@h",
+            "redis://u:hunter2@h?x",
+            "redis://u:hunter2@h:x",
+        ] {
+            assert!(!err(bad).contains("hunter2"), "{bad}");
+        }
         assert!(err("redis://u%zz@h").contains("percent"));
         assert!(err("redis://u%+1@h").contains("percent"));
         assert!(err("redis://u:%ff@h").contains("UTF-8"));
