@@ -12,7 +12,11 @@
 //! - `chat`: `chat::decode` and `chat::process` on typical, nested and
 //!   invalid messages;
 //! - `fanout`: one shared frame pushed to N send queues, with and without
-//!   draining them into a sink, and `worker::decode_batch` on 100 messages.
+//!   draining them into a sink, and `worker::decode_batch` on 100 messages;
+//! - `backplane`: the Redis backplane's sans-IO pieces per chat message:
+//!   `msgpack::encode_chat_event` and `decode_chat_event` on the typical and
+//!   nested messages, `resp::parse` of a read buffer of 1,000 pub/sub
+//!   messages, `resp::write_command` of a PUBLISH, and `shard::shard_for`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use roomcast::chat;
@@ -357,10 +361,73 @@ fn bench_fanout(c: &mut Criterion) {
     g.finish();
 }
 
+fn bench_backplane(c: &mut Criterion) {
+    use roomcast::{msgpack, resp, shard};
+    let mut g = c.benchmark_group("backplane");
+    g.throughput(Throughput::Elements(1));
+    let typical = harness_message(4242, 64);
+    let mut payloads = Vec::new();
+    for (name, text) in [("typical_64B", typical.as_str()), ("nested_object", NESTED)] {
+        let message = chat::decode(text).unwrap();
+        let mut payload = Vec::new();
+        msgpack::encode_chat_event(message, &mut payload).unwrap();
+        let mut out = Vec::with_capacity(256);
+        g.bench_with_input(BenchmarkId::new("encode", name), message, |b, m| {
+            b.iter(|| {
+                out.clear();
+                msgpack::encode_chat_event(black_box(m), &mut out)
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("decode", name), &payload, |b, p| {
+            b.iter(|| {
+                out.clear();
+                msgpack::decode_chat_event(black_box(p), &mut out)
+            })
+        });
+        payloads.push(payload);
+    }
+    let channel = shard::group_channel("asgi", "lobby");
+    let mut command = Vec::new();
+    g.bench_function("write_command_publish", |b| {
+        b.iter(|| {
+            command.clear();
+            resp::write_command(
+                &mut command,
+                &[b"PUBLISH", channel.as_bytes(), &payloads[0]],
+            );
+        })
+    });
+    g.bench_function("shard_for", |b| {
+        b.iter(|| shard::shard_for(black_box(channel.as_bytes()), 4))
+    });
+    // What a subscriber reads: RESP2 pub/sub messages back to back.
+    let mut stream = Vec::new();
+    for _ in 0..1000 {
+        resp::write_command(&mut stream, &[b"message", channel.as_bytes(), &payloads[0]]);
+    }
+    let limits = resp::Limits {
+        max_bulk: 1 << 20,
+        max_elements: 1 << 10,
+        max_depth: 4,
+    };
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("resp_parse_1000_messages", |b| {
+        b.iter(|| {
+            let mut pos = 0;
+            while let Ok(Some((value, n))) = resp::parse(&stream[pos..], &limits) {
+                black_box(value);
+                pos += n;
+            }
+            pos
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = core;
     config = configure();
     targets = bench_frame_parse, bench_frame_encode, bench_unmask, bench_utf8, bench_chat,
-        bench_fanout
+        bench_fanout, bench_backplane
 }
 criterion_main!(core);

@@ -32,7 +32,11 @@ fn within(value: &Value<'_>, limits: &Limits, depth: usize) -> bool {
 
 /// Values as `Debug` text (they borrow from different buffers; NaN equals
 /// itself as text), then the error the stream stopped at.
-fn feed(stream: &[u8], mut sizes: impl FnMut() -> usize, limits: &Limits) -> (Vec<String>, Option<RespError>) {
+fn feed(
+    stream: &[u8],
+    mut sizes: impl FnMut() -> usize,
+    limits: &Limits,
+) -> (Vec<String>, Option<RespError>) {
     let mut pending = Vec::new();
     let mut values = Vec::new();
     let mut start = 0;

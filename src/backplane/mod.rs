@@ -395,10 +395,16 @@ mod tests {
         let e = check_delivered_size(text.len(), &event(&text), 4096).unwrap_err();
         assert_eq!(e.size, r#"{"message": ""}"#.len() + 6000);
         assert!(e.to_string().contains("--max-message-size (4096)"));
-        assert_eq!(check_delivered_size(text.len(), &event(&text), 8192), Ok(()));
+        assert_eq!(
+            check_delivered_size(text.len(), &event(&text), 8192),
+            Ok(())
+        );
         // ASCII does not grow; and small messages are not even measured.
         let ascii = format!("\"{}\"", "a".repeat(4000));
-        assert_eq!(check_delivered_size(ascii.len(), &event(&ascii), 4096), Ok(()));
+        assert_eq!(
+            check_delivered_size(ascii.len(), &event(&ascii), 4096),
+            Ok(())
+        );
         assert_eq!(check_delivered_size(3, b"not even msgpack", 4096), Ok(()));
     }
 }
