@@ -70,8 +70,8 @@ impl Server {
             self.metrics.rejection(503);
             return; // dropped: closed at once
         }
-        // Small frames go out now; batching is done by the loop, not Nagle.
-        let _ = stream.set_nodelay(true);
+        // TCP_NODELAY comes from the listener (see bind_inner): one
+        // setsockopt fewer per connection in a connection storm.
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         self.next_generation = self.next_generation.wrapping_add(1);

@@ -197,6 +197,11 @@ impl Server {
         if unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), backlog) } != 0 {
             return Err(io::Error::last_os_error());
         }
+        // Small frames go out now; batching is the loop's job, not Nagle's.
+        // Linux copies TCP_NODELAY from a listening socket to the sockets it
+        // accepts, so it is set once here rather than per connection
+        // (a test at the end of this file checks that the kernel does).
+        set_nodelay(&listener)?;
         let local_addr = listener.local_addr()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -543,9 +548,54 @@ impl Server {
     }
 }
 
+fn set_nodelay(listener: &TcpListener) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt on a descriptor the listener owns, with a c_int
+    // option value of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(listener),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 fn is_out_of_descriptors(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The loop relies on accepted sockets inheriting TCP_NODELAY.
+    #[test]
+    fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        set_nodelay(&listener).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let accepted = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        assert!(accepted.nodelay().unwrap());
+    }
 }
