@@ -1078,10 +1078,10 @@ fn write_json(tape: &Tape<'_>, at: usize, out: &mut Vec<u8>) -> Result<usize, De
         Node::Null => out.extend_from_slice(b"null"),
         Node::Bool(true) => out.extend_from_slice(b"true"),
         Node::Bool(false) => out.extend_from_slice(b"false"),
-        Node::UInt(n) => write_decimal(out, n),
+        Node::UInt(n) => crate::resp::push_decimal(out, n),
         Node::Int(n) => {
             out.push(b'-');
-            write_decimal(out, n.unsigned_abs());
+            crate::resp::push_decimal(out, n.unsigned_abs());
         }
         Node::Float(f) => write_py_float(out, f),
         Node::Str(span) => write_json_str(out, tape.bytes(span)),
@@ -1117,20 +1117,6 @@ fn write_json(tape: &Tape<'_>, at: usize, out: &mut Vec<u8>) -> Result<usize, De
         }
     }
     Ok(at + 1)
-}
-
-fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// `json.dumps` with `ensure_ascii=True`: only ' ' to '~' go out as they are.
@@ -1273,7 +1259,7 @@ fn layout_py_float(out: &mut Vec<u8>, digits: &[u8], exponent: i32) {
     if magnitude < 10 {
         out.push(b'0');
     }
-    write_decimal(out, u64::from(magnitude));
+    crate::resp::push_decimal(out, u64::from(magnitude));
 }
 
 /// Room for any `{:e}` of an f64 (at most 24 bytes) without allocating.

@@ -180,11 +180,12 @@ fn write_blob(out: &mut Vec<u8>, kind: u8, data: &[u8]) {
 
 fn write_header(out: &mut Vec<u8>, kind: u8, n: usize) {
     out.push(kind);
-    push_decimal(out, n);
+    push_decimal(out, n as u64);
     out.extend_from_slice(b"\r\n");
 }
 
-fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+/// Appends `n` in decimal (RESP lengths here, JSON integers in `msgpack`).
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {

@@ -312,35 +312,41 @@ impl Backplane {
     pub fn render_metrics(&self, s: &mut String) {
         use std::fmt::Write as _;
         let sh = &self.shared;
-        let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-        };
+        let counters: [(&str, &str, &AtomicU64); 5] = [
+            (
+                "roomcast_backplane_published_total",
+                "Chat messages Redis confirmed publishing.",
+                &sh.published,
+            ),
+            (
+                "roomcast_backplane_received_total",
+                "Messages received from Redis for rooms with local members.",
+                &sh.received,
+            ),
+            (
+                "roomcast_backplane_rejected_total",
+                "Messages refused because --redis-queue was full (the sender was told).",
+                &sh.rejected,
+            ),
+            (
+                "roomcast_backplane_fallback_total",
+                "Messages delivered to local members only, because their shard was down.",
+                &sh.fallback,
+            ),
+            (
+                "roomcast_backplane_reconnects_total",
+                "Redis connections lost after being established.",
+                &sh.reconnects,
+            ),
+        ];
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        counter(
-            "roomcast_backplane_published_total",
-            "Chat messages Redis confirmed publishing.",
-            get(&sh.published),
-        );
-        counter(
-            "roomcast_backplane_received_total",
-            "Messages received from Redis for rooms with local members.",
-            get(&sh.received),
-        );
-        counter(
-            "roomcast_backplane_rejected_total",
-            "Messages refused because --redis-queue was full (the sender was told).",
-            get(&sh.rejected),
-        );
-        counter(
-            "roomcast_backplane_fallback_total",
-            "Messages delivered to local members only, because their shard was down.",
-            get(&sh.fallback),
-        );
-        counter(
-            "roomcast_backplane_reconnects_total",
-            "Redis connections lost after being established.",
-            get(&sh.reconnects),
-        );
+        for (name, help, value) in counters {
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                get(value)
+            );
+        }
         let _ = writeln!(
             s,
             "# HELP roomcast_backplane_dropped_total Events from Redis not delivered, by reason.\n# TYPE roomcast_backplane_dropped_total counter"
