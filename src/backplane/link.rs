@@ -73,6 +73,7 @@ pub struct Link {
     limits: resp::Limits,
     json: Vec<u8>,
     frame: Vec<u8>,
+    name: Vec<u8>,
 }
 
 impl Link {
@@ -103,6 +104,7 @@ impl Link {
             },
             json: Vec::new(),
             frame: Vec::new(),
+            name: Vec::new(),
         }
     }
 
@@ -124,6 +126,11 @@ impl Link {
         c.extend_from_slice(&self.channel_prefix);
         c.extend_from_slice(room.as_bytes());
         c
+    }
+
+    /// Whether `channel` is `room`'s, without building the name.
+    fn is_channel_of(&self, channel: &[u8], room: &str) -> bool {
+        channel.strip_prefix(&self.channel_prefix[..]) == Some(room.as_bytes())
     }
 
     /// A fresh TCP connection: say hello (RESP3, credentials, a name) and
@@ -186,8 +193,13 @@ impl Link {
             self.fallback(room, &payload, cost, shared, events);
             return;
         }
-        let channel = self.channel(&room);
+        // The channel name is built in a reused buffer: this runs per message.
+        let mut channel = std::mem::take(&mut self.name);
+        channel.clear();
+        channel.extend_from_slice(&self.channel_prefix);
+        channel.extend_from_slice(room.as_bytes());
         resp::write_command(&mut self.out, &[b"PUBLISH", &channel, &payload]);
+        self.name = channel;
         self.pending.push_back(Pending::Publish {
             room,
             payload,
@@ -328,7 +340,7 @@ impl Link {
                 self.head_echoed = matches!(
                     self.pending.front(),
                     Some(Pending::Publish { room, payload: p, .. })
-                        if p[..] == payload[..] && self.channel(room)[..] == channel[..]
+                        if p[..] == payload[..] && self.is_channel_of(channel, room)
                 );
                 let Some(room) = self.rooms.get(*channel).cloned() else {
                     // Unsubscribed meanwhile: no local members to deliver to.
