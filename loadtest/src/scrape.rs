@@ -114,32 +114,46 @@ mod tests {
     fn gets_a_body_even_from_a_server_that_keeps_the_connection_open() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let t = std::thread::spawn(move || {
             let (mut s, _) = l.accept().unwrap();
-            let mut req = [0u8; 1024];
-            let _ = s.read(&mut req).unwrap();
+            read_head(&mut s);
             s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\nroomcast_rooms 2")
                 .unwrap();
-            // Hold the connection open a while: the client must not wait for EOF.
-            std::thread::sleep(Duration::from_millis(500));
+            // Hold the connection open until the client has its answer: a
+            // client that waited for EOF would time out instead.
+            let _ = done_rx.recv_timeout(Duration::from_secs(30));
         });
-        let t0 = std::time::Instant::now();
-        let body = http_get(addr, "x", "/metrics", Duration::from_secs(5)).unwrap();
-        assert_eq!(body, "roomcast_rooms 2");
-        assert!(t0.elapsed() < Duration::from_millis(400));
+        let body = http_get(addr, "x", "/metrics", Duration::from_secs(5));
+        let _ = done_tx.send(());
+        assert_eq!(body.unwrap(), "roomcast_rooms 2");
         t.join().unwrap();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let t = std::thread::spawn(move || {
             let (mut s, _) = l.accept().unwrap();
-            let mut req = [0u8; 1024];
-            let _ = s.read(&mut req).unwrap();
+            read_head(&mut s);
             s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
                 .unwrap();
+            // Close only after the client has: closing with its bytes unread
+            // would reset the connection before it reads the answer.
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            let _ = s.read_to_end(&mut Vec::new());
         });
-        assert!(http_get(addr, "x", "/metrics", Duration::from_secs(5))
-            .unwrap_err()
-            .contains("404"));
+        let err = http_get(addr, "x", "/metrics", Duration::from_secs(5)).unwrap_err();
+        assert!(err.contains("404"), "{err}");
         t.join().unwrap();
+    }
+
+    /// Reads a whole request head, however the client split it.
+    fn read_head(s: &mut std::net::TcpStream) {
+        let mut req = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => req.extend_from_slice(&buf[..n]),
+            }
+        }
     }
 }
