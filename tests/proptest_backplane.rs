@@ -12,6 +12,9 @@
 //! `PROPTEST_CASES=20000 cargo test --release --test proptest_backplane`
 //! digs deeper.
 
+mod prop_support;
+
+use prop_support::{config, cuts};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -19,25 +22,6 @@ use roomcast::msgpack::{self, DecodeError, EncodeError, MAX_DEPTH};
 use roomcast::resp::{self, Limits, RespError, Value};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
-
-/// `cases` unless `PROPTEST_CASES` says otherwise.
-fn config(cases: u32) -> ProptestConfig {
-    let mut c = ProptestConfig {
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        c.cases = cases;
-    }
-    c
-}
-
-/// Random indices as sorted cut points within `0..=len`.
-fn cuts(indices: &[Index], len: usize) -> Vec<usize> {
-    let mut cuts: Vec<usize> = indices.iter().map(|i| i.index(len + 1)).collect();
-    cuts.sort_unstable();
-    cuts
-}
 
 // ---- the event codec -----------------------------------------------------
 

@@ -11,6 +11,9 @@
 //! `PROPTEST_CASES=20000 cargo test --release --test proptest_core` digs
 //! deeper.
 
+mod prop_support;
+
+use prop_support::{config, cuts};
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -21,26 +24,6 @@ use roomcast::http::{self, Decision, OriginPolicy, Rejection, Request, WsRoute};
 use roomcast::mask::unmask;
 use roomcast::message::{DataKind, Decoded, Decoder, Event, Limits};
 use serde_json::Value;
-
-/// `cases` unless `PROPTEST_CASES` says otherwise.
-fn config(cases: u32) -> ProptestConfig {
-    let mut c = ProptestConfig {
-        // Failures print their minimal input; nothing is written to tests/.
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        c.cases = cases;
-    }
-    c
-}
-
-/// Turns random indices into sorted cut points within `0..=len`.
-fn cuts(indices: &[Index], len: usize) -> Vec<usize> {
-    let mut cuts: Vec<usize> = indices.iter().map(|i| i.index(len + 1)).collect();
-    cuts.sort_unstable();
-    cuts
-}
 
 /// The chunks a reader would see: `cuts` resolved, or fixed-size reads.
 fn chunking(mode: &Chunking, len: usize) -> Vec<usize> {

@@ -90,7 +90,7 @@ impl Link {
             shard,
             state: State::Down,
             url,
-            channel_prefix: format!("{prefix}__group__chat_").into_bytes(),
+            channel_prefix: crate::shard::group_channel(prefix, "").into_bytes(),
             rooms: HashMap::new(),
             pending: VecDeque::new(),
             head_echoed: false,

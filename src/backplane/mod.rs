@@ -35,7 +35,7 @@ use crate::sendq::Frame;
 use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -138,7 +138,6 @@ pub struct Shared {
     pub fallback: AtomicU64,
     pub reconnects: AtomicU64,
     pub dropped: [AtomicU64; DROP_REASONS.len()],
-    pub up: Vec<AtomicBool>,
 }
 
 impl Shared {
@@ -188,10 +187,7 @@ impl Backplane {
             .map(|u| RedisUrl::parse(u))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let shared = Arc::new(Shared {
-            up: urls.iter().map(|_| AtomicBool::new(false)).collect(),
-            ..Shared::default()
-        });
+        let shared = Arc::new(Shared::default());
         let settings = Settings {
             urls: urls.clone(),
             prefix: config.redis_prefix.clone(),
@@ -288,10 +284,6 @@ impl Backplane {
             .iter()
             .map(String::as_str)
             .zip(self.up.iter().copied())
-    }
-
-    pub fn shared(&self) -> &Shared {
-        &self.shared
     }
 
     /// The `"backplane"` value of `/healthz`.

@@ -48,6 +48,9 @@ struct Backplane {
     shared: Arc<Shared>,
     out: Vec<Event>,
     scratch: Vec<u8>,
+    /// A room's channel is this plus its name.
+    channel_prefix: String,
+    name: Vec<u8>,
     rng: u64,
 }
 
@@ -85,6 +88,7 @@ pub(super) fn spawn(
         })
         .collect();
     let seed = std::process::id() as u64 ^ now.elapsed().as_nanos() as u64 ^ 0x9E37_79B9_7F4A_7C15;
+    let channel_prefix = shard::group_channel(&settings.prefix, "");
     let mut bp = Backplane {
         poll,
         conns,
@@ -95,6 +99,8 @@ pub(super) fn spawn(
         shared,
         out: Vec::new(),
         scratch: vec![0; READ_CHUNK],
+        channel_prefix,
+        name: Vec::new(),
         rng: seed | 1,
     };
     let handle = std::thread::Builder::new()
@@ -165,15 +171,16 @@ impl Backplane {
         }
     }
 
-    fn shard_of(&self, room: &str) -> usize {
+    fn shard_of(&mut self, room: &str) -> usize {
         let n = self.conns.len();
         if n == 1 {
             return 0;
         }
-        shard::shard_for(
-            shard::group_channel(&self.settings.prefix, room).as_bytes(),
-            n,
-        )
+        // Hashed per message: the channel name goes in a reused buffer.
+        self.name.clear();
+        self.name.extend_from_slice(self.channel_prefix.as_bytes());
+        self.name.extend_from_slice(room.as_bytes());
+        shard::shard_for(&self.name, n)
     }
 
     fn command(&mut self, cmd: Command) {
@@ -338,9 +345,6 @@ impl Backplane {
                         c.failures = 0;
                         c.backoff = FIRST_BACKOFF;
                     }
-                    if c.link.state() == State::Ready {
-                        self.shared.up[i].store(true, Ordering::Release);
-                    }
                     if n < self.scratch.len() {
                         return;
                     }
@@ -390,7 +394,6 @@ impl Backplane {
         c.connecting = false;
         c.written = 0;
         c.link.disconnected(&self.shared, &mut self.out);
-        self.shared.up[i].store(false, Ordering::Release);
         if was_up {
             self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
             warn!(
