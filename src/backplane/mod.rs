@@ -223,24 +223,46 @@ impl Backplane {
     /// Queues msgpack events for `room`, all or none: false when they would
     /// pass `--redis-queue` (counted as rejected).
     pub fn try_publish(&mut self, room: &Arc<str>, payloads: Vec<Vec<u8>>) -> bool {
-        let total: usize = payloads.iter().map(|p| p.len() + PUBLISH_OVERHEAD).sum();
-        let queued = self.shared.queue_bytes.load(Ordering::Acquire);
-        if queued.saturating_add(total) > self.queue_limit {
-            self.shared
-                .rejected
-                .fetch_add(payloads.len() as u64, Ordering::Relaxed);
+        let total = payloads.iter().map(|p| p.len() + PUBLISH_OVERHEAD).sum();
+        if !self.admit(total, payloads.len()) {
             return false;
         }
-        self.shared.queue_bytes.fetch_add(total, Ordering::AcqRel);
         for payload in payloads {
-            let cost = payload.len() + PUBLISH_OVERHEAD;
-            self.pending.push(Command::Publish {
-                room: room.clone(),
-                payload,
-                cost,
-            });
+            self.push_publish(room, payload);
         }
         true
+    }
+
+    /// [`Backplane::try_publish`] for one chat message, without a `Vec`
+    /// around it: this is the per-message path.
+    pub fn try_publish_one(&mut self, room: &Arc<str>, payload: Vec<u8>) -> bool {
+        if !self.admit(payload.len() + PUBLISH_OVERHEAD, 1) {
+            return false;
+        }
+        self.push_publish(room, payload);
+        true
+    }
+
+    /// Charges `bytes` for `count` messages to the queue bound, or refuses.
+    fn admit(&mut self, bytes: usize, count: usize) -> bool {
+        let queued = self.shared.queue_bytes.load(Ordering::Acquire);
+        if queued.saturating_add(bytes) > self.queue_limit {
+            self.shared
+                .rejected
+                .fetch_add(count as u64, Ordering::Relaxed);
+            return false;
+        }
+        self.shared.queue_bytes.fetch_add(bytes, Ordering::AcqRel);
+        true
+    }
+
+    fn push_publish(&mut self, room: &Arc<str>, payload: Vec<u8>) {
+        let cost = payload.len() + PUBLISH_OVERHEAD;
+        self.pending.push(Command::Publish {
+            room: room.clone(),
+            payload,
+            cost,
+        });
     }
 
     /// Hands this iteration's commands to the thread: one send, one wake.

@@ -60,7 +60,7 @@ impl Server {
                     let Some(bp) = self.backplane.as_mut() else {
                         continue;
                     };
-                    if !bp.try_publish(&room, vec![payload]) {
+                    if !bp.try_publish_one(&room, payload) {
                         self.metrics.chat_errors += 1;
                         self.send_error(
                             sender,
