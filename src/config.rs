@@ -4,9 +4,17 @@
 //! durations `ms`/`s`/`m`/`h` (a bare number is seconds). Cross-flag rules
 //! are checked in [`Config::validate`] so a bad combination fails at start.
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
 use std::time::Duration;
+
+/// `--io-uring`: how writes to clients reach the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum IoUringMode {
+    Auto,
+    On,
+    Off,
+}
 
 /// roomcast: a single-binary WebSocket chat-room relay, compatible with
 /// Django Channels' ChatConsumer (`ws/chat/<room>/`, `{"message": ...}`).
@@ -35,6 +43,14 @@ pub struct Config {
     /// decoding it. 0 always hands off.
     #[arg(long, env = "ROOMCAST_INLINE_DECODE_BELOW", default_value_t = 32)]
     pub inline_decode_below: usize,
+
+    /// How writes to clients are issued. `auto`: each loop iteration's
+    /// single-frame writes go to the kernel together through one io_uring
+    /// submission when the kernel allows it (Linux 5.6+, not blocked by
+    /// seccomp or kernel.io_uring_disabled), else send/writev. `on`: the same,
+    /// but fail at start without io_uring. `off`: always send/writev.
+    #[arg(long, env = "ROOMCAST_IO_URING", value_enum, default_value_t = IoUringMode::Auto)]
+    pub io_uring: IoUringMode,
 
     /// Most simultaneous client connections; one more gets 503 and is closed.
     /// Default: 100,000, or what the open-file limit allows if that is less.

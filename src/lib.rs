@@ -40,5 +40,5 @@ pub mod timer;
 pub mod utf8;
 pub mod worker;
 
-pub use config::Config;
+pub use config::{Config, IoUringMode};
 pub use server::{RunSummary, Server, ShutdownHandle};

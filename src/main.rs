@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     let server = match Server::bind_with_signals(&config) {
         Ok(s) => s,
         Err(e) => {
-            error!("cannot listen on {}: {e}", config.bind);
+            error!("cannot start on {}: {e}", config.bind);
             return ExitCode::from(1);
         }
     };
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            error!("event loop failed: {e}");
+            error!("cannot run: {e}");
             ExitCode::from(1)
         }
     }

@@ -18,6 +18,9 @@ pub struct Metrics {
     pub api_published: u64,
     pub slow_consumer_closes: u64,
     pub accept_errors: u64,
+    /// Sends completed through io_uring, and the submissions that carried them.
+    pub io_uring_sends: u64,
+    pub io_uring_submits: u64,
     /// Close codes the relay sent, plus 1006 for connections that ended
     /// without a closing handshake.
     pub closes: BTreeMap<u16, u64>,
@@ -136,6 +139,18 @@ impl Metrics {
             "counter",
             "accept() failures such as EMFILE.",
             self.accept_errors.to_string(),
+        );
+        line(
+            "roomcast_io_uring_sends_total",
+            "counter",
+            "Writes to clients batched through io_uring (the rest use send/writev).",
+            self.io_uring_sends.to_string(),
+        );
+        line(
+            "roomcast_io_uring_submits_total",
+            "counter",
+            "io_uring submissions (each carries up to 512 writes).",
+            self.io_uring_submits.to_string(),
         );
         let _ = writeln!(s, "# HELP roomcast_closes_total Connections closed, by close code sent (1006: no closing handshake).\n# TYPE roomcast_closes_total counter");
         for (code, n) in &self.closes {

@@ -103,6 +103,28 @@ impl SendQueue {
         })
     }
 
+    /// The unsent bytes of the only queued frame, when exactly one is
+    /// queued (what a batched single-buffer send can take).
+    pub fn sole_frame(&self) -> Option<&[u8]> {
+        match self.frames.len() {
+            1 => Some(&self.frames[0][self.offset..]),
+            _ => None,
+        }
+    }
+
+    /// Records that the first `n` unsent bytes were written elsewhere (by a
+    /// batched send); returns whether the queue is now empty.
+    pub fn consumed(&mut self, n: usize) -> bool {
+        debug_assert!(n <= self.queued);
+        self.advance(n.min(self.queued));
+        if self.frames.is_empty() {
+            self.release();
+            true
+        } else {
+            false
+        }
+    }
+
     fn advance(&mut self, mut n: usize) {
         self.queued -= n;
         while n > 0 {
@@ -168,6 +190,29 @@ mod tests {
 
     fn frame(bytes: &[u8]) -> Frame {
         Arc::from(bytes)
+    }
+
+    #[test]
+    fn a_lone_frame_is_offered_whole_then_from_where_it_stopped() {
+        let mut q = SendQueue::default();
+        assert_eq!(q.sole_frame(), None);
+        q.push(frame(b"abcdef"));
+        assert_eq!(q.sole_frame(), Some(&b"abcdef"[..]));
+        assert!(!q.consumed(2), "a short send leaves the rest queued");
+        assert_eq!((q.sole_frame(), q.queued()), (Some(&b"cdef"[..]), 4));
+        q.push(frame(b"gh"));
+        assert_eq!(q.sole_frame(), None, "two frames take the vectored path");
+        let mut sink = Trickle {
+            out: vec![],
+            per_call: 1 << 20,
+            calls_left: 1,
+            calls: 0,
+        };
+        assert!(q.write_to(&mut sink).unwrap().drained);
+        assert_eq!(sink.out, b"cdefgh", "the vectored write resumes mid-frame");
+        q.push(frame(b"ij"));
+        assert!(q.consumed(2));
+        assert!(q.is_empty() && q.queued() == 0);
     }
 
     #[test]

@@ -18,6 +18,18 @@ struct Binary {
 impl Binary {
     /// Starts the binary on a free port, optionally under an open-file limit.
     fn start(args: &[&str], nofile: Option<u64>) -> Binary {
+        let mut binary = Binary::spawn(args, nofile, false);
+        binary.wait_listening();
+        binary
+    }
+
+    /// Starts the binary where io_uring_setup fails with ENOSYS, as under
+    /// Docker's default seccomp profile; does not wait for it to listen.
+    fn spawn_without_io_uring(args: &[&str]) -> Binary {
+        Binary::spawn(args, None, true)
+    }
+
+    fn spawn(args: &[&str], nofile: Option<u64>, deny_io_uring: bool) -> Binary {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -45,16 +57,26 @@ impl Binary {
                 });
             }
         }
+        if deny_io_uring {
+            // SAFETY: prctl is async-signal-safe; the filter outlives the call.
+            unsafe { cmd.pre_exec(deny_io_uring_setup) };
+        }
         let child = cmd.spawn().expect("spawn roomcast");
+        Binary { child, addr }
+    }
+
+    fn wait_listening(&mut self) {
         let deadline = Instant::now() + TIMEOUT;
-        while TcpStream::connect(addr).is_err() {
+        while TcpStream::connect(self.addr).is_err() {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("roomcast exited before listening: {status}");
+            }
             assert!(
                 Instant::now() < deadline,
                 "roomcast did not start listening"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Binary { child, addr }
     }
 
     fn signal(&self, sig: libc::c_int) {
@@ -213,4 +235,107 @@ fn running_out_of_descriptors_sheds_with_503_and_recovers() {
     );
     assert!(stderr.contains("accepting again after"), "{stderr}");
     let _ = std::io::stdout().flush();
+}
+
+/// A seccomp filter on this process (the child, before exec) that fails
+/// io_uring_setup with ENOSYS and allows everything else.
+fn deny_io_uring_setup() -> std::io::Result<()> {
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let filter = [
+        // A = seccomp_data.nr (offset 0)
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_io_uring_setup as u32,
+        },
+        stmt(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+        ),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: plain prctl calls; `prog` points at `filter`, alive here.
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            || libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const libc::sock_fprog,
+            ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let (_, _, body) = http_exchange(
+        addr,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .map_or(0, |v| v.trim().parse::<u64>().unwrap())
+}
+
+/// Chats in a fresh room of two; returns the ring's sends afterwards.
+fn chat_and_count_ring_sends(addr: SocketAddr) -> u64 {
+    let url = format!("ws://{addr}/ws/chat/ring/");
+    let mut a = connect(&url);
+    let mut b = connect(&url);
+    for i in 0..5 {
+        say(&mut a, json!(i));
+        assert_eq!(recv_json(&mut a), json!({"message": i}));
+        assert_eq!(recv_json(&mut b), json!({"message": i}));
+    }
+    metric(addr, "roomcast_io_uring_sends_total")
+}
+
+#[test]
+fn io_uring_is_used_by_default_where_the_kernel_allows_it() {
+    let relay = Binary::start(&[], None);
+    assert!(chat_and_count_ring_sends(relay.addr) >= 10);
+}
+
+#[test]
+fn without_io_uring_auto_falls_back_to_writev_and_on_refuses_to_start() {
+    let mut relay = Binary::spawn_without_io_uring(&["--log-level", "info"]);
+    relay.wait_listening();
+    assert_eq!(chat_and_count_ring_sends(relay.addr), 0);
+    relay.signal(libc::SIGTERM);
+    let (ok, stderr) = relay.wait();
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("io_uring is not available") && stderr.contains("send/writev"),
+        "{stderr}"
+    );
+
+    let relay = Binary::spawn_without_io_uring(&["--io-uring", "on"]);
+    let (ok, stderr) = relay.wait();
+    assert!(!ok, "--io-uring on must not start without io_uring");
+    assert!(stderr.contains("--io-uring on"), "{stderr}");
+    assert!(stderr.contains("io_uring"), "{stderr}");
+}
+
+#[test]
+fn a_bad_io_uring_mode_fails_at_start() {
+    let relay = Binary::spawn(&["--io-uring", "sometimes"], None, false);
+    let (ok, stderr) = relay.wait();
+    assert!(!ok);
+    assert!(
+        stderr.contains("sometimes") && stderr.contains("auto"),
+        "{stderr}"
+    );
 }

@@ -119,3 +119,36 @@ fn a_deep_pipeline_of_small_requests_does_not_crash_the_relay() {
     // The relay is still serving.
     assert_eq!(relay.get("/healthz").0, 200);
 }
+
+/// The io_uring ring used to be made in `Server::bind`, on the caller's
+/// thread. The kernel ties a ring to the thread that creates it, and when
+/// the ring is freed it interrupts that thread's blocking calls: a test
+/// client's read with a timeout, on the thread that had started the relay,
+/// failed with EINTR after the relay stopped. The ring is now made by the
+/// loop's own thread.
+#[test]
+fn stopping_a_relay_does_not_interrupt_the_thread_that_started_it() {
+    let mut relay = Relay::start_with(|c| c.io_uring = roomcast::IoUringMode::Auto);
+    let mut a = relay.chat("eintr");
+    say(&mut a, serde_json::json!("hi"));
+    recv_text(&mut a);
+    drop(a);
+    relay.stop();
+    // A socket with no data and a read timeout: every read must time out.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut quiet = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let _other_end = listener.accept().unwrap();
+    quiet
+        .set_read_timeout(Some(std::time::Duration::from_millis(150)))
+        .unwrap();
+    for _ in 0..4 {
+        let err = quiet.read(&mut [0u8; 1]).unwrap_err();
+        assert!(
+            matches!(
+                err.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "the read was interrupted: {err}"
+        );
+    }
+}

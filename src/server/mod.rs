@@ -9,9 +9,10 @@
 //!   with a per-connection budget per iteration so one flooder cannot starve
 //!   the rest; a connection over budget is revisited next iteration.
 //! - Output is corked: frames are queued during the iteration and every
-//!   connection that got any is flushed once at its end, with one vectored
-//!   write for all its frames. WRITABLE interest is registered only while a
-//!   connection's kernel buffer is full.
+//!   connection that got any is flushed once at its end: lone frames in
+//!   io_uring batches (`uring.rs`), several frames with one vectored write.
+//!   WRITABLE interest is registered only while a connection's kernel buffer
+//!   is full.
 //! - A connection is in a room exactly while it is `Open`; every other phase
 //!   has left it, so fan-out only ever meets open members.
 //! - Every connection that is not open has a timer armed that ends it.
@@ -49,6 +50,7 @@ mod output;
 mod publishing;
 mod teardown;
 mod timers;
+mod uring;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -159,6 +161,10 @@ pub struct Server {
     signals: Option<signal_hook_mio::v1_0::Signals>,
     shutdown_deadline: Option<u32>,
     summary: RunSummary,
+    /// Batched sends, made when the loop starts, unless `--io-uring off`
+    /// or the kernel has none.
+    ring: Option<uring::SendRing>,
+    io_uring: crate::config::IoUringMode,
 }
 
 impl Server {
@@ -276,6 +282,8 @@ impl Server {
             signals,
             shutdown_deadline: None,
             summary: RunSummary::default(),
+            ring: None,
+            io_uring: config.io_uring,
         })
     }
 
@@ -296,6 +304,12 @@ impl Server {
 
     /// Runs until a graceful shutdown completes.
     pub fn run(mut self) -> io::Result<RunSummary> {
+        // Made here, on the loop's thread, not in bind(): the kernel ties a
+        // ring to the thread that creates it and, when the ring is freed,
+        // interrupts that thread's blocking calls (a socket read with a
+        // timeout fails with EINTR). That must be the loop, which exits with
+        // it, never whoever called bind().
+        self.ring = uring::SendRing::for_mode(self.io_uring)?;
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout();

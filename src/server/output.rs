@@ -1,6 +1,7 @@
 //! Queuing and writing: fan-out of shared frames, the dirty list that corks
-//! output until the end of an iteration, vectored flushes and WRITABLE
-//! interest only while a kernel buffer is full.
+//! output until the end of an iteration, flushes (io_uring batches for lone
+//! frames, vectored writes otherwise) and WRITABLE interest only while a
+//! kernel buffer is full.
 
 use super::*;
 
@@ -50,10 +51,18 @@ impl Server {
         for &key in &dirty {
             if let Some(conn) = self.conns.get_mut(key as usize) {
                 conn.clear(flag::DIRTY);
+            }
+        }
+        // Lone frames go out in io_uring batches; what is left takes writev.
+        self.flush_ring(&mut dirty);
+        for &key in &dirty {
+            if self.conns.contains(key as usize) {
                 self.flush(key);
             }
         }
         dirty.clear();
+        // Anything marked dirty while flushing still gets its turn.
+        dirty.append(&mut self.dirty);
         // Keep the list's memory unless a crowd made it large.
         if dirty.capacity() > 65_536 {
             dirty = Vec::new();
@@ -76,27 +85,37 @@ impl Server {
                 }
                 if w.drained {
                     self.after_drained(key);
-                } else if !conn.has(flag::WRITE_INTEREST) {
-                    conn.set(flag::WRITE_INTEREST);
-                    let token = Self::token_for(key as usize, conn.generation);
-                    if self
-                        .poll
-                        .registry()
-                        .reregister(
-                            &mut conn.stream,
-                            token,
-                            Interest::READABLE | Interest::WRITABLE,
-                        )
-                        .is_err()
-                    {
-                        self.abort(key);
-                    }
+                } else {
+                    self.want_writable(key);
                 }
             }
             Err(e) => {
                 debug!("write error on connection {key}: {e}");
                 self.abort(key);
             }
+        }
+    }
+
+    /// The kernel buffer is full: wait for WRITABLE (edge-triggered; a
+    /// re-registration reports the socket at once if it is writable again).
+    pub(super) fn want_writable(&mut self, key: u32) {
+        let conn = &mut self.conns[key as usize];
+        if conn.has(flag::WRITE_INTEREST) {
+            return;
+        }
+        conn.set(flag::WRITE_INTEREST);
+        let token = Self::token_for(key as usize, conn.generation);
+        if self
+            .poll
+            .registry()
+            .reregister(
+                &mut conn.stream,
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .is_err()
+        {
+            self.abort(key);
         }
     }
 

@@ -145,23 +145,46 @@ pub fn start_cluster(faults: Vec<Faults>) -> Cluster {
 // tungstenite's handshake callback type fixes the large error variant.
 #[allow(clippy::result_large_err)]
 fn serve(stream: TcpStream, hub: &Hub, node: usize) {
-    let mut path = String::new();
+    let id = hub.next_id.fetch_add(1, Ordering::SeqCst);
+    let (tx, rx) = channel::<Message>();
+    let mut room = String::new();
+    // The member joins its room before the 101 goes out, as in roomcast: a
+    // client that has its answer is in the room, so a message sent at once
+    // by anyone (the harness starts sending as soon as everyone is
+    // connected) reaches it. What arrives before the writer starts waits in
+    // the channel.
     let callback = |req: &Request, resp: Response| {
-        path = req.uri().path().to_string();
+        room = req
+            .uri()
+            .path()
+            .trim_start_matches("/ws/chat/")
+            .trim_end_matches('/')
+            .to_string();
+        hub.rooms
+            .lock()
+            .unwrap()
+            .entry(room.clone())
+            .or_default()
+            .push(Member {
+                id,
+                node,
+                tx: tx.clone(),
+            });
         Ok(resp)
+    };
+    let leave = |room: &str| {
+        let mut rooms = hub.rooms.lock().unwrap();
+        if let Some(members) = rooms.get_mut(room) {
+            members.retain(|m| m.id != id);
+        }
     };
     let Ok(write_half) = stream.try_clone() else {
         return;
     };
-    let Ok(mut ws) = tungstenite::accept_hdr(stream, callback) else {
-        return;
+    let mut ws = match tungstenite::accept_hdr(stream, callback) {
+        Ok(ws) => ws,
+        Err(_) => return leave(&room),
     };
-    let room = path
-        .trim_start_matches("/ws/chat/")
-        .trim_end_matches('/')
-        .to_string();
-    let id = hub.next_id.fetch_add(1, Ordering::SeqCst);
-    let (tx, rx) = channel::<Message>();
     // Writer: the only thread writing data frames on this connection.
     let mut writer = WebSocket::from_raw_socket(write_half, Role::Server, None);
     if hub.nodes[node].faults.ping_on_open {
@@ -174,16 +197,6 @@ fn serve(stream: TcpStream, hub: &Hub, node: usize) {
             }
         }
     });
-    hub.rooms
-        .lock()
-        .unwrap()
-        .entry(room.clone())
-        .or_default()
-        .push(Member {
-            id,
-            node,
-            tx: tx.clone(),
-        });
     loop {
         match ws.read() {
             Ok(Message::Text(t)) => on_text(hub, node, &room, id, &tx, t.as_str()),
@@ -199,10 +212,7 @@ fn serve(stream: TcpStream, hub: &Hub, node: usize) {
             Err(_) => break,
         }
     }
-    let mut rooms = hub.rooms.lock().unwrap();
-    if let Some(members) = rooms.get_mut(&room) {
-        members.retain(|m| m.id != id);
-    }
+    leave(&room);
 }
 
 fn on_text(hub: &Hub, node: usize, room: &str, me_id: u64, me: &Sender<Message>, text: &str) {
