@@ -280,16 +280,6 @@ fn deny_io_uring_setup() -> std::io::Result<()> {
     Ok(())
 }
 
-fn metric(addr: SocketAddr, name: &str) -> u64 {
-    let (_, _, body) = http_exchange(
-        addr,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .map_or(0, |v| v.trim().parse::<u64>().unwrap())
-}
-
 /// Chats in a fresh room of two; returns the ring's sends afterwards.
 fn chat_and_count_ring_sends(addr: SocketAddr) -> u64 {
     let url = format!("ws://{addr}/ws/chat/ring/");
@@ -300,7 +290,7 @@ fn chat_and_count_ring_sends(addr: SocketAddr) -> u64 {
         assert_eq!(recv_json(&mut a), json!({"message": i}));
         assert_eq!(recv_json(&mut b), json!({"message": i}));
     }
-    metric(addr, "roomcast_io_uring_sends_total")
+    metric_at(addr, "roomcast_io_uring_sends_total")
 }
 
 #[test]

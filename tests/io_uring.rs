@@ -38,12 +38,7 @@ fn lockstep_room(relay: &Relay, members: usize, messages: usize) -> (Vec<Vec<Str
 /// (sends, submissions) from one read of `/metrics`.
 fn ring_counts(relay: &Relay) -> (u64, u64) {
     let (_, _, body) = relay.get("/metrics");
-    let value = |name: &str| {
-        body.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .map_or(0, |v| v.trim().parse::<u64>().unwrap())
-    };
-    (value(SENDS), value(SUBMITS))
+    (metric_in(&body, SENDS), metric_in(&body, SUBMITS))
 }
 
 fn expected(messages: usize) -> Vec<String> {
@@ -84,14 +79,8 @@ fn with_the_ring_off_the_same_bytes_go_out_by_writev() {
 /// again, byte for byte, while the sender is not held up.
 #[test]
 fn short_sends_wait_for_writable_and_lose_nothing() {
-    let relay = Relay::start_with(|c| {
-        c.io_uring = IoUringMode::On;
-        c.max_send_queue = 32 << 20;
-    });
-    let mut stalled = raw_ws(relay.addr, "/ws/chat/big/");
+    let (relay, mut stalled, mut sender) = sender_and_stalled_member("big");
     shrink_receive_buffer(&stalled);
-    let mut sender = relay.chat("big");
-    relay.wait_metric("roomcast_connections", 2);
     // 8 MB: more than the relay's socket send buffer (tcp_wmem's 4 MiB at
     // most) and the stalled client's small receive buffer can hold.
     let texts: Vec<String> = (0..8)
@@ -137,6 +126,19 @@ fn short_sends_wait_for_writable_and_lose_nothing() {
     }
 }
 
+/// A relay with the ring on and room for megabytes of backlog, and in
+/// `room` a member that will not read (a raw socket) and a sender.
+fn sender_and_stalled_member(room: &str) -> (Relay, TcpStream, Client) {
+    let relay = Relay::start_with(|c| {
+        c.io_uring = IoUringMode::On;
+        c.max_send_queue = 32 << 20;
+    });
+    let stalled = raw_ws(relay.addr, &format!("/ws/chat/{room}/"));
+    let sender = relay.chat(room);
+    relay.wait_metric("roomcast_connections", 2);
+    (relay, stalled, sender)
+}
+
 fn shrink_receive_buffer(s: &TcpStream) {
     use std::os::fd::AsRawFd;
     let size: libc::c_int = 16 * 1024;
@@ -161,15 +163,9 @@ fn shrink_receive_buffer(s: &TcpStream) {
 /// once with EAGAIN is checked directly in `server::uring`'s unit tests.)
 #[test]
 fn a_full_socket_does_not_stall_the_loop() {
-    let relay = Relay::start_with(|c| {
-        c.io_uring = IoUringMode::On;
-        c.max_send_queue = 32 << 20;
-    });
-    // Its receive buffer is left to autotune: a tiny one makes the final
+    // The receive buffer is left to autotune: a tiny one makes the final
     // read crawl on TCP's zero-window probes, which is not what is tested.
-    let mut stalled = raw_ws(relay.addr, "/ws/chat/full/");
-    let mut sender = relay.chat("full");
-    relay.wait_metric("roomcast_connections", 2);
+    let (relay, mut stalled, mut sender) = sender_and_stalled_member("full");
     // 16 MB: more than the kernel buffers on both ends can hold.
     let pad = "y".repeat(4000);
     let count = 4000;

@@ -71,10 +71,7 @@ impl Relay {
 
     /// A metric's value from `/metrics` (0 if absent).
     pub fn metric(&self, name: &str) -> u64 {
-        let (_, _, body) = self.get("/metrics");
-        body.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-            .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+        metric_at(self.addr, name)
     }
 
     /// Waits until `/metrics` shows `name` at `value`.
@@ -102,6 +99,22 @@ impl Drop for Relay {
             self.handle.shutdown();
         }
     }
+}
+
+/// A metric's value from the `/metrics` of the relay at `addr` (0 if absent).
+pub fn metric_at(addr: SocketAddr, name: &str) -> u64 {
+    let (_, _, body) = http_exchange(
+        addr,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    metric_in(&body, name)
+}
+
+/// A metric's value in a `/metrics` body (0 if absent).
+pub fn metric_in(body: &str, name: &str) -> u64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
 }
 
 pub fn join_within<T: Send + 'static>(thread: JoinHandle<T>, limit: Duration) -> T {
