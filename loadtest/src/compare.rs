@@ -10,7 +10,8 @@
 use crate::chart::{self, Panel};
 use crate::cli::CompareArgs;
 use crate::proc;
-use crate::report::{ms, Report};
+use crate::report::Report;
+use crate::report_common::ms;
 use crate::runner;
 use crate::scenario::{Plan, ScenarioName};
 use crate::sys;

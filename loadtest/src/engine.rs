@@ -14,7 +14,7 @@ use crate::layout::Layout;
 use crate::payload::{self, Stamp};
 use crate::proc::ServerProcs;
 use crate::progress::Progress;
-use crate::report::Latency;
+use crate::report_common::Latency;
 use crate::sys;
 use crate::target::Target;
 use crate::wsframe::OP_TEXT;

@@ -17,6 +17,7 @@ pub mod payload;
 pub mod proc;
 pub mod progress;
 pub mod report;
+pub mod report_common;
 pub mod runner;
 pub mod scenario;
 pub mod scrape;

@@ -2,39 +2,12 @@
 //! and the verdict (`ok`, exit status).
 
 use crate::engine::{ConnectStats, StepResult};
+use crate::report_common::{
+    exit_code, json_line, kb, ms, trim, Anomalies, Latency, Span, Strain, Table,
+};
 use crate::scenario::{Mode, Plan, ScenarioName};
-use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-
-/// Harness CPU above this fraction of one core makes the figures suspect.
-pub const HARNESS_BUSY: f64 = 0.9;
-
-/// Latency percentiles, microseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
-pub struct Latency {
-    pub p50: u64,
-    pub p90: u64,
-    pub p99: u64,
-    pub p999: u64,
-    pub max: u64,
-}
-
-impl Latency {
-    pub fn from_histogram(h: &Histogram<u64>) -> Latency {
-        if h.is_empty() {
-            return Latency::default();
-        }
-        Latency {
-            p50: h.value_at_quantile(0.50),
-            p90: h.value_at_quantile(0.90),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            max: h.max(),
-        }
-    }
-}
 
 /// Idle mode's memory figures.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -143,14 +116,8 @@ pub struct Report {
     pub first_error: Option<String>,
     pub disconnects: u64,
     pub disconnect_reasons: BTreeMap<String, u64>,
-    pub out_of_order: u64,
-    pub misrouted: u64,
-    pub foreign: u64,
-    pub unexpected: u64,
-    pub unrecognized: u64,
-    pub binary: u64,
-    pub stale: u64,
-    pub skipped_backpressure: u64,
+    #[serde(flatten)]
+    pub anomalies: Anomalies,
     /// Per node, in the order of the URLs (one entry for a single server).
     pub per_node: Vec<NodeReport>,
     pub idle: Option<IdleReport>,
@@ -235,14 +202,7 @@ impl Report {
         self.warmup_sent = c.warmup_sent;
         self.errors = c.errors;
         self.first_error = c.first_error.clone();
-        self.out_of_order = c.out_of_order;
-        self.misrouted = c.misrouted;
-        self.foreign = c.foreign;
-        self.unexpected = c.unexpected();
-        self.unrecognized = c.unrecognized;
-        self.binary = c.binary;
-        self.stale = c.stale;
-        self.skipped_backpressure = c.skipped_backpressure;
+        self.anomalies = Anomalies::from(c);
         self.server_cpu_s_per_pid = r.server_cpu_s_per_pid.clone();
         self.server_rss_kb_per_pid = r.server_rss_kb_per_pid.clone();
         for (n, k) in self.per_node.iter_mut().zip(&c.per_node) {
@@ -280,33 +240,7 @@ impl Report {
                 self.lost, self.expected_deliveries
             ));
         }
-        if self.errors > 0 {
-            f.push(format!(
-                "the server answered {} messages with an error",
-                self.errors
-            ));
-        }
-        if self.out_of_order > 0 {
-            f.push(format!(
-                "{} deliveries were duplicated or out of order",
-                self.out_of_order
-            ));
-        }
-        if self.misrouted > 0 {
-            f.push(format!(
-                "{} deliveries reached a client of another room",
-                self.misrouted
-            ));
-        }
-        if self.foreign > 0 {
-            f.push(format!(
-                "{} deliveries named a sender that does not exist",
-                self.foreign
-            ));
-        }
-        if self.unexpected > 0 {
-            f.push(format!("{} more deliveries than expected", self.unexpected));
-        }
+        f.extend(self.anomalies.failures(self.errors));
         if self.disconnects > 0 {
             f.push(format!(
                 "{} connections were closed during the run",
@@ -321,73 +255,38 @@ impl Report {
         if self.interrupted {
             f.push("interrupted".into());
         }
-        if self.harness_cpu_util > HARNESS_BUSY {
-            self.warnings.push(format!(
-                "the harness used {:.0}% of a core in the window: it may have been the bottleneck",
-                self.harness_cpu_util * 100.0
-            ));
-        }
-        for (who, wait) in [
-            ("harness", self.harness_cpu_wait_s),
-            ("server", self.server_cpu_wait_s),
-        ] {
-            if let Some(w) = wait.filter(|&w| self.window_s > 0.0 && w > 0.05 * self.window_s) {
-                self.warnings.push(format!(
-                    "the {who} waited {w:.2} s of the {:.1} s window for a CPU: the machine is busy, \
-                     latencies include that wait",
-                    self.window_s
-                ));
-            }
-        }
-        if self.send_lag_us.p99 > 10_000 {
-            self.warnings.push(format!(
-                "sends left up to {:.1} ms late (p99): the harness could not keep its schedule",
-                self.send_lag_us.p99 as f64 / 1000.0
-            ));
-        }
-        if self.skipped_backpressure > 0 {
-            self.warnings.push(format!(
-                "{} sends skipped: the server stopped reading from some clients",
-                self.skipped_backpressure
-            ));
-        }
-        if self.unrecognized > 0 {
-            self.warnings.push(format!(
-                "{} text frames were not chat messages of this run",
-                self.unrecognized
-            ));
-        }
+        let strain = Strain {
+            span: Span::Window,
+            span_s: self.window_s,
+            harness_cpu_util: self.harness_cpu_util,
+            harness_cpu_wait_s: self.harness_cpu_wait_s,
+            server_cpu_wait_s: self.server_cpu_wait_s,
+            send_lag_us: self.send_lag_us,
+        };
+        self.warnings.extend(strain.warnings(&self.anomalies));
         self.failures.append(&mut f);
         self.ok = self.failures.is_empty();
     }
 
     pub fn exit_code(&self) -> i32 {
-        if self.ok {
-            0
-        } else {
-            1
-        }
+        exit_code(self.ok)
     }
 
     pub fn to_json_line(&self) -> String {
-        serde_json::to_string(self)
-            .unwrap_or_else(|e| format!("{{\"error\":\"cannot serialise report: {e}\"}}"))
+        json_line(self)
     }
 
     /// The human table.
     pub fn to_table(&self) -> String {
-        let mut t = String::new();
-        let mut row = |k: &str, v: String| {
-            let _ = writeln!(t, "  {k:<28} {v}");
-        };
+        let mut t = Table::new(28);
         let title = match self.scenario {
             Some(s) if s.name() == self.mode => self.mode.clone(),
             Some(s) => format!("{} ({})", s.name(), self.mode),
             None => self.mode.clone(),
         };
-        row("run", format!("{title} against {}", self.url));
+        t.row("run", format!("{title} against {}", self.url));
         if self.nodes > 1 {
-            row(
+            t.row(
                 "nodes",
                 format!(
                     "{} (member m of each room on node m % {})",
@@ -395,18 +294,16 @@ impl Report {
                 ),
             );
         }
-        row(
+        t.row(
             "clients / rooms / senders",
             format!("{} / {} / {}", self.clients, self.rooms, self.senders),
         );
-        row(
+        t.row(
             "connected",
             format!("{} ({} failed)", self.connected, self.connect_failures),
         );
-        for (why, n) in &self.connect_errors {
-            row("  connect error", format!("{n} x {why}"));
-        }
-        row(
+        t.tally("  connect error", &self.connect_errors);
+        t.row(
             "connect time",
             format!(
                 "{:.2} s total; per client p50 {} p99 {} max {}",
@@ -417,28 +314,28 @@ impl Report {
             ),
         );
         if let Some(i) = &self.idle {
-            row(
+            t.row(
                 "held",
                 format!(
                     "{:.1} s, {} disconnects",
                     i.hold_s, i.disconnects_during_hold
                 ),
             );
-            row("server rss before", kb(i.rss_before_kb));
-            row("server rss after", kb(i.rss_after_kb));
-            row("server rss at end", kb(i.rss_end_kb));
-            row(
+            t.row("server rss before", kb(i.rss_before_kb));
+            t.row("server rss after", kb(i.rss_after_kb));
+            t.row("server rss at end", kb(i.rss_end_kb));
+            t.row(
                 "bytes per connection",
                 i.bytes_per_connection
                     .map_or("-".into(), |b| format!("{b:.0}")),
             );
-            row(
+            t.row(
                 "server cpu while holding",
                 i.server_cpu_s_hold
                     .map_or("-".into(), |s| format!("{s:.3} s")),
             );
         } else {
-            row(
+            t.row(
                 "rate / payload",
                 format!(
                     "{} msg/s per sender, {} bytes",
@@ -446,44 +343,33 @@ impl Report {
                     self.payload_bytes
                 ),
             );
-            row(
+            t.row(
                 "window",
                 format!(
                     "{:.2} s after {:.1} s warm-up",
                     self.window_s, self.warmup_s
                 ),
             );
-            row("sent", self.sent.to_string());
-            row("expected deliveries", self.expected_deliveries.to_string());
-            row("delivered", self.delivered.to_string());
-            row("lost", self.lost.to_string());
-            row(
+            t.row("sent", self.sent.to_string());
+            t.row("expected deliveries", self.expected_deliveries.to_string());
+            t.row("delivered", self.delivered.to_string());
+            t.row("lost", self.lost.to_string());
+            t.row(
                 "delivered per second",
                 format!("{:.0}", self.delivered_per_sec),
             );
-            let l = &self.latency_us;
-            row(
-                "latency",
-                format!(
-                    "p50 {} p90 {} p99 {} p99.9 {} max {}",
-                    ms(l.p50),
-                    ms(l.p90),
-                    ms(l.p99),
-                    ms(l.p999),
-                    ms(l.max)
-                ),
-            );
-            row(
+            t.row("latency", self.latency_us.percentiles());
+            t.row(
                 "server cpu in window",
                 self.server_cpu_s
                     .map_or("-".into(), |s| format!("{s:.3} s")),
             );
-            row(
+            t.row(
                 "server cpu per delivery",
                 self.server_cpu_us_per_delivery
                     .map_or("-".into(), |u| format!("{u:.2} us")),
             );
-            row(
+            t.row(
                 "server rss",
                 format!(
                     "{} (peak {})",
@@ -495,7 +381,7 @@ impl Report {
                 for (i, pid) in self.server_pids.iter().enumerate() {
                     let cpu = self.server_cpu_s_per_pid.get(i).copied().flatten();
                     let rss = self.server_rss_kb_per_pid.get(i).copied().flatten();
-                    row(
+                    t.row(
                         &format!("  pid {pid}"),
                         format!(
                             "cpu {}, rss {}",
@@ -507,7 +393,7 @@ impl Report {
             }
             if self.per_node.len() > 1 {
                 for (k, n) in self.per_node.iter().enumerate() {
-                    row(
+                    t.row(
                         &format!("  node {k}"),
                         format!(
                             "{}: {}/{} connected, delivered {}/{} lost {}",
@@ -521,7 +407,7 @@ impl Report {
                     );
                 }
             }
-            row(
+            t.row(
                 "harness cpu in window",
                 format!(
                     "{:.3} s = {:.0}% of a core",
@@ -529,7 +415,7 @@ impl Report {
                     self.harness_cpu_util * 100.0
                 ),
             );
-            row(
+            t.row(
                 "send lag",
                 format!(
                     "p99 {} max {}",
@@ -537,30 +423,25 @@ impl Report {
                     ms(self.send_lag_us.max)
                 ),
             );
-            for (k, v) in [
+            let a = &self.anomalies;
+            t.nonzero(&[
                 ("server errors", self.errors),
-                ("out of order / duplicate", self.out_of_order),
-                ("misrouted", self.misrouted),
-                ("unexpected", self.unexpected),
-                ("late from earlier step", self.stale),
-            ] {
-                if v > 0 {
-                    row(k, v.to_string());
-                }
-            }
+                ("out of order / duplicate", a.out_of_order),
+                ("misrouted", a.misrouted),
+                ("unexpected", a.unexpected),
+                ("late from earlier step", a.stale),
+            ]);
             if let Some(e) = &self.first_error {
-                row("first error", e.clone());
+                t.row("first error", e.clone());
             }
         }
         if self.disconnects > 0 {
-            row("disconnects", self.disconnects.to_string());
-            for (why, n) in &self.disconnect_reasons {
-                row("  closed", format!("{n} x {why}"));
-            }
+            t.row("disconnects", self.disconnects.to_string());
+            t.tally("  closed", &self.disconnect_reasons);
         }
         if let Some(s) = &self.saturate {
-            row("saturate: limited by", s.limited_by.clone());
-            row(
+            t.row("saturate: limited by", s.limited_by.clone());
+            t.row(
                 "max sustained",
                 format!(
                     "{:.0} deliveries/s at {} msg/s per sender",
@@ -569,7 +450,7 @@ impl Report {
                 ),
             );
             for st in &s.steps {
-                row(
+                t.row(
                     &format!("  step {} msg/s", trim(st.rate_per_sender)),
                     format!(
                         "{} {:.0}/s lost {} p99 {} harness {:.0}%",
@@ -582,23 +463,8 @@ impl Report {
                 );
             }
         }
-        row("harness rss", kb(self.harness_rss_kb));
-        for w in &self.warnings {
-            let _ = writeln!(t, "WARNING: {w}");
-        }
-        for f in &self.failures {
-            let _ = writeln!(t, "FAILED: {f}");
-        }
-        let _ = writeln!(
-            t,
-            "{}",
-            if self.ok {
-                "RESULT: ok"
-            } else {
-                "RESULT: FAILED"
-            }
-        );
-        t
+        t.row("harness rss", kb(self.harness_rss_kb));
+        t.finish(&self.warnings, &self.failures, self.ok)
     }
 }
 
@@ -620,16 +486,258 @@ fn node_reports(plan: &Plan, conn: &ConnectStats) -> Vec<NodeReport> {
         .collect()
 }
 
-/// Microseconds shown as milliseconds.
-pub fn ms(us: u64) -> String {
-    format!("{:.2} ms", us as f64 / 1000.0)
-}
+#[cfg(test)]
+mod tests {
+    //! Pins the table and the JSON line byte for byte: scripts and `compare` read them.
 
-fn kb(v: Option<u64>) -> String {
-    v.map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
-}
+    use super::*;
+    use crate::accounting::{Counts, NodeCounts};
 
-fn trim(v: f64) -> String {
-    let s = format!("{v:.3}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
+    fn lat(p50: u64, p90: u64, p99: u64, p999: u64, max: u64) -> Latency {
+        Latency {
+            p50,
+            p90,
+            p99,
+            p999,
+            max,
+        }
+    }
+
+    /// A step with every counter set, so `fill_step` is pinned field by field.
+    fn step() -> StepResult {
+        StepResult {
+            rate: 12.5,
+            counts: Counts {
+                sent: 100,
+                expected: 400,
+                delivered: 390,
+                warmup_sent: 7,
+                out_of_order: 2,
+                misrouted: 3,
+                foreign: 4,
+                stale: 5,
+                errors: 6,
+                first_error: Some(r#"{"error": "nope"}"#.into()),
+                unrecognized: 8,
+                binary: 9,
+                skipped_backpressure: 10,
+                per_node: vec![
+                    NodeCounts {
+                        expected: 200,
+                        delivered: 200,
+                    },
+                    NodeCounts {
+                        expected: 200,
+                        delivered: 190,
+                    },
+                ],
+                ..Counts::default()
+            },
+            latency: lat(1500, 2500, 12_345, 20_000, 30_001),
+            send_lag: lat(100, 200, 15_000, 15_500, 16_000),
+            window_s: 2.0,
+            drain_s: 1.0,
+            server_cpu_s: Some(0.1234),
+            server_rss_kb: Some(20_480),
+            server_rss_peak_kb: Some(30_000),
+            server_cpu_s_per_pid: vec![Some(0.05), None],
+            server_rss_kb_per_pid: vec![Some(10_240), None],
+            harness_cpu_s: 1.9,
+            harness_util: 0.95,
+            harness_wait_s: Some(0.5),
+            server_wait_s: Some(0.01),
+            disconnects: 3,
+            senders: 8,
+            interrupted: true,
+        }
+    }
+
+    /// Two nodes, two PIDs, and every failure and warning `finish` knows.
+    fn everything_wrong() -> Report {
+        let mut r = Report {
+            mode: "load".into(),
+            scenario: Some(ScenarioName::Fanout),
+            url: "ws://a/,ws://b/".into(),
+            nodes: 2,
+            clients: 16,
+            rooms: 4,
+            payload_bytes: 64,
+            duration_s: 2.0,
+            warmup_s: 0.5,
+            connected: 15,
+            connect_failures: 1,
+            connect_errors: BTreeMap::from([("connection refused".to_string(), 1)]),
+            connect_time_s: 0.25,
+            connect_latency_us: lat(800, 900, 1200, 1300, 1400),
+            server_pids: vec![11, 22],
+            harness_rss_kb: Some(5000),
+            disconnects: 2,
+            disconnect_reasons: BTreeMap::from([("reset".to_string(), 2)]),
+            per_node: vec![
+                NodeReport {
+                    url: "ws://a/".into(),
+                    clients: 8,
+                    connected: 8,
+                    ..NodeReport::default()
+                },
+                NodeReport {
+                    url: "ws://b/".into(),
+                    clients: 8,
+                    connected: 7,
+                    connect_failures: 1,
+                    ..NodeReport::default()
+                },
+            ],
+            saturate: Some(SaturateReport {
+                p99_limit_ms: 100.0,
+                max_sustained_delivered_per_sec: 1234.4,
+                best_rate_per_sender: Some(20.0),
+                limited_by: "server".into(),
+                steps: vec![
+                    StepSummary {
+                        rate_per_sender: 20.0,
+                        passed: true,
+                        delivered_per_sec: 1234.4,
+                        sent: 50,
+                        lost: 0,
+                        latency_us: lat(1, 2, 3000, 4, 5),
+                        server_cpu_us_per_delivery: Some(1.5),
+                        harness_cpu_util: 0.25,
+                    },
+                    StepSummary {
+                        rate_per_sender: 40.125,
+                        passed: false,
+                        delivered_per_sec: 2000.0,
+                        sent: 100,
+                        lost: 3,
+                        latency_us: lat(1, 2, 250_000, 4, 5),
+                        server_cpu_us_per_delivery: None,
+                        harness_cpu_util: 0.5,
+                    },
+                ],
+            }),
+            warnings: vec!["an earlier warning".into()],
+            ..Report::default()
+        };
+        r.fill_step(&step());
+        r.finish();
+        r
+    }
+
+    /// One node, more deliveries than expected, a saturate search with no passing step.
+    fn too_many() -> Report {
+        let mut s = step();
+        s.counts.expected = 100;
+        s.counts.delivered = 104;
+        s.counts.per_node.truncate(1);
+        s.counts.out_of_order = 0;
+        s.counts.misrouted = 0;
+        s.counts.foreign = 0;
+        s.counts.errors = 0;
+        s.counts.first_error = None;
+        s.harness_util = 0.5;
+        s.harness_wait_s = None;
+        s.server_wait_s = Some(0.2);
+        s.send_lag = Latency::default();
+        s.interrupted = false;
+        s.server_cpu_s_per_pid = vec![Some(0.05)];
+        let mut r = Report {
+            mode: "saturate".into(),
+            url: "ws://a/".into(),
+            nodes: 1,
+            per_node: vec![NodeReport {
+                url: "ws://a/".into(),
+                ..NodeReport::default()
+            }],
+            saturate: Some(SaturateReport {
+                limited_by: "server".into(),
+                ..SaturateReport::default()
+            }),
+            ..Report::default()
+        };
+        r.fill_step(&s);
+        r.finish();
+        r
+    }
+
+    /// One node losing deliveries: the failure names no node.
+    fn one_node_lost() -> Report {
+        let mut s = step();
+        s.counts.per_node.truncate(1);
+        let mut r = Report {
+            mode: "load".into(),
+            scenario: Some(ScenarioName::Pairs),
+            nodes: 1,
+            per_node: vec![NodeReport::default()],
+            ..Report::default()
+        };
+        r.fill_step(&s);
+        r.finish();
+        r
+    }
+
+    fn idle() -> Report {
+        let mut r = Report {
+            mode: "idle".into(),
+            scenario: Some(ScenarioName::Idle),
+            url: "ws://a/".into(),
+            nodes: 1,
+            clients: 20,
+            rooms: 4,
+            connected: 20,
+            connect_time_s: 0.125,
+            connect_latency_us: lat(100, 200, 300, 400, 500),
+            idle: Some(IdleReport {
+                hold_s: 0.5,
+                rss_before_kb: Some(1024),
+                rss_after_kb: Some(2048),
+                rss_end_kb: None,
+                bytes_per_connection: Some(52_428.8),
+                server_cpu_s_hold: Some(0.0125),
+                disconnects_during_hold: 0,
+            }),
+            harness_rss_kb: Some(3000),
+            ..Report::default()
+        };
+        r.finish();
+        r
+    }
+
+    /// Each case's exit status, table and (where given) JSON line, byte for byte.
+    #[test]
+    fn tables_and_json_lines_are_pinned() {
+        let cases = [
+            (
+                everything_wrong(),
+                1,
+                include_str!("../tests/golden/load_everything_wrong.txt"),
+                Some(include_str!("../tests/golden/load_everything_wrong.json")),
+            ),
+            (
+                too_many(),
+                1,
+                include_str!("../tests/golden/load_too_many.txt"),
+                Some(include_str!("../tests/golden/load_too_many.json")),
+            ),
+            (
+                one_node_lost(),
+                1,
+                include_str!("../tests/golden/load_one_node_lost.txt"),
+                None,
+            ),
+            (
+                idle(),
+                0,
+                include_str!("../tests/golden/load_idle.txt"),
+                Some(include_str!("../tests/golden/load_idle.json")),
+            ),
+        ];
+        for (r, exit, table, json) in cases {
+            assert_eq!(r.exit_code(), exit, "{table}");
+            assert_eq!(r.to_table(), table);
+            if let Some(json) = json {
+                assert_eq!(r.to_json_line(), json);
+            }
+        }
+    }
 }

@@ -4,7 +4,8 @@
 use crate::clock::secs_to_us;
 use crate::engine::{Engine, StepResult, StepSpec};
 use crate::proc::{self, ServerProcs};
-use crate::report::{IdleReport, Report, SaturateReport, StepSummary, HARNESS_BUSY};
+use crate::report::{IdleReport, Report, SaturateReport, StepSummary};
+use crate::report_common::HARNESS_BUSY;
 use crate::scenario::{Mode, Plan};
 use crate::sys;
 use crate::target::Target;

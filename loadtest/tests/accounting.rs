@@ -7,7 +7,7 @@
 mod common;
 
 use clap::Parser;
-use common::Faults;
+use common::{assert_fails_with, Cluster, Faults};
 use loadtest::cli::Cli;
 use loadtest::report::Report;
 use loadtest::runner;
@@ -32,27 +32,72 @@ fn run_nodes(urls: &[String], args: &[&str]) -> Report {
     runner::execute(&plan).expect("run starts")
 }
 
+/// Starts a server with `faults` and runs against it.
+fn run_faulty(faults: Faults, args: &[&str]) -> Report {
+    let server = common::start(faults);
+    run(&server.url, args)
+}
+
+/// `clients` clients in `rooms` rooms, everyone sending 20 msg/s for a second, no
+/// warm-up; then `extra`.
+fn steady<'a>(clients: &'a str, rooms: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--clients",
+        clients,
+        "--rooms",
+        rooms,
+        "--rate",
+        "20",
+        "--warmup",
+        "0",
+        "--duration",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// 16 clients in 4 rooms of 4, everyone sending 20 msg/s for a second, no warm-up.
-const FOUR_ROOMS: &[&str] = &[
-    "--clients",
-    "16",
-    "--rooms",
-    "4",
-    "--rate",
-    "20",
-    "--warmup",
-    "0",
-    "--duration",
-    "1",
-    "--drain",
-    "2",
-];
+fn four_rooms() -> Vec<&'static str> {
+    steady("16", "4", &["--drain", "2"])
+}
+
+/// Starts one node per entry of `faults` and runs [`four_rooms`] over them.
+fn run_cluster(faults: Vec<Faults>) -> (Cluster, Report) {
+    let cluster = common::start_cluster(faults);
+    let r = run_nodes(&cluster.urls(), &four_rooms());
+    (cluster, r)
+}
+
+/// The saturate search over 6 clients in 2 rooms, from 10 msg/s per sender up to at
+/// most 40, in half-second steps after `warmup` s; then `extra`.
+fn saturate<'a>(warmup: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--scenario",
+        "saturate",
+        "--clients",
+        "6",
+        "--rooms",
+        "2",
+        "--rate",
+        "10",
+        "--max-rate",
+        "40",
+        "--warmup",
+        warmup,
+        "--duration",
+        "0.5",
+        "--drain",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
 
 #[test]
 fn honest_server_delivers_everything_expected() {
-    let server = common::start(Faults::default());
-    let r = run(
-        &server.url,
+    let r = run_faulty(
+        Faults::default(),
         &[
             "--clients",
             "12",
@@ -85,29 +130,16 @@ fn honest_server_delivers_everything_expected() {
         "{}",
         r.delivered_per_sec
     );
-    assert_eq!(r.out_of_order + r.misrouted + r.errors + r.unexpected, 0);
+    let a = &r.anomalies;
+    assert_eq!(a.out_of_order + a.misrouted + r.errors + a.unexpected, 0);
 }
 
 #[test]
 fn senders_per_room_and_uneven_rooms_are_accounted() {
-    let server = common::start(Faults::default());
     // Rooms of 3, 2 and 2 members; one sender each.
-    let r = run(
-        &server.url,
-        &[
-            "--clients",
-            "7",
-            "--rooms",
-            "3",
-            "--senders-per-room",
-            "1",
-            "--rate",
-            "20",
-            "--warmup",
-            "0",
-            "--duration",
-            "1",
-        ],
+    let r = run_faulty(
+        Faults::default(),
+        &steady("7", "3", &["--senders-per-room", "1"]),
     );
     assert!(r.ok, "{}", r.to_table());
     assert_eq!(r.senders, 3);
@@ -117,87 +149,31 @@ fn senders_per_room_and_uneven_rooms_are_accounted() {
 
 #[test]
 fn a_dropped_delivery_is_lost_and_fails_the_run() {
-    let server = common::start(Faults {
-        drop_nth_delivery: Some(50),
-        ..Faults::default()
-    });
     // No warm-up: every delivery, the 50th included, is inside the window.
-    let r = run(
-        &server.url,
-        &[
-            "--clients",
-            "8",
-            "--rooms",
-            "2",
-            "--rate",
-            "20",
-            "--warmup",
-            "0",
-            "--duration",
-            "1",
-            "--drain",
-            "1",
-        ],
+    let r = run_faulty(
+        Faults::drop_nth_delivery(50),
+        &steady("8", "2", &["--drain", "1"]),
     );
     assert_eq!(r.lost, 1, "{}", r.to_table());
     assert_eq!(r.delivered + 1, r.expected_deliveries);
     assert!(!r.ok);
     assert_eq!(r.exit_code(), 1);
-    assert!(
-        r.failures.iter().any(|f| f.contains("lost")),
-        "{:?}",
-        r.failures
-    );
+    assert_fails_with(&r.failures, "lost");
 }
 
 #[test]
 fn a_duplicated_delivery_is_caught() {
-    let server = common::start(Faults {
-        duplicate_nth_delivery: Some(30),
-        ..Faults::default()
-    });
-    let r = run(
-        &server.url,
-        &[
-            "--clients",
-            "8",
-            "--rooms",
-            "2",
-            "--rate",
-            "20",
-            "--warmup",
-            "0",
-            "--duration",
-            "1",
-        ],
-    );
-    assert_eq!(r.out_of_order, 1, "{}", r.to_table());
+    let r = run_faulty(Faults::duplicate_nth_delivery(30), &steady("8", "2", &[]));
+    assert_eq!(r.anomalies.out_of_order, 1, "{}", r.to_table());
     assert_eq!(r.lost, 0);
     assert!(!r.ok);
 }
 
 #[test]
 fn server_errors_are_counted_and_the_message_is_lost() {
-    let server = common::start(Faults {
-        error_nth_message: Some(5),
-        ..Faults::default()
-    });
-    let r = run(
-        &server.url,
-        &[
-            "--clients",
-            "4",
-            "--rooms",
-            "1",
-            "--rate",
-            "20",
-            "--warmup",
-            "0",
-            "--duration",
-            "1",
-            "--drain",
-            "1",
-        ],
+    let r = run_faulty(
+        Faults::error_nth_message(5),
+        &steady("4", "1", &["--drain", "1"]),
     );
     assert_eq!(r.errors, 1, "{}", r.to_table());
     assert_eq!(
@@ -264,28 +240,7 @@ fn idle_mode_answers_pings_and_measures_memory() {
 
 #[test]
 fn saturate_steps_up_to_the_rate_cap() {
-    let server = common::start(Faults::default());
-    let r = run(
-        &server.url,
-        &[
-            "--scenario",
-            "saturate",
-            "--clients",
-            "6",
-            "--rooms",
-            "2",
-            "--rate",
-            "10",
-            "--max-rate",
-            "40",
-            "--warmup",
-            "0.1",
-            "--duration",
-            "0.5",
-            "--drain",
-            "1",
-        ],
-    );
+    let r = run_faulty(Faults::default(), &saturate("0.1", &[]));
     let s = r.saturate.as_ref().expect("saturate section");
     assert!(r.ok, "{}", r.to_table());
     assert_eq!(
@@ -304,32 +259,9 @@ fn saturate_steps_up_to_the_rate_cap() {
 #[test]
 fn saturate_steps_down_from_a_failing_start_then_bisects() {
     // The 30th delivery goes missing: the first step (60 deliveries) fails, later ones pass.
-    let server = common::start(Faults {
-        drop_nth_delivery: Some(30),
-        ..Faults::default()
-    });
-    let r = run(
-        &server.url,
-        &[
-            "--scenario",
-            "saturate",
-            "--clients",
-            "6",
-            "--rooms",
-            "2",
-            "--rate",
-            "10",
-            "--max-rate",
-            "40",
-            "--warmup",
-            "0",
-            "--duration",
-            "0.5",
-            "--drain",
-            "1",
-            "--refine-steps",
-            "1",
-        ],
+    let r = run_faulty(
+        Faults::drop_nth_delivery(30),
+        &saturate("0", &["--refine-steps", "1"]),
     );
     let s = r.saturate.as_ref().expect("saturate section");
     let rates: Vec<(f64, bool)> = s
@@ -350,8 +282,7 @@ fn saturate_steps_down_from_a_failing_start_then_bisects() {
 
 #[test]
 fn two_nodes_sharing_rooms_are_driven_and_counted_as_one() {
-    let cluster = common::start_cluster(vec![Faults::default(), Faults::default()]);
-    let r = run_nodes(&cluster.urls(), FOUR_ROOMS);
+    let (cluster, r) = run_cluster(vec![Faults::default(), Faults::default()]);
     assert!(r.ok, "{}", r.to_table());
     assert_eq!(r.nodes, 2);
     assert_eq!(r.url, cluster.urls().join(","));
@@ -373,14 +304,15 @@ fn two_nodes_sharing_rooms_are_driven_and_counted_as_one() {
     }
     assert_eq!(r.expected_deliveries, 4 * r.sent);
     assert_eq!(r.delivered, r.expected_deliveries);
-    assert_eq!(r.out_of_order + r.misrouted + r.foreign + r.unexpected, 0);
+    let a = &r.anomalies;
+    assert_eq!(a.out_of_order + a.misrouted + a.foreign + a.unexpected, 0);
 }
 
 #[test]
 fn one_node_named_twice_is_two_nodes_sharing_rooms() {
     let server = common::start(Faults::default());
     let both = format!("{},{}", server.url, server.url);
-    let r = run_nodes(&[both], FOUR_ROOMS);
+    let r = run_nodes(&[both], &four_rooms());
     assert!(r.ok, "{}", r.to_table());
     assert_eq!((r.nodes, r.per_node.len()), (2, 2));
     assert_eq!(server.accepted.load(Ordering::SeqCst), 16);
@@ -392,14 +324,7 @@ fn a_node_that_misses_the_other_nodes_messages_is_loss() {
     // Node 1 delivers only what was sent through itself: its members miss every message
     // sent through node 0, i.e. half of what they were due (two of each room's four
     // senders are on node 0).
-    let cluster = common::start_cluster(vec![
-        Faults::default(),
-        Faults {
-            drop_from_other_nodes: true,
-            ..Faults::default()
-        },
-    ]);
-    let r = run_nodes(&cluster.urls(), FOUR_ROOMS);
+    let (_cluster, r) = run_cluster(vec![Faults::default(), Faults::drop_from_other_nodes()]);
     assert!(!r.ok);
     assert_eq!(r.exit_code(), 1);
     let (n0, n1) = (&r.per_node[0], &r.per_node[1]);
@@ -411,7 +336,8 @@ fn a_node_that_misses_the_other_nodes_messages_is_loss() {
         "node 1 lost {share:.2} of its deliveries"
     );
     // Nothing else looks wrong: the misses are plain loss, in order, in the right room.
-    assert_eq!(r.out_of_order + r.misrouted + r.unexpected, 0);
+    let a = &r.anomalies;
+    assert_eq!(a.out_of_order + a.misrouted + a.unexpected, 0);
     assert!(
         r.failures
             .iter()
@@ -423,14 +349,7 @@ fn a_node_that_misses_the_other_nodes_messages_is_loss() {
 
 #[test]
 fn a_node_dropping_one_delivery_is_one_lost_on_that_node() {
-    let cluster = common::start_cluster(vec![
-        Faults::default(),
-        Faults {
-            drop_nth_delivery: Some(40),
-            ..Faults::default()
-        },
-    ]);
-    let r = run_nodes(&cluster.urls(), FOUR_ROOMS);
+    let (_cluster, r) = run_cluster(vec![Faults::default(), Faults::drop_nth_delivery(40)]);
     assert_eq!(r.lost, 1, "{}", r.to_table());
     assert_eq!((r.per_node[0].lost, r.per_node[1].lost), (0, 1));
     assert!(!r.ok);
@@ -438,15 +357,13 @@ fn a_node_dropping_one_delivery_is_one_lost_on_that_node() {
 
 #[test]
 fn a_node_duplicating_a_delivery_is_caught() {
-    let cluster = common::start_cluster(vec![
-        Faults {
-            duplicate_nth_delivery: Some(25),
-            ..Faults::default()
-        },
-        Faults::default(),
-    ]);
-    let r = run_nodes(&cluster.urls(), FOUR_ROOMS);
-    assert_eq!((r.out_of_order, r.lost), (1, 0), "{}", r.to_table());
+    let (_cluster, r) = run_cluster(vec![Faults::duplicate_nth_delivery(25), Faults::default()]);
+    assert_eq!(
+        (r.anomalies.out_of_order, r.lost),
+        (1, 0),
+        "{}",
+        r.to_table()
+    );
     assert!(!r.ok);
 }
 
@@ -458,7 +375,7 @@ fn separate_servers_do_not_share_rooms_and_that_is_loss() {
         common::start(Faults::default()),
         common::start(Faults::default()),
     );
-    let r = run_nodes(&[a.url.clone(), b.url.clone()], FOUR_ROOMS);
+    let r = run_nodes(&[a.url.clone(), b.url.clone()], &four_rooms());
     assert!(!r.ok);
     assert!(r.sent > 0);
     assert_eq!(r.expected_deliveries, 4 * r.sent);
@@ -519,10 +436,7 @@ fn binary_prints_one_json_line_and_exits_nonzero_on_loss() {
     }
     assert_eq!(out.status.code(), Some(0), "{stdout}");
 
-    let bad = common::start(Faults {
-        drop_nth_delivery: Some(10),
-        ..Faults::default()
-    });
+    let bad = common::start(Faults::drop_nth_delivery(10));
     let out = Command::new(exe).arg(&bad.url).args(args).output().unwrap();
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["lost"], 1);

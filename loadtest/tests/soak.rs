@@ -6,7 +6,7 @@
 mod common;
 
 use clap::Parser;
-use common::{Faults, TargetedDrop};
+use common::{assert_fails_with, Faults, TargetedDrop};
 use loadtest::cli::{Cli, Command};
 use loadtest::soak::report::SoakReport;
 use loadtest::soak::{self, SoakPlan};
@@ -114,10 +114,7 @@ fn a_delivery_dropped_to_a_stable_member_fails_the_run() {
     assert_eq!(r.lost_total, 1);
     assert!(!r.ok);
     assert_eq!(r.exit_code(), 1);
-    assert!(r
-        .failures
-        .iter()
-        .any(|f| f.contains("stable members' messages were lost")));
+    assert_fails_with(&r.failures, "stable members' messages were lost");
 }
 
 #[test]
@@ -138,7 +135,7 @@ fn a_churner_message_dropped_to_a_stable_member_is_lost() {
     assert_eq!(k.delivered + 1, k.expected);
     assert_eq!(r.lost, 0);
     assert!(!r.ok);
-    assert!(r.failures.iter().any(|f| f.contains("churner messages")));
+    assert_fails_with(&r.failures, "churner messages");
 }
 
 #[test]
@@ -170,21 +167,12 @@ fn soak_over_two_nodes_sharing_rooms_loses_nothing() {
 
 #[test]
 fn soak_catches_a_node_that_misses_the_other_nodes_messages() {
-    let cluster = common::start_cluster(vec![
-        Faults::default(),
-        Faults {
-            drop_from_other_nodes: true,
-            ..Faults::default()
-        },
-    ]);
+    let cluster = common::start_cluster(vec![Faults::default(), Faults::drop_from_other_nodes()]);
     let r = run(&cluster.nodes[0].url, &[cluster.nodes[1].url.as_str()]);
     assert!(!r.ok);
     // Node 1's stable member of each room misses the two node-0 members' messages.
     assert!(r.lost > 0, "{}", r.to_table());
-    assert!(r
-        .failures
-        .iter()
-        .any(|f| f.contains("stable members' messages were lost")));
+    assert_fails_with(&r.failures, "stable members' messages were lost");
 }
 
 /// The binary: one JSON line, exit status 0, and the /proc readings of a server PID

@@ -302,7 +302,10 @@ impl Server {
         }
     }
 
-    /// Runs until a graceful shutdown completes.
+    /// Runs until a graceful shutdown completes. With io_uring in use, the
+    /// kernel's teardown of the ring after `run` returns can interrupt one
+    /// blocking call of the calling thread (EINTR); give the loop a thread
+    /// that ends with it, or retry such calls.
     pub fn run(mut self) -> io::Result<RunSummary> {
         // Made here, on the loop's thread, not in bind(): the kernel ties a
         // ring to the thread that creates it and, when the ring is freed,

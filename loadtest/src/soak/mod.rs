@@ -26,7 +26,7 @@ use crate::engine::{Engine, Outcome, MAX_QUEUED};
 use crate::layout::Layout;
 use crate::proc::{self, ServerProcs};
 use crate::progress::Progress;
-use crate::report::Latency;
+use crate::report_common::Latency;
 use crate::runner::{check_server_nofile, sources_for, FD_RESERVE};
 use crate::scrape;
 use crate::sys;

@@ -4,11 +4,12 @@ use super::acct::ChurnCounts;
 use super::SoakPlan;
 use crate::accounting::Counts;
 use crate::engine::ConnectStats;
-use crate::report::{ms, Latency, HARNESS_BUSY};
+use crate::report_common::{
+    exit_code, json_line, kb, trim, Anomalies, Latency, Span, Strain, Table,
+};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 /// roomcast's `/metrics` gauges (`None`: the page lacks that sample).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -84,14 +85,9 @@ pub struct SoakReport {
     pub churn: ChurnReport,
     pub errors: u64,
     pub first_error: Option<String>,
-    pub out_of_order: u64,
-    pub misrouted: u64,
-    pub foreign: u64,
-    pub unexpected: u64,
-    pub unrecognized: u64,
-    pub binary: u64,
-    pub stale: u64,
-    pub skipped_backpressure: u64,
+    /// Stable accounting's (the churners' own are in `churn`).
+    #[serde(flatten)]
+    pub anomalies: Anomalies,
     pub stable_disconnects: u64,
     pub stable_disconnect_reasons: BTreeMap<String, u64>,
     pub server_pids: Vec<u32>,
@@ -171,14 +167,18 @@ impl SoakReport {
         self.send_lag_us = Latency::from_histogram(send_lag);
         self.errors = c.errors;
         self.first_error = c.first_error.clone();
-        self.out_of_order = c.out_of_order;
-        self.misrouted = c.misrouted;
-        self.foreign = c.foreign;
-        self.unexpected = c.unexpected();
-        self.unrecognized = c.unrecognized;
-        self.binary = c.binary;
-        self.stale = c.stale;
-        self.skipped_backpressure = c.skipped_backpressure;
+        self.anomalies = Anomalies::from(c);
+    }
+
+    /// The stable anomalies with the churners' duplicates and crossed rooms added: a
+    /// wrong delivery fails the run whoever sent it.
+    fn all_anomalies(&self) -> Anomalies {
+        let k = &self.churn.counts;
+        Anomalies {
+            out_of_order: self.anomalies.out_of_order + k.out_of_order,
+            misrouted: self.anomalies.misrouted + k.misrouted,
+            ..self.anomalies.clone()
+        }
     }
 
     /// The RSS growth allowed for a start reading of `start_kb`.
@@ -190,6 +190,7 @@ impl SoakReport {
 
     /// Decides `ok`. Call once, last.
     pub fn finish(&mut self) {
+        let all = self.all_anomalies();
         let ch = &self.churn;
         let k = &ch.counts;
         self.lost_total = self.lost + k.lost;
@@ -238,34 +239,12 @@ impl SoakReport {
                 k.phantom
             ),
         );
+        for text in all.failures(self.errors) {
+            fail(true, text);
+        }
         fail(
-            self.errors > 0,
-            format!("the server answered {} messages with an error", self.errors),
-        );
-        let ooo = self.out_of_order + k.out_of_order;
-        fail(
-            ooo > 0,
-            format!("{ooo} deliveries were duplicated or out of order"),
-        );
-        let mis = self.misrouted + k.misrouted;
-        fail(
-            mis > 0,
-            format!("{mis} deliveries reached a client of another room"),
-        );
-        fail(
-            self.foreign > 0,
-            format!(
-                "{} deliveries named a sender that does not exist",
-                self.foreign
-            ),
-        );
-        fail(
-            self.unexpected > 0,
-            format!("{} more deliveries than expected", self.unexpected),
-        );
-        fail(
-            self.binary > 0,
-            format!("{} binary frames from a chat server", self.binary),
+            self.anomalies.binary > 0,
+            format!("{} binary frames from a chat server", self.anomalies.binary),
         );
         fail(
             self.stable_disconnects > 0,
@@ -354,71 +333,37 @@ impl SoakReport {
                 ch.starved, ch.connects_per_sec, self.churn_rate
             ));
         }
-        if self.harness_cpu_util > HARNESS_BUSY {
-            w.push(format!(
-                "the harness used {:.0}% of a core: it may have been the bottleneck",
-                self.harness_cpu_util * 100.0
-            ));
-        }
-        for (who, wait) in [
-            ("harness", self.harness_cpu_wait_s),
-            ("server", self.server_cpu_wait_s),
-        ] {
-            if let Some(x) = wait.filter(|&x| self.window_s > 0.0 && x > 0.05 * self.window_s) {
-                w.push(format!(
-                    "the {who} waited {x:.2} s of the {:.1} s run for a CPU: the machine is busy, \
-                     latencies include that wait",
-                    self.window_s
-                ));
-            }
-        }
-        if self.send_lag_us.p99 > 10_000 {
-            w.push(format!(
-                "sends left up to {:.1} ms late (p99): the harness could not keep its schedule",
-                self.send_lag_us.p99 as f64 / 1000.0
-            ));
-        }
-        if self.skipped_backpressure > 0 {
-            w.push(format!(
-                "{} sends skipped: the server stopped reading from some clients",
-                self.skipped_backpressure
-            ));
-        }
-        if self.unrecognized > 0 {
-            w.push(format!(
-                "{} text frames were not chat messages of this run",
-                self.unrecognized
-            ));
-        }
+        let strain = Strain {
+            span: Span::Run,
+            span_s: self.window_s,
+            harness_cpu_util: self.harness_cpu_util,
+            harness_cpu_wait_s: self.harness_cpu_wait_s,
+            server_cpu_wait_s: self.server_cpu_wait_s,
+            send_lag_us: self.send_lag_us,
+        };
+        w.extend(strain.warnings(&self.anomalies));
         self.warnings.append(&mut w);
         self.failures.append(&mut f);
         self.ok = self.failures.is_empty();
     }
 
     pub fn exit_code(&self) -> i32 {
-        if self.ok {
-            0
-        } else {
-            1
-        }
+        exit_code(self.ok)
     }
 
     pub fn to_json_line(&self) -> String {
-        serde_json::to_string(self)
-            .unwrap_or_else(|e| format!("{{\"error\":\"cannot serialise report: {e}\"}}"))
+        json_line(self)
     }
 
     /// The human table.
     pub fn to_table(&self) -> String {
-        let mut t = String::new();
-        let mut row = |k: &str, v: String| {
-            let _ = writeln!(t, "  {k:<30} {v}");
-        };
+        let mut t = Table::new(30);
+        let all = self.all_anomalies();
         let ch = &self.churn;
         let k = &ch.counts;
-        row("run", format!("soak against {}", self.url));
+        t.row("run", format!("soak against {}", self.url));
         if self.nodes > 1 {
-            row(
+            t.row(
                 "nodes",
                 format!(
                     "{} (stable member m of each room on node m % {}, churners at random; \
@@ -427,11 +372,11 @@ impl SoakReport {
                 ),
             );
         }
-        row(
+        t.row(
             "duration",
             format!("{:.1} s (asked {} s)", self.window_s, trim(self.duration_s)),
         );
-        row(
+        t.row(
             "stable clients / rooms",
             format!(
                 "{} / {}, {} msg/s each, {} bytes",
@@ -441,17 +386,15 @@ impl SoakReport {
                 self.payload_bytes
             ),
         );
-        row(
+        t.row(
             "stable connected",
             format!(
                 "{} ({} failed) in {:.2} s",
                 self.connected, self.connect_failures, self.connect_time_s
             ),
         );
-        for (why, n) in &self.connect_errors {
-            row("  connect error", format!("{n} x {why}"));
-        }
-        row(
+        t.tally("  connect error", &self.connect_errors);
+        t.row(
             "churners",
             format!(
                 "{} slots, asked {}/s: {} connections opened ({:.1}/s), {} failed, max {} open at once",
@@ -463,7 +406,7 @@ impl SoakReport {
                 ch.max_open
             ),
         );
-        row(
+        t.row(
             "churn leaves",
             format!(
                 "clean {} ({} answered), FIN {}, RST {}, half frame {}",
@@ -474,61 +417,46 @@ impl SoakReport {
                 ch.leaves_half_frame
             ),
         );
-        for (why, n) in &ch.connect_errors {
-            row("  churn connect error", format!("{n} x {why}"));
-        }
-        for (why, n) in &ch.close_problems {
-            row("  churn close problem", format!("{n} x {why}"));
-        }
-        row(
+        t.tally("  churn connect error", &ch.connect_errors);
+        t.tally("  churn close problem", &ch.close_problems);
+        t.row(
             "stable messages",
             format!(
                 "sent {}, expected {}, delivered {}, lost {}",
                 self.sent, self.expected_deliveries, self.delivered, self.lost
             ),
         );
-        row(
+        t.row(
             "churner messages",
             format!(
                 "sent {}, accepted {} (echoed {}, seen only {}), unaccepted {}",
                 k.sent, k.accepted, k.echoed, k.accepted_unechoed, k.unaccepted
             ),
         );
-        row(
+        t.row(
             "  to stable members",
             format!(
                 "expected {}, delivered {}, lost {}, late {}",
                 k.expected, k.delivered, k.lost, k.late
             ),
         );
-        row(
+        t.row(
             "delivered to churners",
             format!("{} (checked, not counted)", k.received_by_churners),
         );
-        row(
+        t.row(
             "delivered per second",
             format!(
                 "{:.0} (stable messages to stable members)",
                 self.delivered_per_sec
             ),
         );
-        let l = &self.latency_us;
-        row(
-            "latency",
-            format!(
-                "p50 {} p90 {} p99 {} p99.9 {} max {}",
-                ms(l.p50),
-                ms(l.p90),
-                ms(l.p99),
-                ms(l.p999),
-                ms(l.max)
-            ),
-        );
+        t.row("latency", self.latency_us.percentiles());
         let delta = |a: Option<u64>, b: Option<u64>| match (a, b) {
             (Some(a), Some(b)) => format!(" ({:+} kB)", b as i64 - a as i64),
             _ => String::new(),
         };
-        row(
+        t.row(
             "server rss",
             format!(
                 "start {}, peak {}, end {}{} (allowed +{})",
@@ -539,7 +467,7 @@ impl SoakReport {
                 kib(self.server_rss_tolerance_kb)
             ),
         );
-        row(
+        t.row(
             "server rss anon (heap)",
             format!(
                 "start {}, end {}{}",
@@ -549,7 +477,7 @@ impl SoakReport {
             ),
         );
         let n = |v: Option<u64>| v.map_or("-".into(), |x| x.to_string());
-        row(
+        t.row(
             "server open descriptors",
             format!(
                 "start {}, peak {}, end {}",
@@ -568,14 +496,14 @@ impl SoakReport {
                 )
             })
         };
-        row("/metrics at start", g(self.metrics_start));
-        row("/metrics at end", g(self.metrics_end));
-        row(
+        t.row("/metrics at start", g(self.metrics_start));
+        t.row("/metrics at end", g(self.metrics_end));
+        t.row(
             "server cpu",
             self.server_cpu_s
                 .map_or("-".into(), |s| format!("{s:.2} s")),
         );
-        row(
+        t.row(
             "harness cpu",
             format!(
                 "{:.2} s = {:.0}% of a core, rss {}",
@@ -584,59 +512,26 @@ impl SoakReport {
                 kb(self.harness_rss_kb)
             ),
         );
-        for (key, v) in [
+        t.nonzero(&[
             ("server errors", self.errors),
-            (
-                "out of order / duplicate",
-                self.out_of_order + k.out_of_order,
-            ),
-            ("misrouted", self.misrouted + k.misrouted),
+            ("out of order / duplicate", all.out_of_order),
+            ("misrouted", all.misrouted),
             ("phantom", k.phantom),
-            ("unexpected", self.unexpected),
+            ("unexpected", all.unexpected),
             ("stable disconnects", self.stable_disconnects),
             ("churn closed by the server", ch.unexpected_closes),
-        ] {
-            if v > 0 {
-                row(key, v.to_string());
-            }
-        }
-        for (why, c) in &self.stable_disconnect_reasons {
-            row("  stable closed", format!("{c} x {why}"));
-        }
+        ]);
+        t.tally("  stable closed", &self.stable_disconnect_reasons);
         if let Some(e) = &self.first_error {
-            row("first error", e.clone());
+            t.row("first error", e.clone());
         }
-        for w in &self.warnings {
-            let _ = writeln!(t, "WARNING: {w}");
-        }
-        for f in &self.failures {
-            let _ = writeln!(t, "FAILED: {f}");
-        }
-        let _ = writeln!(
-            t,
-            "{}",
-            if self.ok {
-                "RESULT: ok"
-            } else {
-                "RESULT: FAILED"
-            }
-        );
-        t
+        t.finish(&self.warnings, &self.failures, self.ok)
     }
-}
-
-fn kb(v: Option<u64>) -> String {
-    v.map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
 }
 
 /// Exact kB: soak deltas are often a fraction of a MiB.
 fn kib(v: Option<u64>) -> String {
     v.map_or("-".into(), |k| format!("{k} kB"))
-}
-
-fn trim(v: f64) -> String {
-    let s = format!("{v:.3}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 #[cfg(test)]
@@ -742,5 +637,178 @@ mod tests {
         r.server_fds_end = Some(21);
         r.finish();
         assert!(r.ok);
+    }
+
+    fn hist(values: &[u64]) -> Histogram<u64> {
+        let mut h = Histogram::new(3).unwrap();
+        for &v in values {
+            h.record(v).unwrap();
+        }
+        h
+    }
+
+    /// Two nodes, churn figures, readings that grew, and every failure and warning
+    /// `finish` knows; the stable counters go through `fill_stable`.
+    fn everything_wrong() -> SoakReport {
+        let mut r = clean();
+        r.url = "ws://a/,ws://b/".into();
+        r.nodes = 2;
+        r.duration_s = 10.0;
+        r.window_s = 10.25;
+        r.rate_per_sender = 2.5;
+        r.payload_bytes = 64;
+        r.churn_rate = 3.125;
+        r.connect_failures = 1;
+        r.connect_errors = BTreeMap::from([("connection refused".to_string(), 1)]);
+        r.connect_time_s = 0.5;
+        r.delivered_per_sec = 12.75;
+        r.fill_stable(
+            &Counts {
+                sent: 10,
+                expected: 30,
+                delivered: 28,
+                out_of_order: 1,
+                misrouted: 2,
+                foreign: 3,
+                stale: 4,
+                errors: 5,
+                first_error: Some(r#"{"error": "nope"}"#.into()),
+                unrecognized: 6,
+                binary: 7,
+                skipped_backpressure: 8,
+                ..Counts::default()
+            },
+            &hist(&[1000, 2000, 3000, 40_000]),
+            &hist(&[20_000, 30_000]),
+        );
+        r.churn = ChurnReport {
+            connects_attempted: 9,
+            connects: 0,
+            connects_per_sec: 0.75,
+            connect_failures: 2,
+            connect_errors: BTreeMap::from([("timed out".to_string(), 2)]),
+            starved: 3,
+            max_open: 2,
+            leaves_clean: 1,
+            leaves_fin: 2,
+            leaves_rst: 3,
+            leaves_half_frame: 4,
+            clean_closes_answered: 5,
+            clean_close_unanswered: 6,
+            unexpected_closes: 7,
+            close_problems: BTreeMap::from([("reset".to_string(), 7)]),
+            counts: ChurnCounts {
+                sent: 11,
+                echoed: 12,
+                accepted: 13,
+                accepted_unechoed: 14,
+                unaccepted: 15,
+                expected: 16,
+                delivered: 17,
+                lost: 18,
+                late: 19,
+                phantom: 20,
+                received_by_churners: 21,
+                misrouted: 22,
+                out_of_order: 23,
+            },
+        };
+        r.stable_disconnects = 2;
+        r.stable_disconnect_reasons = BTreeMap::from([("eof".to_string(), 2)]);
+        r.server_fds_start = None;
+        r.server_fds_peak = Some(30);
+        r.server_fds_end = Some(25);
+        r.server_rss_peak_kb = Some(15_000);
+        r.server_rss_end_kb = Some(13_000);
+        r.server_rss_anon_start_kb = Some(4000);
+        r.server_rss_anon_end_kb = Some(3500);
+        r.server_cpu_s = Some(1.234);
+        r.server_cpu_wait_s = Some(0.6);
+        r.metrics_start = Some(Gauges::default());
+        r.metrics_end = Some(Gauges {
+            connections: Some(3),
+            rooms: Some(5),
+            tcp_connections: None,
+        });
+        r.harness_cpu_s = 9.5;
+        r.harness_cpu_util = 0.925;
+        r.harness_cpu_wait_s = Some(0.25);
+        r.harness_rss_kb = Some(5000);
+        r.interrupted = true;
+        r.warnings = vec!["an earlier warning".into()];
+        r.finish();
+        r
+    }
+
+    /// Descriptors growing (from a known start), more deliveries than expected and no
+    /// churn connection fail the run too.
+    fn descriptors_grew() -> SoakReport {
+        let mut r = clean();
+        r.server_fds_end = Some(22);
+        r.churn.connects = 0;
+        r.fill_stable(
+            &Counts {
+                sent: 10,
+                expected: 20,
+                delivered: 23,
+                ..Counts::default()
+            },
+            &hist(&[]),
+            &hist(&[]),
+        );
+        r.finish();
+        r
+    }
+
+    fn passed() -> SoakReport {
+        let mut r = clean();
+        r.finish();
+        r
+    }
+
+    fn unwatched() -> SoakReport {
+        let mut r = SoakReport::default();
+        r.finish();
+        r
+    }
+
+    /// Each case's exit status, table and (where given) JSON line, byte for byte.
+    #[test]
+    fn tables_and_json_lines_are_pinned() {
+        let cases = [
+            (
+                everything_wrong(),
+                1,
+                include_str!("../../tests/golden/soak_everything_wrong.txt"),
+                Some(include_str!(
+                    "../../tests/golden/soak_everything_wrong.json"
+                )),
+            ),
+            (
+                descriptors_grew(),
+                1,
+                include_str!("../../tests/golden/soak_descriptors_grew.txt"),
+                None,
+            ),
+            (
+                passed(),
+                0,
+                include_str!("../../tests/golden/soak_passed.txt"),
+                Some(include_str!("../../tests/golden/soak_passed.json")),
+            ),
+            (
+                unwatched(),
+                1,
+                include_str!("../../tests/golden/soak_unwatched.txt"),
+                None,
+            ),
+        ];
+        for (r, exit, table, json) in cases {
+            assert_eq!(r.exit_code(), exit, "{table}");
+            assert_eq!(r.to_table(), table);
+            if let Some(json) = json {
+                assert_eq!(r.to_json_line(), json);
+            }
+        }
     }
 }

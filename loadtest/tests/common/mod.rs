@@ -40,6 +40,44 @@ pub struct Faults {
     pub drop_from_other_nodes: bool,
 }
 
+impl Faults {
+    pub fn drop_nth_delivery(n: u64) -> Faults {
+        Faults {
+            drop_nth_delivery: Some(n),
+            ..Faults::default()
+        }
+    }
+
+    pub fn duplicate_nth_delivery(n: u64) -> Faults {
+        Faults {
+            duplicate_nth_delivery: Some(n),
+            ..Faults::default()
+        }
+    }
+
+    pub fn error_nth_message(n: u64) -> Faults {
+        Faults {
+            error_nth_message: Some(n),
+            ..Faults::default()
+        }
+    }
+
+    pub fn drop_from_other_nodes() -> Faults {
+        Faults {
+            drop_from_other_nodes: true,
+            ..Faults::default()
+        }
+    }
+}
+
+/// Asserts that one of a run's failures mentions `text`, showing them all when none does.
+pub fn assert_fails_with(failures: &[String], text: &str) {
+    assert!(
+        failures.iter().any(|f| f.contains(text)),
+        "no failure mentions {text:?}: {failures:?}"
+    );
+}
+
 /// Skips the `nth` (1-based) of the deliveries whose sender's and receiver's connection
 /// numbers (in handshake order over the whole cluster, from 0) fall in the given ranges.
 /// The soak mode connects its stable clients first, so `0..N` are they and `N..` the churn
