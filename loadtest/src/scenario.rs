@@ -144,7 +144,9 @@ pub struct Plan {
     pub progress: bool,
 }
 
-fn positive(name: &str, v: f64, allow_zero: bool) -> Result<f64, String> {
+/// `v` if it is finite and above zero (or zero, with `allow_zero`); else the
+/// error naming the flag. Shared with the soak mode's flags.
+pub(crate) fn positive(name: &str, v: f64, allow_zero: bool) -> Result<f64, String> {
     if !v.is_finite() || v < 0.0 || (!allow_zero && v == 0.0) {
         let what = if allow_zero {
             "zero or more"

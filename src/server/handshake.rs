@@ -182,16 +182,8 @@ impl Server {
             self.arm(key, self.now + self.settings.ping_ticks);
         }
         // Frames the client sent right behind its request head.
-        let conn = &mut self.conns[key as usize];
-        if !conn.rx.is_empty() {
-            let mut input = std::mem::take(&mut conn.rx);
-            let used = self.decode_frames(key, &mut input);
-            if let Some(conn) = self.conns.get_mut(key as usize) {
-                input.drain(..used);
-                if matches!(conn.phase, Phase::Open | Phase::Closing) {
-                    conn.rx = input;
-                }
-            }
+        if !self.conns[key as usize].rx.is_empty() {
+            self.decode_buffered(key);
         }
         if let Some(conn) = self.conns.get_mut(key as usize) {
             conn.release_buffers();

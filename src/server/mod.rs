@@ -501,6 +501,19 @@ impl Server {
         }
     }
 
+    /// Decodes the frames buffered in connection `key`'s `rx`, keeping the
+    /// unconsumed tail while the connection still reads frames.
+    fn decode_buffered(&mut self, key: u32) {
+        let mut input = std::mem::take(&mut self.conns[key as usize].rx);
+        let used = self.decode_frames(key, &mut input);
+        if let Some(conn) = self.conns.get_mut(key as usize) {
+            input.drain(..used);
+            if matches!(conn.phase, Phase::Open | Phase::Closing) {
+                conn.rx = input;
+            }
+        }
+    }
+
     /// Handles `scratch[..n]`, just read from connection `key`.
     fn consume(&mut self, key: u32, n: usize) {
         let Some(conn) = self.conns.get_mut(key as usize) else {
@@ -523,14 +536,7 @@ impl Server {
                     self.scratch = input;
                 } else {
                     conn.rx.extend_from_slice(&self.scratch[..n]);
-                    let mut input = std::mem::take(&mut conn.rx);
-                    let used = self.decode_frames(key, &mut input);
-                    if let Some(conn) = self.conns.get_mut(key as usize) {
-                        input.drain(..used);
-                        if matches!(conn.phase, Phase::Open | Phase::Closing) {
-                            conn.rx = input;
-                        }
-                    }
+                    self.decode_buffered(key);
                 }
                 if let Some(conn) = self.conns.get_mut(key as usize) {
                     conn.release_buffers();

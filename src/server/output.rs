@@ -79,10 +79,7 @@ impl Server {
         }
         match conn.tx.write_to(&conn.stream) {
             Ok(w) => {
-                self.metrics.bytes_sent += w.bytes as u64;
-                if self.shutdown_deadline.is_some() {
-                    self.summary.bytes_flushed_during_grace += w.bytes as u64;
-                }
+                self.count_sent(w.bytes);
                 if w.drained {
                     self.after_drained(key);
                 } else {
@@ -93,6 +90,14 @@ impl Server {
                 debug!("write error on connection {key}: {e}");
                 self.abort(key);
             }
+        }
+    }
+
+    /// Bytes handed to the kernel, by either path.
+    pub(super) fn count_sent(&mut self, bytes: usize) {
+        self.metrics.bytes_sent += bytes as u64;
+        if self.shutdown_deadline.is_some() {
+            self.summary.bytes_flushed_during_grace += bytes as u64;
         }
     }
 

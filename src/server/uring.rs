@@ -195,16 +195,13 @@ impl Server {
     /// Acts on one send's completion as `flush` acts on a `write`'s result.
     fn on_ring_send(&mut self, key: u32, res: i32) {
         self.metrics.io_uring_sends += 1;
-        let Some(conn) = self.conns.get_mut(key as usize) else {
+        if !self.conns.contains(key as usize) {
             return;
-        };
+        }
         if res > 0 {
             let bytes = res as usize;
-            self.metrics.bytes_sent += bytes as u64;
-            if self.shutdown_deadline.is_some() {
-                self.summary.bytes_flushed_during_grace += bytes as u64;
-            }
-            if conn.tx.consumed(bytes) {
+            self.count_sent(bytes);
+            if self.conns[key as usize].tx.consumed(bytes) {
                 self.after_drained(key);
             } else {
                 // A short send means the socket buffer is full.

@@ -28,6 +28,7 @@ use crate::proc::{self, ServerProcs};
 use crate::progress::Progress;
 use crate::report_common::Latency;
 use crate::runner::{check_server_nofile, sources_for, FD_RESERVE};
+use crate::scenario::positive;
 use crate::scrape;
 use crate::sys;
 use crate::target::{split_urls, Target};
@@ -72,26 +73,14 @@ pub struct SoakPlan {
     pub progress: bool,
 }
 
-fn check(name: &str, v: f64, allow_zero: bool) -> Result<f64, String> {
-    if !v.is_finite() || v < 0.0 || (!allow_zero && v == 0.0) {
-        let what = if allow_zero {
-            "zero or more"
-        } else {
-            "more than zero"
-        };
-        return Err(format!("--{name} must be {what} (got {v})"));
-    }
-    Ok(v)
-}
-
 impl SoakPlan {
     pub fn resolve(a: &SoakArgs, progress: bool) -> Result<SoakPlan, String> {
         let layout = Layout::new(a.clients, a.rooms, None)?;
         if a.payload > 16 << 20 {
             return Err("--payload is limited to 16 MiB".into());
         }
-        let stay_min_s = check("churn-stay-min", a.churn_stay_min, true)?;
-        let stay_max_s = check("churn-stay-max", a.churn_stay_max, true)?;
+        let stay_min_s = positive("churn-stay-min", a.churn_stay_min, true)?;
+        let stay_max_s = positive("churn-stay-max", a.churn_stay_max, true)?;
         if stay_max_s < stay_min_s {
             return Err(format!(
                 "--churn-stay-max ({stay_max_s}) is below --churn-stay-min ({stay_min_s})"
@@ -102,21 +91,21 @@ impl SoakPlan {
             url: urls.join(","),
             targets: Target::parse_all(&urls, a.origin.as_deref())?,
             layout,
-            rate: check("rate", a.rate, false)?,
+            rate: positive("rate", a.rate, false)?,
             payload: a.payload,
             churners: a.churners,
-            churn_rate: check("churn-rate", a.churn_rate, a.churners == 0)?,
+            churn_rate: positive("churn-rate", a.churn_rate, a.churners == 0)?,
             stay_min_s,
             stay_max_s,
             churn_messages: a.churn_messages,
-            duration_s: check("duration", a.duration, false)?,
-            drain_s: check("drain", a.drain, true)?,
-            settle_s: check("settle", a.settle, true)?,
-            rss_tolerance_pct: check("rss-tolerance-pct", a.rss_tolerance_pct, true)?,
-            rss_tolerance_mib: check("rss-tolerance-mib", a.rss_tolerance_mib, true)?,
+            duration_s: positive("duration", a.duration, false)?,
+            drain_s: positive("drain", a.drain, true)?,
+            settle_s: positive("settle", a.settle, true)?,
+            rss_tolerance_pct: positive("rss-tolerance-pct", a.rss_tolerance_pct, true)?,
+            rss_tolerance_mib: positive("rss-tolerance-mib", a.rss_tolerance_mib, true)?,
             fd_tolerance: a.fd_tolerance,
             connect_concurrency: a.connect_concurrency.max(1),
-            connect_timeout_s: check("connect-timeout", a.connect_timeout, false)?,
+            connect_timeout_s: positive("connect-timeout", a.connect_timeout, false)?,
             source_addrs: a.source_addrs.clamp(1, 250),
             server_pids: a.server_pid.clone(),
             progress,
@@ -396,14 +385,7 @@ impl Soak<'_> {
             if let Some(Reverse((due, _))) = self.sends.peek() {
                 wake = wake.min(*due);
             }
-            if let Some(Reverse((due, _, _))) = self.timers.peek() {
-                wake = wake.min(*due);
-            }
-            if let Some(p) = self.progress.deadline() {
-                wake = wake.min(p);
-            }
-            self.engine.poll_once(timeout_until(wake));
-            self.absorb(now_us());
+            self.poll_until(wake);
         };
         let t_end = now_us();
         let server_end = self.server.sample();
@@ -512,15 +494,7 @@ impl Soak<'_> {
                 next_sample = now + 1_000_000;
             }
             self.show(label, now, t0);
-            let mut wake = deadline.min(next_sample);
-            if let Some(Reverse((due, _, _))) = self.timers.peek() {
-                wake = wake.min(*due);
-            }
-            if let Some(p) = self.progress.deadline() {
-                wake = wake.min(p);
-            }
-            self.engine.poll_once(timeout_until(wake));
-            self.absorb(now_us());
+            self.poll_until(deadline.min(next_sample));
         }
     }
 
@@ -665,6 +639,19 @@ impl Soak<'_> {
     fn connect_failed(&mut self, reason: String) {
         self.churn.connect_failures += 1;
         *self.churn.connect_errors.entry(reason).or_default() += 1;
+    }
+
+    /// Waits for events until `wake` at the latest, or the next churn timer or
+    /// progress line if earlier, then takes in what arrived.
+    fn poll_until(&mut self, mut wake: u64) {
+        if let Some(Reverse((due, _, _))) = self.timers.peek() {
+            wake = wake.min(*due);
+        }
+        if let Some(p) = self.progress.deadline() {
+            wake = wake.min(p);
+        }
+        self.engine.poll_once(timeout_until(wake));
+        self.absorb(now_us());
     }
 
     fn absorb(&mut self, now: u64) {
