@@ -34,8 +34,8 @@ fn main() -> ExitCode {
     match server.run() {
         Ok(summary) => {
             info!(
-                "stopped: {} connections at shutdown, {} closed cleanly, {} cut at the grace deadline, {} bytes flushed during the grace period",
-                summary.connections_at_shutdown, summary.closed_cleanly, summary.cut_at_deadline, summary.bytes_flushed_during_grace
+                "stopped: {} connections at shutdown ({} WebSockets), {} closed cleanly, {} cut at the grace deadline, {} bytes flushed during the grace period",
+                summary.connections_at_shutdown, summary.websockets_at_shutdown, summary.closed_cleanly, summary.cut_at_deadline, summary.bytes_flushed_during_grace
             );
             ExitCode::SUCCESS
         }

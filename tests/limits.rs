@@ -182,7 +182,10 @@ fn graceful_shutdown_flushes_then_sends_1001() {
     // Wait until the relay has taken all 200 in (they may still be queued).
     relay.wait_metric("roomcast_messages_received_total", 200);
     let summary = relay.stop();
-    assert_eq!(summary.connections_at_shutdown, 20);
+    // Only the WebSockets: the last /metrics connection may still be waiting
+    // for its client's EOF when shutdown begins (this raced before).
+    assert_eq!(summary.websockets_at_shutdown, 20);
+    assert!((20..=21).contains(&summary.connections_at_shutdown));
     for m in &mut members {
         let mut got = 0;
         let code = loop {

@@ -89,7 +89,10 @@ impl ShutdownHandle {
 /// What a finished run did, for the exit log.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RunSummary {
+    /// Every TCP connection held when shutdown began, HTTP ones included.
     pub connections_at_shutdown: usize,
+    /// The open WebSocket connections among them: each is sent 1001.
+    pub websockets_at_shutdown: usize,
     pub closed_cleanly: usize,
     pub cut_at_deadline: usize,
     pub bytes_flushed_during_grace: u64,

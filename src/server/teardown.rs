@@ -7,10 +7,6 @@ impl Server {
         if self.shutdown_deadline.is_some() {
             return;
         }
-        info!(
-            "{why}: stopping accepts, closing {} connections with 1001",
-            self.conns.len()
-        );
         self.accepting = false;
         let _ = self.poll.registry().deregister(&mut self.listener);
         // Messages already accepted are delivered before anyone's 1001.
@@ -20,6 +16,14 @@ impl Server {
             self.pool = Some(pool);
         }
         self.summary.connections_at_shutdown = self.conns.len();
+        self.summary.websockets_at_shutdown = self.open_websockets;
+        // An HTTP connection that already has its answer is only waiting for
+        // the client's EOF: it is counted, but it is not sent a 1001.
+        info!(
+            "{why}: stopping accepts, closing {} WebSocket connections with 1001 ({} TCP connections in all)",
+            self.open_websockets,
+            self.conns.len()
+        );
         let keys: Vec<u32> = self.conns.iter().map(|(k, _)| k as u32).collect();
         for key in keys {
             match self.conns[key as usize].phase {
