@@ -1,8 +1,10 @@
 //! Command-line flags (clap), each also readable from `ROOMCAST_<FLAG>`.
 //!
 //! Sizes accept `KiB`/`MiB`/`GiB` suffixes (`K`, `M`, `G` mean the same),
-//! durations `ms`/`s`/`m`/`h` (a bare number is seconds). Cross-flag rules
-//! are checked in [`Config::validate`] so a bad combination fails at start.
+//! durations `ms`/`s`/`m`/`h` (a bare number is seconds). The flags are
+//! parsed once more, into the [`crate::settings::Settings`] the loop uses,
+//! where the rules that involve several flags are checked, so a bad
+//! combination fails at start.
 
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
@@ -152,80 +154,6 @@ pub struct Config {
 }
 
 impl Config {
-    /// Checks the rules that involve several flags.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.max_frame_size == 0 || self.max_message_size == 0 {
-            return Err("--max-frame-size and --max-message-size must be at least 1 byte".into());
-        }
-        if self.max_send_queue < self.max_message_size + 64 {
-            return Err(format!(
-                "--max-send-queue ({}) must be at least --max-message-size ({}) plus 64 bytes, or no message that size could be delivered",
-                self.max_send_queue, self.max_message_size
-            ));
-        }
-        if self.max_header_size < 256 {
-            return Err("--max-header-size must be at least 256 bytes".into());
-        }
-        if self.max_connections == Some(0) {
-            return Err("--max-connections must be at least 1".into());
-        }
-        if !self.ping_interval.is_zero() && self.idle_timeout <= self.ping_interval {
-            return Err(format!(
-                "--idle-timeout ({:?}) must be longer than --ping-interval ({:?}) so a client has time to answer the ping",
-                self.idle_timeout, self.ping_interval
-            ));
-        }
-        for url in &self.redis {
-            crate::redis_url::RedisUrl::parse(url).map_err(|e| format!("--redis: {e}"))?;
-        }
-        if !self.redis.is_empty() && self.redis_queue < self.max_message_size + 256 {
-            return Err(format!(
-                "--redis-queue ({}) must be at least --max-message-size ({}) plus 256 bytes, or no message that size could cross the backplane",
-                self.redis_queue, self.max_message_size
-            ));
-        }
-        if self.redis_prefix.is_empty() {
-            return Err("--redis-prefix must not be empty".into());
-        }
-        if self.redis_timeout.is_zero() || self.redis_retry_max < Duration::from_millis(100) {
-            return Err(
-                "--redis-timeout must be above zero and --redis-retry-max at least 100ms".into(),
-            );
-        }
-        if self.publish_token.as_deref() == Some("") {
-            return Err(
-                "--publish-token must not be empty (leave it unset to disable the publish API)"
-                    .into(),
-            );
-        }
-        if self.handshake_timeout.is_zero() || self.close_timeout.is_zero() {
-            return Err("--handshake-timeout and --close-timeout must be above zero".into());
-        }
-        Ok(())
-    }
-
-    /// The connection cap after applying the default. An explicit value is
-    /// honoured even past the open-file limit (accepts then fail with EMFILE,
-    /// which the loop survives); the default stays within it.
-    pub fn connection_limit(&self) -> usize {
-        self.max_connections
-            .unwrap_or_else(|| 100_000.min(crate::limits::connection_capacity()))
-    }
-
-    /// The JSON decoding thread count after applying the default.
-    ///
-    /// SPEC section 5 asks for "cores minus one, at least one". Measured
-    /// here (README, "Workers"), a worker sharing the loop's only core made
-    /// the loop slower: `saturate` fell from 400k to 97k deliveries/s, as
-    /// every batch handed off waited for the scheduler to run the worker.
-    /// So "at least one" applies only when there is a core to spare; the
-    /// core count is the affinity mask's (`taskset` is honoured).
-    pub fn worker_threads(&self) -> usize {
-        self.workers.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(0, |n| n.get().saturating_sub(1))
-        })
-    }
-
     /// A configuration for tests and embedding: defaults, bound to `bind`.
     pub fn for_address(bind: SocketAddr) -> Config {
         let mut c = Config::parse_from(["roomcast"]);
@@ -309,20 +237,11 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_valid_and_bad_combinations_are_not() {
-        let c = Config::parse_from(["roomcast"]);
-        c.validate().unwrap();
-        assert_eq!(c.bind.to_string(), "127.0.0.1:8000");
-        let c = Config::parse_from(["roomcast", "--max-message-size", "8MiB"]);
-        assert!(c.validate().unwrap_err().contains("--max-send-queue"));
-        let c = Config::parse_from([
-            "roomcast",
-            "--ping-interval",
-            "60s",
-            "--idle-timeout",
-            "30s",
-        ]);
-        assert!(c.validate().is_err());
+    fn bad_values_fail_to_parse() {
+        assert_eq!(
+            Config::parse_from(["roomcast"]).bind.to_string(),
+            "127.0.0.1:8000"
+        );
         assert!(Config::try_parse_from(["roomcast", "--max-frame-size", "lots"]).is_err());
     }
 }

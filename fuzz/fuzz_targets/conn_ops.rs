@@ -10,12 +10,12 @@
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use roomcast::chat::{self, ChatError};
-use roomcast::close::CloseCode;
-use roomcast::frame::{self, Opcode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
-use roomcast::http::{self, Decision, OriginPolicy, WsRoute};
-use roomcast::message::{DataKind, Decoded, Decoder, Event, Limits};
-use roomcast::sendq::{Frame, SendQueue, Written};
-use roomcast::timer::{Entry, TimerWheel};
+use roomcast::wire::close::CloseCode;
+use roomcast::wire::frame::{self, Opcode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use roomcast::wire::http::{self, Decision, OriginPolicy, WsRoute};
+use roomcast::wire::message::{DataKind, Decoded, Decoder, Event, Limits};
+use roomcast::relay::sendq::{Frame, SendQueue, Written};
+use roomcast::server::wheel::{Entry, TimerWheel};
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 
@@ -460,7 +460,7 @@ fuzz_target!(|data: &[u8]| {
                 opcode,
                 mask,
                 payload,
-            } => conn.read(&roomcast::frame::encode_client_frame(
+            } => conn.read(&roomcast::wire::frame::encode_client_frame(
                 fin, opcode, payload, mask,
             )),
             Op::Broadcast { len, fill } => {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use roomcast::http::{self, Decision, OriginPolicy};
+use roomcast::wire::http::{self, Decision, OriginPolicy};
 
 fuzz_target!(|data: &[u8]| {
     let wildcard = OriginPolicy::new(&[

@@ -6,6 +6,7 @@
 //! Member order carries no meaning: delivery order comes from each
 //! connection's FIFO send queue, not from the order of fan-out.
 
+use crate::relay::ConnId;
 use slab::Slab;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,25 +26,36 @@ pub struct Membership {
     pub index: u32,
 }
 
+/// One room: its name and its members, `M` being how the registry's user
+/// names a connection (the relay's [`ConnId`]).
 #[derive(Debug)]
-pub struct Room {
+pub struct Room<M = ConnId> {
     /// Shared with the Redis backplane's commands without copying.
     pub name: Arc<str>,
     generation: u32,
-    /// Connection slab keys.
-    pub members: Vec<u32>,
+    pub members: Vec<M>,
 }
 
-#[derive(Debug, Default)]
-pub struct Rooms {
+#[derive(Debug)]
+pub struct Rooms<M = ConnId> {
     by_name: HashMap<Arc<str>, u32>,
-    rooms: Slab<Room>,
+    rooms: Slab<Room<M>>,
     next_generation: u32,
 }
 
-impl Rooms {
+impl<M> Default for Rooms<M> {
+    fn default() -> Self {
+        Rooms {
+            by_name: HashMap::new(),
+            rooms: Slab::new(),
+            next_generation: 0,
+        }
+    }
+}
+
+impl<M: Copy> Rooms<M> {
     /// Adds connection `conn` to room `name`, creating the room if needed.
-    pub fn join(&mut self, name: &str, conn: u32) -> Membership {
+    pub fn join(&mut self, name: &str, conn: M) -> Membership {
         let slot = match self.by_name.get(name) {
             Some(&slot) => slot,
             None => {
@@ -71,7 +83,7 @@ impl Rooms {
 
     /// Removes the member at `m`. Returns the connection that moved into
     /// the vacated index (its `Membership::index` must become `m.index`).
-    pub fn leave(&mut self, m: Membership) -> Option<u32> {
+    pub fn leave(&mut self, m: Membership) -> Option<M> {
         let room = self.get_mut(m.room)?;
         debug_assert!((m.index as usize) < room.members.len());
         room.members.swap_remove(m.index as usize);
@@ -96,13 +108,13 @@ impl Rooms {
         })
     }
 
-    pub fn get(&self, id: RoomId) -> Option<&Room> {
+    pub fn get(&self, id: RoomId) -> Option<&Room<M>> {
         self.rooms
             .get(id.slot as usize)
             .filter(|r| r.generation == id.generation)
     }
 
-    fn get_mut(&mut self, id: RoomId) -> Option<&mut Room> {
+    fn get_mut(&mut self, id: RoomId) -> Option<&mut Room<M>> {
         self.rooms
             .get_mut(id.slot as usize)
             .filter(|r| r.generation == id.generation)
@@ -123,7 +135,7 @@ mod tests {
 
     #[test]
     fn join_leave_and_free() {
-        let mut rooms = Rooms::default();
+        let mut rooms = Rooms::<u32>::default();
         let a = rooms.join("lobby", 1);
         let b = rooms.join("lobby", 2);
         let c = rooms.join("lobby", 3);

@@ -10,12 +10,9 @@
 //! queue is discarded for a slow consumer). A queue that never held a frame
 //! holds no memory; a drained one keeps at most [`KEEP_SLOTS`] slots.
 
+pub use crate::wire::frame::Frame;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
-use std::sync::Arc;
-
-/// An encoded frame shared by every queue it is in.
-pub type Frame = Arc<[u8]>;
 
 /// Frames per `writev`: enough to empty a busy queue in one call, far under
 /// the kernel's IOV_MAX (1024).
@@ -64,20 +61,27 @@ impl SendQueue {
         dropped
     }
 
+    /// Fills `iov` with the unsent bytes, oldest frame first, as many
+    /// frames as fit; returns how many slices it filled.
+    pub fn fill_iov<'a>(&'a self, iov: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (i, f) in self.frames.iter().take(iov.len()).enumerate() {
+            iov[i] = IoSlice::new(if i == 0 { &f[self.offset..] } else { f });
+            n += 1;
+        }
+        n
+    }
+
     /// Writes as much as the socket takes. `Ok` with `drained: false` means
     /// the socket would block; `Err` is a broken connection.
     pub fn write_to<W: Write>(&mut self, mut sink: W) -> io::Result<Written> {
         let mut total = 0;
         while !self.frames.is_empty() {
-            let result = if self.frames.len() == 1 {
-                sink.write(&self.frames[0][self.offset..])
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let n = self.fill_iov(&mut slices);
+            let result = if n == 1 {
+                sink.write(&slices[0])
             } else {
-                let mut slices = [IoSlice::new(&[]); MAX_IOV];
-                let mut n = 0;
-                for (i, f) in self.frames.iter().take(MAX_IOV).enumerate() {
-                    slices[i] = IoSlice::new(if i == 0 { &f[self.offset..] } else { f });
-                    n += 1;
-                }
                 sink.write_vectored(&slices[..n])
             };
             match result {
@@ -103,11 +107,11 @@ impl SendQueue {
         })
     }
 
-    /// The unsent bytes of the only queued frame, when exactly one is
-    /// queued (what a batched single-buffer send can take).
-    pub fn sole_frame(&self) -> Option<&[u8]> {
+    /// The only queued frame and how much of it was already written, when
+    /// exactly one is queued (what a batched single-buffer send can take).
+    pub fn sole_frame(&self) -> Option<(&Frame, usize)> {
         match self.frames.len() {
-            1 => Some(&self.frames[0][self.offset..]),
+            1 => Some((&self.frames[0], self.offset)),
             _ => None,
         }
     }
@@ -189,19 +193,21 @@ mod tests {
     }
 
     fn frame(bytes: &[u8]) -> Frame {
+        use std::sync::Arc;
         Arc::from(bytes)
     }
 
     #[test]
     fn a_lone_frame_is_offered_whole_then_from_where_it_stopped() {
         let mut q = SendQueue::default();
-        assert_eq!(q.sole_frame(), None);
+        let unsent = |q: &SendQueue| q.sole_frame().map(|(f, at)| f[at..].to_vec());
+        assert_eq!(unsent(&q), None);
         q.push(frame(b"abcdef"));
-        assert_eq!(q.sole_frame(), Some(&b"abcdef"[..]));
+        assert_eq!(unsent(&q), Some(b"abcdef".to_vec()));
         assert!(!q.consumed(2), "a short send leaves the rest queued");
-        assert_eq!((q.sole_frame(), q.queued()), (Some(&b"cdef"[..]), 4));
+        assert_eq!((unsent(&q), q.queued()), (Some(b"cdef".to_vec()), 4));
         q.push(frame(b"gh"));
-        assert_eq!(q.sole_frame(), None, "two frames take the vectored path");
+        assert_eq!(unsent(&q), None, "two frames take the vectored path");
         let mut sink = Trickle {
             out: vec![],
             per_call: 1 << 20,
