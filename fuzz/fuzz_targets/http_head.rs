@@ -33,6 +33,12 @@ fuzz_target!(|data: &[u8]| {
                             http::rejection_response(&rej);
                         }
                         Decision::Serve { .. } => {}
+                        Decision::Publish { room } => {
+                            assert!(req.path.starts_with("/publish/"));
+                            if let Err(rej) = room {
+                                assert_eq!(rej.status, 400);
+                            }
+                        }
                     }
                 }
             }

@@ -16,8 +16,8 @@
 use super::{Event, Shared};
 use crate::msgpack;
 use crate::redis_url::RedisUrl;
-use crate::relay::sendq::Frame;
 use crate::resp::{self, Value};
+use crate::wire::frame::Frame;
 use crate::wire::frame::{self, Opcode};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;

@@ -39,7 +39,7 @@ mod endpoints;
 mod io;
 pub mod sys;
 mod uring;
-mod wheel;
+pub mod wheel;
 
 pub use control::ShutdownHandle;
 

@@ -79,7 +79,6 @@ impl TimerWheel {
         self.now = now;
     }
 
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
     }
