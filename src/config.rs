@@ -68,11 +68,20 @@ pub struct Config {
     #[arg(long, env = "ROOMCAST_MAX_FRAME_SIZE", default_value = "1MiB", value_parser = parse_size)]
     pub max_frame_size: usize,
 
-    /// Most bytes queued for one client that is not reading; past this the
-    /// client is closed with 1008 "slow consumer". At least max-message-size
-    /// plus a frame header.
+    /// What the frames queued for one client may cost (their bytes plus 64
+    /// per frame). Past half of it the client is behind: its room's senders
+    /// wait while it drains, and it is closed with 1008 "slow consumer" if
+    /// it stays behind past --slow-consumer-grace, or passes this limit while
+    /// not reading. A client whose own echoes or pongs pass it is not read
+    /// until they drain. At least max-message-size plus 64; at most 1GiB.
     #[arg(long, env = "ROOMCAST_MAX_SEND_QUEUE", default_value = "4MiB", value_parser = parse_size)]
     pub max_send_queue: usize,
+
+    /// How long a client may stay behind (its queue over half of
+    /// --max-send-queue) before it is closed with 1008 "slow consumer".
+    /// While behind and still reading, it holds its room's senders back.
+    #[arg(long, env = "ROOMCAST_SLOW_CONSUMER_GRACE", default_value = "2s", value_parser = parse_duration)]
+    pub slow_consumer_grace: Duration,
 
     /// Largest HTTP request head (bytes); larger ones get 431.
     #[arg(long, env = "ROOMCAST_MAX_HEADER_SIZE", default_value = "8KiB", value_parser = parse_size)]

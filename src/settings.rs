@@ -45,6 +45,12 @@ impl Settings {
                 c.max_send_queue, c.max_message_size
             ));
         }
+        if c.max_send_queue > 1 << 30 || c.max_message_size > 256 << 20 {
+            return Err(
+                "--max-send-queue must be at most 1GiB and --max-message-size at most 256MiB"
+                    .into(),
+            );
+        }
         if c.max_header_size < 256 {
             return Err("--max-header-size must be at least 256 bytes".into());
         }
@@ -96,6 +102,7 @@ impl Settings {
                     max_message_size: c.max_message_size as u64,
                 },
                 max_send_queue: c.max_send_queue,
+                slow_grace: Ticks::from_duration(c.slow_consumer_grace),
                 max_header_size: c.max_header_size,
                 handshake: Ticks::from_duration(c.handshake_timeout),
                 ping: Ticks::from_duration(c.ping_interval),

@@ -33,6 +33,9 @@ pub struct Connection {
     pub write_interest: bool,
     /// Accepted over `--max-connections`, only to be answered 503.
     pub over_limit: bool,
+    /// Not read while its own queue is over `--max-send-queue`; holds
+    /// whether its peer had shut its side, for when reading resumes.
+    pub read_paused: Option<bool>,
 }
 
 /// Every connection the loop holds.
@@ -59,6 +62,7 @@ impl Connections {
             dirty: false,
             write_interest: false,
             over_limit: false,
+            read_paused: None,
         });
         ConnId {
             key: key as u32,

@@ -109,8 +109,9 @@ pub struct Server {
     /// Connections over their read budget, read again next iteration, and
     /// whether their peer had shut its side.
     read_again: Vec<(ConnId, bool)>,
-    /// Fan-out recipients over `--max-send-queue`, closed after the fan-out.
-    slow: Vec<ConnId>,
+    /// Fan-out recipients over the high-water mark, whose flow is judged
+    /// after the fan-out.
+    behind: Vec<ConnId>,
     /// Decoded chat messages waiting to be fanned out or published.
     outcomes: Vec<Outcome>,
     /// Frames back from Redis, waiting to be fanned out.
@@ -211,7 +212,7 @@ impl Server {
             running_effects: false,
             dirty: Vec::new(),
             read_again: Vec::new(),
-            slow: Vec::new(),
+            behind: Vec::new(),
             outcomes: Vec::new(),
             arrivals: Vec::new(),
             expired: Vec::new(),
@@ -461,6 +462,11 @@ impl Server {
                     }
                 }
             }
+            Effect::Throttle { room, on } => {
+                // The room is free again: its members' reads resume.
+                let waiting = self.relay.rooms.throttle(room, on);
+                self.read_again.extend(waiting);
+            }
             Effect::HalfClose => {
                 if let Some(conn) = self.conns.get(id) {
                     let _ = conn.socket.shutdown(Shutdown::Write);
@@ -541,9 +547,22 @@ impl Server {
     fn on_readable(&mut self, id: ConnId, hup: bool) {
         let mut budget = io::READ_BUDGET;
         loop {
-            let Some(conn) = self.conns.get(id) else {
+            let Some(conn) = self.conns.get_mut(id) else {
                 return;
             };
+            // Flow control: a connection is not read while its own queue is
+            // full, nor while a member of its room is behind and draining;
+            // what it sends waits in the kernel, and TCP slows it down.
+            if conn.session.read_blocked(&self.settings.policy) {
+                conn.read_paused = Some(hup);
+                return;
+            }
+            if let Some(m) = conn.session.membership() {
+                if self.relay.rooms.is_throttled(m.room) {
+                    self.relay.rooms.wait(m.room, id, hup);
+                    return;
+                }
+            }
             let n = match io::read(&conn.socket, &mut self.scratch) {
                 io::Read::Data(n) => n,
                 io::Read::Eof => return self.call(id, |s, cx| s.handle_eof(cx)),
@@ -634,16 +653,18 @@ impl Server {
         for &member in &room.members {
             let conn = &mut self.conns[member];
             debug_assert!(conn.session.is_open());
-            if conn.session.queue(frame.clone(), &self.settings.policy) {
-                self.slow.push(member);
+            if conn.session.queue(frame.clone(), &self.settings.policy, self.now) {
+                self.behind.push(member);
             }
             if !conn.dirty {
                 conn.dirty = true;
                 self.dirty.push(member);
             }
         }
-        while let Some(id) = self.slow.pop() {
-            self.call(id, |s, cx| s.close_slow_consumer(cx));
+        // After the loop over the room: judging may close a member, and
+        // closing takes it out of the room.
+        while let Some(id) = self.behind.pop() {
+            self.call(id, |s, cx| s.check_flow(cx));
         }
     }
 
@@ -713,10 +734,7 @@ impl Server {
                 return self.writable_done(id);
             }
             match io::write(&conn.socket, &conn.session) {
-                Ok(n) => {
-                    self.count_sent(n);
-                    self.call(id, |s, cx| s.handle_written(n, cx));
-                }
+                Ok(n) => self.written(id, n),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     return self.want_writable(id);
                 }
@@ -793,9 +811,7 @@ impl Server {
             return;
         }
         if result > 0 {
-            let n = result as usize;
-            self.count_sent(n);
-            self.call(id, |s, cx| s.handle_written(n, cx));
+            self.written(id, result as usize);
             match self.conns.get(id) {
                 // A short send means the socket buffer is full.
                 Some(conn) if conn.session.wants_write() => self.want_writable(id),
@@ -811,6 +827,24 @@ impl Server {
             };
             debug!("write error on connection {id}: {e}");
             self.call(id, |s, cx| s.abort(cx));
+        }
+    }
+
+    /// The kernel took `n` bytes of connection `id`'s queue (either path).
+    fn written(&mut self, id: ConnId, n: usize) {
+        self.count_sent(n);
+        self.call(id, |s, cx| s.handle_written(n, cx));
+        // Its own queue drained enough: read it again, starting with what
+        // it sent while its answers piled up.
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        if let Some(hup) = conn.read_paused {
+            if !conn.session.read_blocked(&self.settings.policy) {
+                conn.read_paused = None;
+                self.call(id, |s, cx| s.handle_read(&mut [], cx));
+                self.read_again.push((id, hup));
+            }
         }
     }
 

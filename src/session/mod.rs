@@ -62,8 +62,12 @@ use std::io::IoSlice;
 pub struct Policy {
     /// `--max-frame-size` and `--max-message-size`.
     pub limits: Limits,
-    /// `--max-send-queue`: bytes queued for a client that does not read.
+    /// `--max-send-queue`: what a client's queue may cost (bytes plus a
+    /// fixed overhead per frame) before it counts as not reading.
     pub max_send_queue: usize,
+    /// `--slow-consumer-grace`: how long a client may stay behind (its
+    /// queue over half of `--max-send-queue`) before it is closed as slow.
+    pub slow_grace: Ticks,
     /// `--max-header-size`.
     pub max_header_size: usize,
     /// Time to send a complete request head.
@@ -80,6 +84,19 @@ pub struct Policy {
     pub publish_token: Option<String>,
 }
 
+impl Policy {
+    /// Past this, a client is behind: its room's senders wait for it (while
+    /// it drains), and it is closed if it stays behind past the grace.
+    pub fn high_water(&self) -> usize {
+        self.max_send_queue / 2
+    }
+}
+
+/// A behind client that the kernel took nothing from for this long has
+/// stopped draining: it no longer holds its room back (it is on its way to
+/// being closed as a slow consumer).
+const PROGRESS_WINDOW: Ticks = Ticks(2);
+
 impl Default for Policy {
     /// The flags' defaults, for tests.
     fn default() -> Policy {
@@ -89,6 +106,7 @@ impl Default for Policy {
                 max_message_size: 1 << 20,
             },
             max_send_queue: 4 << 20,
+            slow_grace: Ticks(20),
             max_header_size: 8 << 10,
             handshake: Ticks(100),
             ping: Ticks(300),
@@ -123,6 +141,11 @@ pub enum Effect {
     /// The open stage is over: one WebSocket fewer, and the membership (for
     /// a chat connection) leaves its room.
     Left(Option<Membership>),
+    /// A member of `room` fell behind while still draining (`on`), or
+    /// caught up, stalled or left (`!on`): while any member holds its room
+    /// back, the loop reads none of the room's members, so their senders
+    /// wait in TCP's window instead of the relay's memory.
+    Throttle { room: RoomId, on: bool },
     /// The final answer is written: half-close the socket so the client
     /// reads the end of it, and wait for its EOF.
     HalfClose,
@@ -227,25 +250,62 @@ struct Open {
     last_rx: Tick,
     /// A ping went out since `last_rx`.
     pinged: bool,
+    flow: Flow,
+}
+
+/// Where an open connection's queue stands (ARCHITECTURE.md, "Flow
+/// control"): judged by what the kernel refused over time, not by what one
+/// loop iteration queued.
+#[derive(Debug)]
+struct Flow {
+    /// The last time the kernel took bytes from the queue, or it was empty.
+    last_progress: Tick,
+    /// Since when the queue has been over the high-water mark;
+    /// [`Tick::NEVER`] while it is not.
+    behind_since: Tick,
+    /// Behind and still draining: counted in its room's throttle.
+    throttling: bool,
+    /// When the last pong was queued. A pong still unsent a tick later
+    /// means the client is not reading: the next one replaces it.
+    pong_at: Tick,
 }
 
 /// The frame reader of an open or closing connection.
 #[derive(Debug, Default)]
 struct Framed {
     decoder: Decoder,
-    /// A partial frame header or control frame left by the last read (under
-    /// 140 bytes); empty and unallocated most of the time.
-    rx: Vec<u8>,
+    /// Input kept between reads: a partial frame header or control frame
+    /// (under 140 bytes), or the rest of a read that stopped because the
+    /// connection's own queue is full.
+    rx: Leftover,
 }
 
 impl Framed {
     /// Gives input memory back once nothing is pending in it, so idle
     /// connections hold no buffer at all.
     fn release_buffers(&mut self) {
-        if self.rx.is_empty() && self.rx.capacity() > 0 {
-            self.rx = Vec::new();
-        }
         self.decoder.release_buffer();
+    }
+}
+
+/// Input kept between reads: empty nearly always, and then 8 bytes with
+/// no allocation.
+#[derive(Debug, Default)]
+struct Leftover(Option<Box<Vec<u8>>>);
+
+impl Leftover {
+    fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// The bytes, leaving it empty.
+    fn take(&mut self) -> Vec<u8> {
+        self.0.take().map_or_else(Vec::new, |b| *b)
+    }
+
+    /// Keeps `bytes` (nothing if they are empty).
+    fn put(&mut self, bytes: Vec<u8>) {
+        self.0 = (!bytes.is_empty()).then(|| Box::new(bytes));
     }
 }
 
@@ -253,6 +313,8 @@ impl Framed {
 enum Next {
     Nothing,
     Send(Vec<u8>),
+    /// Replaces an unanswered pong (only the latest ping needs one).
+    Pong(Vec<u8>),
     PeerClosed(Option<CloseCode>),
 }
 
@@ -299,14 +361,31 @@ impl Session {
         self.tx.queued()
     }
 
+    /// The connection's own queue is over `--max-send-queue` (it asked for
+    /// echoes or pongs faster than it reads them): stop reading it until it
+    /// drains, so its kernel's TCP window slows it down.
+    pub fn read_blocked(&self, policy: &Policy) -> bool {
+        self.tx.cost() > policy.max_send_queue
+    }
+
     /// When [`Session::handle_timeout`] must next be called; `None` for an
     /// open connection without pings, or an ended one.
     pub fn deadline(&self, policy: &Policy) -> Option<Tick> {
         match &self.stage {
             Stage::Request(_) | Stage::Upgrading(_) => Some(self.since.after(policy.handshake)),
-            Stage::Open(_) if policy.ping.is_zero() => None,
-            Stage::Open(o) if o.pinged => Some(o.last_rx.after(policy.idle)),
-            Stage::Open(o) => Some(o.last_rx.after(policy.ping)),
+            Stage::Open(o) => {
+                let idle = match (policy.ping.is_zero(), o.pinged) {
+                    (true, _) => Tick::NEVER,
+                    (false, true) => o.last_rx.after(policy.idle),
+                    (false, false) => o.last_rx.after(policy.ping),
+                };
+                let slow = o.flow.behind_since.after(policy.slow_grace);
+                let stalls = match o.flow.throttling {
+                    true => o.flow.last_progress.after(Ticks(PROGRESS_WINDOW.0 + 1)),
+                    false => Tick::NEVER,
+                };
+                Some(idle.min(slow).min(stalls)).filter(|&t| t != Tick::NEVER)
+            }
             Stage::Closing(_) | Stage::Closed | Stage::Responding { .. } | Stage::Lingering => {
                 Some(self.since.after(policy.close))
             }
@@ -399,6 +478,20 @@ impl Session {
                 );
                 self.respond(http::rejection_response(&rejection), 503, cx);
             }
+            Stage::Open(open) if now >= open.flow.behind_since.after(policy.slow_grace) => {
+                info!(
+                    "connection {}: behind for longer than --slow-consumer-grace",
+                    cx.out.label()
+                );
+                self.close_slow_consumer(cx);
+            }
+            Stage::Open(open)
+                if open.flow.throttling && now.since(open.flow.last_progress) > PROGRESS_WINDOW =>
+            {
+                // Stalled: it no longer holds its room back.
+                self.check_flow(cx);
+                self.handle_timeout(cx);
+            }
             Stage::Open(open) if !policy.ping.is_zero() => {
                 let silent = now.since(open.last_rx);
                 if silent >= policy.idle {
@@ -425,7 +518,16 @@ impl Session {
 
     /// The socket took the first `n` queued bytes.
     pub fn handle_written<S: Sink>(&mut self, n: usize, cx: &mut Cx<'_, S>) {
-        if self.tx.consumed(n) {
+        let drained = self.tx.consumed(n);
+        if let Stage::Open(open) = &mut self.stage {
+            if n > 0 {
+                open.flow.last_progress = cx.now;
+            }
+            if open.flow.behind_since != Tick::NEVER {
+                self.check_flow(cx);
+            }
+        }
+        if drained {
             self.after_drained(cx);
         }
     }
@@ -442,21 +544,22 @@ impl Session {
         self.tx
             .push(Frame::from(http::upgrade_response(&up.accept)));
         self.stage = Stage::Open(Open {
-            framed: Framed {
-                decoder: Decoder::default(),
-                rx: up.rx,
-            },
+            framed: Framed::default(),
             route,
             last_rx: cx.now,
             pinged: false,
+            flow: Flow {
+                last_progress: cx.now,
+                behind_since: Tick::NEVER,
+                throttling: false,
+                pong_at: Tick::NEVER,
+            },
         });
         self.since = cx.now;
         // Frames the client sent right behind its request head.
-        if let Some(framed) = self.framed_mut() {
-            if !framed.rx.is_empty() {
-                let mut buffered = std::mem::take(&mut framed.rx);
-                self.read_frames(&mut buffered, cx);
-            }
+        if !up.rx.is_empty() {
+            let mut buffered = up.rx;
+            self.read_frames(&mut buffered, cx);
         }
     }
 
@@ -489,21 +592,68 @@ impl Session {
 
     // ---- mutators --------------------------------------------------------
 
-    /// Queues `frame` and closes the connection as a slow consumer if its
-    /// queue is now over `--max-send-queue`.
+    /// Queues `frame` (an answer to this client, such as an error frame),
+    /// then judges the queue ([`Session::check_flow`]).
     pub fn send<S: Sink>(&mut self, frame: Frame, cx: &mut Cx<'_, S>) {
-        if self.queue(frame, cx.policy) {
-            self.close_slow_consumer(cx);
+        if self.queue(frame, cx.policy, cx.now) {
+            self.check_flow(cx);
         }
     }
 
-    /// Queues `frame` (a fan-out, which must not change rooms while it
-    /// iterates one); returns whether the queue is now over
-    /// `--max-send-queue`, in which case the caller calls
-    /// [`Session::close_slow_consumer`] after the fan-out.
-    pub fn queue(&mut self, frame: Frame, policy: &Policy) -> bool {
-        self.tx.push(frame);
-        self.tx.queued() > policy.max_send_queue
+    /// Queues `frame` during a fan-out, which must not change rooms while
+    /// it iterates one. Returns whether the queue is over the high-water
+    /// mark: then the caller calls [`Session::check_flow`] after the
+    /// fan-out.
+    pub fn queue(&mut self, frame: Frame, policy: &Policy, now: Tick) -> bool {
+        self.queue_with(|tx| tx.push(frame), now);
+        self.tx.cost() > policy.high_water()
+    }
+
+    /// Where the queue stands. A client whose queue is over the high-water
+    /// mark is behind; while it still drains, it holds its room's senders
+    /// back ([`Effect::Throttle`]). One that stays behind past
+    /// `--slow-consumer-grace`, or is over `--max-send-queue` after the
+    /// kernel took nothing from it for a while, is closed as a slow
+    /// consumer. So one burst never closes a client that reads as fast as
+    /// the kernel allows.
+    pub fn check_flow<S: Sink>(&mut self, cx: &mut Cx<'_, S>) {
+        let policy = cx.policy;
+        let cost = self.tx.cost();
+        let Stage::Open(open) = &mut self.stage else {
+            return;
+        };
+        let flow = &mut open.flow;
+        let stalled = cx.now.since(flow.last_progress) > PROGRESS_WINDOW;
+        let behind = cost > policy.high_water();
+        if behind && flow.behind_since == Tick::NEVER {
+            flow.behind_since = cx.now;
+        } else if !behind {
+            flow.behind_since = Tick::NEVER;
+        }
+        if cost > policy.max_send_queue && stalled {
+            return self.close_slow_consumer(cx);
+        }
+        let throttle = behind && !stalled;
+        if let Route::Chat(m) = open.route {
+            if throttle != flow.throttling {
+                flow.throttling = throttle;
+                cx.out.effect(Effect::Throttle {
+                    room: m.room,
+                    on: throttle,
+                });
+            }
+        }
+    }
+
+    /// Pushes with `push`, noting that an empty queue is making progress:
+    /// it only starts to lag from now.
+    fn queue_with(&mut self, push: impl FnOnce(&mut SendQueue), now: Tick) {
+        if self.tx.is_empty() {
+            if let Stage::Open(open) = &mut self.stage {
+                open.flow.last_progress = now;
+            }
+        }
+        push(&mut self.tx);
     }
 
     /// A client whose queue passed `--max-send-queue`: the frames it has not
@@ -616,7 +766,7 @@ impl Session {
         }
         self.tx.push(Frame::from(response));
         self.since = cx.now;
-        if self.tx.queued() > cx.policy.max_send_queue {
+        if self.tx.cost() > cx.policy.max_send_queue {
             // Pipelining requests without reading the answers.
             debug!(
                 "connection {}: HTTP responses piled past --max-send-queue",
@@ -653,8 +803,9 @@ impl Session {
         }
     }
 
-    /// Decodes `input`, keeping a partial frame for the next read. The
-    /// common case decodes straight from the loop's read buffer, no copy.
+    /// Decodes `input`, keeping a partial frame (or, when the connection's
+    /// own queue filled up, the rest of the read) for later. The common case
+    /// decodes straight from the loop's read buffer, no copy.
     fn read_frames<S: Sink>(&mut self, input: &mut [u8], cx: &mut Cx<'_, S>) {
         let Some(framed) = self.framed_mut() else {
             return;
@@ -662,15 +813,15 @@ impl Session {
         if framed.rx.is_empty() {
             let used = self.decode(input, cx);
             if let Some(framed) = self.framed_mut() {
-                framed.rx.extend_from_slice(&input[used..]);
+                framed.rx.put(input[used..].to_vec());
             }
         } else {
-            framed.rx.extend_from_slice(input);
-            let mut buffered = std::mem::take(&mut framed.rx);
+            let mut buffered = framed.rx.take();
+            buffered.extend_from_slice(input);
             let used = self.decode(&mut buffered, cx);
             if let Some(framed) = self.framed_mut() {
                 buffered.drain(..used);
-                framed.rx = buffered;
+                framed.rx.put(buffered);
             }
         }
         if let Some(framed) = self.framed_mut() {
@@ -724,7 +875,7 @@ impl Session {
                     }
                 }
                 (Event::Ping(payload), Some(_)) => {
-                    Next::Send(frame::encode_frame(Opcode::Pong, payload))
+                    Next::Pong(frame::encode_frame(Opcode::Pong, payload))
                 }
                 (Event::Pong(_), _) => Next::Nothing,
                 (Event::Close(status), _) => Next::PeerClosed(status.map(|(code, _)| code)),
@@ -732,7 +883,26 @@ impl Session {
             match next {
                 Next::Nothing => {}
                 Next::Send(bytes) => self.send(Frame::from(bytes), cx),
+                Next::Pong(bytes) => {
+                    // A client that reads gets every pong (Autobahn 2.10
+                    // checks); one that does not has one waiting at most.
+                    let replace = match &mut self.stage {
+                        Stage::Open(open) => {
+                            let stale = open.flow.pong_at < cx.now;
+                            open.flow.pong_at = cx.now;
+                            stale
+                        }
+                        _ => false,
+                    };
+                    self.queue_with(|tx| tx.push_pong(Frame::from(bytes), replace), cx.now);
+                    self.check_flow(cx);
+                }
                 Next::PeerClosed(code) => self.on_peer_close(code, cx),
+            }
+            if self.read_blocked(cx.policy) {
+                // Answers it does not read: keep the rest of this read for
+                // when its queue drains (the loop stops reading it).
+                return pos;
             }
         }
     }
@@ -785,10 +955,17 @@ impl Session {
         let Stage::Open(open) = std::mem::replace(&mut self.stage, Stage::Ended) else {
             return None;
         };
-        cx.out.effect(Effect::Left(match open.route {
+        let membership = match open.route {
             Route::Chat(m) => Some(m),
             Route::Echo => None,
-        }));
+        };
+        if let (true, Some(m)) = (open.flow.throttling, membership) {
+            cx.out.effect(Effect::Throttle {
+                room: m.room,
+                on: false,
+            });
+        }
+        cx.out.effect(Effect::Left(membership));
         Some(open.framed)
     }
 

@@ -210,6 +210,9 @@ impl Pair {
                 self.rooms.leave(*m);
             }
             Effect::Left(None) => {}
+            Effect::Throttle { room, on } => {
+                self.rooms.throttle(*room, *on);
+            }
             Effect::HalfClose => self.half_closed = true,
             Effect::Ended { clean } => self.ended = Some(*clean),
         }
@@ -228,8 +231,8 @@ impl Pair {
         match chat::process(text) {
             Ok(broadcast) => {
                 let member = self.rooms.get(room).is_some_and(|r| r.members.contains(&0));
-                if member && self.session.queue(Frame::from(broadcast), &self.policy) {
-                    self.session.close_slow_consumer(&mut cx);
+                if member && self.session.queue(Frame::from(broadcast), &self.policy, self.now) {
+                    self.session.check_flow(&mut cx);
                 }
             }
             Err(error) => {
