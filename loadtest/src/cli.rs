@@ -1,6 +1,12 @@
 //! Command-line interface (clap derive): the run mode, `idle`, `soak` and `compare`.
+//!
+//! The dependency runs one way: this module turns flags into the plans' inputs
+//! ([`LoadInputs`], [`ConnectOptions`]); the scenario table and the plans know nothing
+//! of clap.
 
-use crate::scenario::ScenarioName;
+use crate::connect_options::ConnectOptions;
+use crate::scenario::{LoadInputs, Plan, ScenarioName};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -46,6 +52,8 @@ pub struct RunArgs {
     pub url: Vec<String>,
     #[command(flatten)]
     pub load: LoadArgs,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// PID of the server under test, for its CPU time and RSS; repeat (or comma-separate)
     /// for several nodes, or servers made of several processes: CPU and RSS are summed, and
     /// also reported per PID
@@ -61,6 +69,20 @@ pub struct RunArgs {
     pub output: OutputArgs,
 }
 
+impl RunArgs {
+    /// The plan these flags ask for; `idle` forces idle mode (the `idle` subcommand).
+    pub fn plan(&self, idle: bool, progress: bool) -> Result<Plan, String> {
+        Plan::resolve(
+            &self.url,
+            &self.load.inputs(),
+            &self.connect.options(),
+            idle || self.idle,
+            &self.server_pid,
+            progress,
+        )
+    }
+}
+
 #[derive(Args, Debug, Clone, Default)]
 pub struct OutputArgs {
     /// Print exactly one JSON line on stdout instead of the table
@@ -71,10 +93,10 @@ pub struct OutputArgs {
     pub quiet: bool,
 }
 
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Debug, Clone)]
 pub struct LoadArgs {
     /// Named scenario supplying the defaults of the flags below
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = scenario_parser())]
     pub scenario: Option<ScenarioName>,
     /// Client connections [default: the scenario's, else 100]
     #[arg(long)]
@@ -102,18 +124,6 @@ pub struct LoadArgs {
     /// everything arrived) [default: 3; saturate: 2]
     #[arg(long)]
     pub drain: Option<f64>,
-    /// Connection attempts in flight at once
-    #[arg(long, default_value_t = 256)]
-    pub connect_concurrency: usize,
-    /// Time allowed for TCP connect plus handshake, seconds
-    #[arg(long, default_value_t = 10.0)]
-    pub connect_timeout: f64,
-    /// Source addresses 127.0.0.1..127.0.0.N to spread client sockets over (loopback targets only)
-    #[arg(long, default_value_t = 8)]
-    pub source_addrs: usize,
-    /// Origin header [default: http://<host:port of the URL>; "" for none]
-    #[arg(long)]
-    pub origin: Option<String>,
     /// Idle mode: how long to hold the connections, seconds [default: 10]
     #[arg(long)]
     pub hold: Option<f64>,
@@ -129,6 +139,65 @@ pub struct LoadArgs {
     /// Saturate: bisection steps between the last good and the first bad rate
     #[arg(long, default_value_t = 4)]
     pub refine_steps: u32,
+}
+
+impl LoadArgs {
+    /// The run's inputs as the scenario resolution takes them.
+    pub fn inputs(&self) -> LoadInputs {
+        LoadInputs {
+            scenario: self.scenario,
+            clients: self.clients,
+            rooms: self.rooms,
+            senders_per_room: self.senders_per_room,
+            rate: self.rate,
+            payload: self.payload,
+            duration: self.duration,
+            warmup: self.warmup,
+            drain: self.drain,
+            hold: self.hold,
+            settle: self.settle,
+            p99_limit_ms: self.p99_limit_ms,
+            max_rate: self.max_rate,
+            refine_steps: self.refine_steps,
+        }
+    }
+}
+
+/// `--scenario`'s choices, from the scenario table (with each one's summary in `--help`).
+fn scenario_parser() -> impl TypedValueParser<Value = ScenarioName> {
+    let names = ScenarioName::ALL.map(|s| PossibleValue::new(s.name()).help(s.summary()));
+    PossibleValuesParser::new(names).map(|name| {
+        name.parse::<ScenarioName>()
+            .expect("the parser only passes the table's names")
+    })
+}
+
+/// How clients connect, for every mode that connects any (load, idle, compare, soak).
+#[derive(Args, Debug, Clone)]
+pub struct ConnectArgs {
+    /// Connection attempts in flight at once (soak: while the stable clients connect)
+    #[arg(long, default_value_t = 256)]
+    pub connect_concurrency: usize,
+    /// Time allowed for TCP connect plus handshake, seconds
+    #[arg(long, default_value_t = 10.0)]
+    pub connect_timeout: f64,
+    /// Source addresses 127.0.0.1..127.0.0.N to spread client sockets over (loopback targets only)
+    #[arg(long, default_value_t = 8)]
+    pub source_addrs: usize,
+    /// Origin header [default: http://<host:port of the URL>; "" for none]
+    #[arg(long)]
+    pub origin: Option<String>,
+}
+
+impl ConnectArgs {
+    pub fn options(&self) -> ConnectOptions {
+        ConnectOptions {
+            concurrency: self.connect_concurrency,
+            timeout_s: self.connect_timeout,
+            source_addrs: self.source_addrs,
+            origin: self.origin.clone(),
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -192,18 +261,8 @@ pub struct SoakArgs {
     /// Open descriptors the server may hold at the end above the start
     #[arg(long, default_value_t = 0)]
     pub fd_tolerance: u64,
-    /// Connection attempts in flight while the stable clients connect
-    #[arg(long, default_value_t = 256)]
-    pub connect_concurrency: usize,
-    /// Time allowed for TCP connect plus handshake, seconds
-    #[arg(long, default_value_t = 10.0)]
-    pub connect_timeout: f64,
-    /// Source addresses 127.0.0.1..127.0.0.N to spread client sockets over (loopback targets only)
-    #[arg(long, default_value_t = 8)]
-    pub source_addrs: usize,
-    /// Origin header [default: http://<host:port of the URL>; "" for none]
-    #[arg(long)]
-    pub origin: Option<String>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// PID of the server under test, for its RSS, open descriptors and CPU time; repeat
     /// (or comma-separate) for several nodes or servers made of several processes
     /// (figures are summed)
@@ -253,6 +312,8 @@ pub struct CompareArgs {
     pub chart: Option<PathBuf>,
     #[command(flatten)]
     pub load: LoadArgs,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     #[command(flatten)]
     pub output: OutputArgs,
 }

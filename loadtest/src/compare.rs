@@ -13,7 +13,7 @@ use crate::proc;
 use crate::report::Report;
 use crate::report_common::ms;
 use crate::runner;
-use crate::scenario::{Plan, ScenarioName};
+use crate::scenario::{LoadInputs, Plan, ScenarioName};
 use crate::sys;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -294,12 +294,14 @@ fn run_one(
         started.pids
     );
     let url = format!("ws://127.0.0.1:{}/ws/chat/", args.port);
+    let inputs = LoadInputs {
+        scenario: Some(scenario),
+        ..args.load.inputs()
+    };
     let result = Plan::resolve(
         &[url],
-        &crate::cli::LoadArgs {
-            scenario: Some(scenario),
-            ..args.load.clone()
-        },
+        &inputs,
+        &args.connect.options(),
         scenario == ScenarioName::Idle,
         &started.pids,
         !args.output.quiet,

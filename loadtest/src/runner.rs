@@ -17,7 +17,7 @@ pub const FD_RESERVE: u64 = 32;
 /// Local addresses for client sockets: 127.0.0.1 .. 127.0.0.N when every target is a
 /// loopback IPv4 address (every 127.x address is local on Linux), none otherwise.
 pub fn source_addresses(plan: &Plan) -> Vec<IpAddr> {
-    sources_for(&plan.targets, plan.source_addrs)
+    sources_for(&plan.targets, plan.connect.source_addrs)
 }
 
 /// As [`source_addresses`], for targets and a count.
@@ -110,7 +110,7 @@ pub fn execute(plan: &Plan) -> Result<Report, String> {
         plan.progress,
     )
     .map_err(|e| format!("cannot create the event loop: {e}"))?;
-    let conn = engine.connect(plan.connect_concurrency, secs_to_us(plan.connect_timeout_s));
+    let conn = engine.connect(plan.connect.concurrency, plan.connect.timeout_us());
     let mut report = Report::new(plan, &conn);
     report.warnings = warnings;
     if conn.opened == 0 {
@@ -221,7 +221,7 @@ fn saturate(engine: &mut Engine, plan: &Plan, server: &ServerProcs, report: &mut
     let run = |engine: &mut Engine, rate: f64, steps: &mut Vec<StepSummary>| {
         if (engine.open as usize) < plan.layout.clients {
             // Anyone dropped in an overloaded step comes back before the next one.
-            engine.connect(plan.connect_concurrency, secs_to_us(plan.connect_timeout_s));
+            engine.connect(plan.connect.concurrency, plan.connect.timeout_us());
         }
         if plan.progress {
             eprintln!("loadtest: saturate step at {rate} msg/s per sender");

@@ -11,7 +11,6 @@ use common::{assert_fails_with, Cluster, Faults};
 use loadtest::cli::Cli;
 use loadtest::report::Report;
 use loadtest::runner;
-use loadtest::scenario::Plan;
 use std::process::Command;
 use std::sync::atomic::Ordering;
 
@@ -28,7 +27,7 @@ fn run_nodes(urls: &[String], args: &[&str]) -> Report {
     argv.extend_from_slice(args);
     let cli = Cli::try_parse_from(&argv).expect("valid arguments");
     let r = &cli.run;
-    let plan = Plan::resolve(&r.url, &r.load, r.idle, &r.server_pid, false).expect("valid plan");
+    let plan = r.plan(false, false).expect("valid plan");
     runner::execute(&plan).expect("run starts")
 }
 

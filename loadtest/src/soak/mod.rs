@@ -22,13 +22,14 @@ use crate::accounting::{RxState, Window};
 use crate::cli::SoakArgs;
 use crate::client::Phase;
 use crate::clock::{now_us, secs_to_us};
+use crate::connect_options::ConnectOptions;
 use crate::engine::{Engine, Outcome, MAX_QUEUED};
+use crate::flag_check::positive;
 use crate::layout::Layout;
 use crate::proc::{self, ServerProcs};
 use crate::progress::Progress;
 use crate::report_common::Latency;
 use crate::runner::{check_server_nofile, sources_for, FD_RESERVE};
-use crate::scenario::positive;
 use crate::scrape;
 use crate::sys;
 use crate::target::{split_urls, Target};
@@ -66,9 +67,8 @@ pub struct SoakPlan {
     pub rss_tolerance_pct: f64,
     pub rss_tolerance_mib: f64,
     pub fd_tolerance: u64,
-    pub connect_concurrency: usize,
-    pub connect_timeout_s: f64,
-    pub source_addrs: usize,
+    /// How every client connects (shared with the load modes).
+    pub connect: ConnectOptions,
     pub server_pids: Vec<u32>,
     pub progress: bool,
 }
@@ -87,9 +87,10 @@ impl SoakPlan {
             ));
         }
         let urls = split_urls(&a.url);
+        let connect = a.connect.options().checked()?;
         Ok(SoakPlan {
             url: urls.join(","),
-            targets: Target::parse_all(&urls, a.origin.as_deref())?,
+            targets: Target::parse_all(&urls, connect.origin.as_deref())?,
             layout,
             rate: positive("rate", a.rate, false)?,
             payload: a.payload,
@@ -104,9 +105,7 @@ impl SoakPlan {
             rss_tolerance_pct: positive("rss-tolerance-pct", a.rss_tolerance_pct, true)?,
             rss_tolerance_mib: positive("rss-tolerance-mib", a.rss_tolerance_mib, true)?,
             fd_tolerance: a.fd_tolerance,
-            connect_concurrency: a.connect_concurrency.max(1),
-            connect_timeout_s: positive("connect-timeout", a.connect_timeout, false)?,
-            source_addrs: a.source_addrs.clamp(1, 250),
+            connect,
             server_pids: a.server_pid.clone(),
             progress,
         })
@@ -230,7 +229,7 @@ struct Soak<'a> {
 /// Runs `plan` and returns its report (`Err` only when it could not start at all).
 pub fn execute(plan: &SoakPlan) -> Result<SoakReport, String> {
     let n = plan.layout.clients;
-    let sources = sources_for(&plan.targets, plan.source_addrs);
+    let sources = sources_for(&plan.targets, plan.connect.source_addrs);
     let (soft, hard) = sys::raise_nofile();
     let need = (n + plan.churners) as u64 + FD_RESERVE;
     if need > soft {
@@ -280,7 +279,7 @@ pub fn execute(plan: &SoakPlan) -> Result<SoakReport, String> {
     };
     let conn = s
         .engine
-        .connect(plan.connect_concurrency, secs_to_us(plan.connect_timeout_s));
+        .connect(plan.connect.concurrency, plan.connect.timeout_us());
     let mut r = SoakReport::new(plan, &conn);
     r.warnings = warnings;
     if conn.opened == 0 {
@@ -402,7 +401,7 @@ impl Soak<'_> {
                 State::Idle | State::Closing => {}
             }
         }
-        let gone_by = t_end + secs_to_us(plan.connect_timeout_s) + CLOSE_TIMEOUT_US + 1_000_000;
+        let gone_by = t_end + plan.connect.timeout_us() + CLOSE_TIMEOUT_US + 1_000_000;
         self.wait("leave", gone_by, |s| s.busy_churners() == 0);
         let now = now_us();
         for k in 0..self.churners.len() {
@@ -626,7 +625,7 @@ impl Soak<'_> {
                 let ch = &mut self.churners[k];
                 ch.state = State::Connecting;
                 ch.gen = ch.gen.wrapping_add(1);
-                let due = now + secs_to_us(self.plan.connect_timeout_s);
+                let due = now + self.plan.connect.timeout_us();
                 self.timers.push(Reverse((due, k as u32, ch.gen)));
             }
             Err(reason) => {
