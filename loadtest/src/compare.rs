@@ -163,6 +163,26 @@ fn start(
     log: &Path,
     taskset: bool,
 ) -> Result<(Started, f64), String> {
+    let t0 = Instant::now();
+    let mut started = spawn(name, script, args, log, taskset)?;
+    if let Err(why) = wait_listening(&mut started, args, t0) {
+        started.stop(Duration::from_secs_f64(args.stop_timeout));
+        return Err(format!("{why}; log tail:\n{}", log_tail(log, 15)));
+    }
+    let startup_s = t0.elapsed().as_secs_f64();
+    started.pids = wait_pids(name, &mut started);
+    Ok((started, startup_s))
+}
+
+/// Starts `script PORT` (under taskset when there is one) with `PIDFILE` set and its
+/// output going to `log`.
+fn spawn(
+    name: &str,
+    script: &Path,
+    args: &CompareArgs,
+    log: &Path,
+    taskset: bool,
+) -> Result<Started, String> {
     let pidfile = std::env::temp_dir().join(format!(
         "loadtest-compare-{}-{name}.pids",
         std::process::id()
@@ -183,45 +203,42 @@ fn start(
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
-    let t0 = Instant::now();
     let child = cmd
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", script.display()))?;
-    let mut started = Started {
+    Ok(Started {
         child,
         pidfile,
         pids: Vec::new(),
-    };
+    })
+}
+
+/// Waits until the port listens, at most `--ready-timeout` from `t0`; `Err` says why not.
+fn wait_listening(started: &mut Started, args: &CompareArgs, t0: Instant) -> Result<(), String> {
     let ready_by = t0 + Duration::from_secs_f64(args.ready_timeout);
-    let fail = |started: Started, why: String| {
-        started.stop(Duration::from_secs_f64(args.stop_timeout));
-        Err(format!("{why}; log tail:\n{}", log_tail(log, 15)))
-    };
     loop {
         if let Ok(Some(status)) = started.child.try_wait() {
-            return fail(
-                started,
-                format!("run.sh exited before listening ({status})"),
-            );
+            return Err(format!("run.sh exited before listening ({status})"));
         }
         if sys::interrupted() {
-            return fail(started, "interrupted".into());
+            return Err("interrupted".into());
         }
         if proc::port_listening(args.port) {
-            break;
+            return Ok(());
         }
         if Instant::now() > ready_by {
-            return fail(
-                started,
-                format!(
-                    "not accepting on port {} after {} s",
-                    args.port, args.ready_timeout
-                ),
-            );
+            return Err(format!(
+                "not accepting on port {} after {} s",
+                args.port, args.ready_timeout
+            ));
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    let startup_s = t0.elapsed().as_secs_f64();
+}
+
+/// The server PIDs from `PIDFILE`; without one after 30 s, every process under the
+/// script instead.
+fn wait_pids(name: &str, started: &mut Started) -> Vec<u32> {
     // The script writes PIDFILE once listening; give it a moment after the port opens.
     let pid_by = Instant::now() + Duration::from_secs(30);
     loop {
@@ -230,20 +247,17 @@ fn start(
             .filter(|&p| proc::alive(p))
             .collect();
         if !pids.is_empty() {
-            started.pids = pids;
-            break;
+            return pids;
         }
         if Instant::now() > pid_by || matches!(started.child.try_wait(), Ok(Some(_))) {
             let pids = proc::descendants(started.child.id());
             eprintln!(
                 "loadtest: {name} wrote no PIDFILE; measuring all its processes instead: {pids:?}"
             );
-            started.pids = pids;
-            break;
+            return pids;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    Ok((started, startup_s))
 }
 
 fn run_one(
@@ -422,69 +436,75 @@ pub fn table(cmp: &Comparison) -> String {
         cmp.server_cpus
     );
     match cmp.scenario {
-        ScenarioName::Idle => {
-            let _ = writeln!(
-                t,
-                "{:<16} {:>9} {:>12} {:>12} {:>12} {:>10}  status",
-                "server", "connected", "rss before", "rss after", "bytes/conn", "hold cpu"
-            );
-            for e in &cmp.servers {
-                let i = e.report.as_ref().and_then(|r| r.idle.as_ref());
-                let _ = writeln!(
-                    t,
-                    "{:<16} {:>9} {:>12} {:>12} {:>12} {:>10}  {}",
-                    e.name,
-                    e.report
-                        .as_ref()
-                        .map_or("-".into(), |r| r.connected.to_string()),
-                    mib(i.and_then(|i| i.rss_before_kb)),
-                    mib(i.and_then(|i| i.rss_after_kb)),
-                    opt(i.and_then(|i| i.bytes_per_connection), 0),
-                    opt(i.and_then(|i| i.server_cpu_s_hold), 3),
-                    e.status
-                );
-            }
-            let _ = writeln!(t, "(rss in MiB, hold cpu in seconds)");
-        }
-        _ => {
-            let _ = writeln!(
-                t,
-                "{:<16} {:>11} {:>7} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8}  status",
-                "server", "deliv/s", "lost", "p50", "p99", "max", "cpu us/dl", "rss MiB", "harness"
-            );
-            for e in &cmp.servers {
-                let Some(r) = &e.report else {
-                    let _ = writeln!(t, "{:<16} {:>11}  {}", e.name, "-", e.status);
-                    continue;
-                };
-                let rate = r
-                    .saturate
-                    .as_ref()
-                    .map_or(r.delivered_per_sec, |s| s.max_sustained_delivered_per_sec);
-                let _ = writeln!(
-                    t,
-                    "{:<16} {:>11.0} {:>7} {:>10} {:>10} {:>10} {:>10} {:>8} {:>7.0}%  {}",
-                    e.name,
-                    rate,
-                    r.lost,
-                    ms(r.latency_us.p50),
-                    ms(r.latency_us.p99),
-                    ms(r.latency_us.max),
-                    opt(r.server_cpu_us_per_delivery, 2),
-                    mib(r.server_rss_kb),
-                    r.harness_cpu_util * 100.0,
-                    e.status
-                );
-            }
-            if cmp.scenario == ScenarioName::Saturate {
-                let _ = writeln!(
-                    t,
-                    "(saturate: deliv/s is the highest sustained rate; latency at that step)"
-                );
-            }
-        }
+        ScenarioName::Idle => idle_table(&mut t, cmp),
+        _ => traffic_table(&mut t, cmp),
     }
     t
+}
+
+/// Idle: connections held and the memory they cost each server.
+fn idle_table(t: &mut String, cmp: &Comparison) {
+    let _ = writeln!(
+        t,
+        "{:<16} {:>9} {:>12} {:>12} {:>12} {:>10}  status",
+        "server", "connected", "rss before", "rss after", "bytes/conn", "hold cpu"
+    );
+    for e in &cmp.servers {
+        let i = e.report.as_ref().and_then(|r| r.idle.as_ref());
+        let _ = writeln!(
+            t,
+            "{:<16} {:>9} {:>12} {:>12} {:>12} {:>10}  {}",
+            e.name,
+            e.report
+                .as_ref()
+                .map_or("-".into(), |r| r.connected.to_string()),
+            mib(i.and_then(|i| i.rss_before_kb)),
+            mib(i.and_then(|i| i.rss_after_kb)),
+            opt(i.and_then(|i| i.bytes_per_connection), 0),
+            opt(i.and_then(|i| i.server_cpu_s_hold), 3),
+            e.status
+        );
+    }
+    let _ = writeln!(t, "(rss in MiB, hold cpu in seconds)");
+}
+
+/// Traffic scenarios: throughput, loss, latency and cost per server.
+fn traffic_table(t: &mut String, cmp: &Comparison) {
+    let _ = writeln!(
+        t,
+        "{:<16} {:>11} {:>7} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8}  status",
+        "server", "deliv/s", "lost", "p50", "p99", "max", "cpu us/dl", "rss MiB", "harness"
+    );
+    for e in &cmp.servers {
+        let Some(r) = &e.report else {
+            let _ = writeln!(t, "{:<16} {:>11}  {}", e.name, "-", e.status);
+            continue;
+        };
+        let rate = r
+            .saturate
+            .as_ref()
+            .map_or(r.delivered_per_sec, |s| s.max_sustained_delivered_per_sec);
+        let _ = writeln!(
+            t,
+            "{:<16} {:>11.0} {:>7} {:>10} {:>10} {:>10} {:>10} {:>8} {:>7.0}%  {}",
+            e.name,
+            rate,
+            r.lost,
+            ms(r.latency_us.p50),
+            ms(r.latency_us.p99),
+            ms(r.latency_us.max),
+            opt(r.server_cpu_us_per_delivery, 2),
+            mib(r.server_rss_kb),
+            r.harness_cpu_util * 100.0,
+            e.status
+        );
+    }
+    if cmp.scenario == ScenarioName::Saturate {
+        let _ = writeln!(
+            t,
+            "(saturate: deliv/s is the highest sustained rate; latency at that step)"
+        );
+    }
 }
 
 fn panels(cmp: &Comparison) -> Vec<Panel> {

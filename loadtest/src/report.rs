@@ -279,6 +279,28 @@ impl Report {
     /// The human table.
     pub fn to_table(&self) -> String {
         let mut t = Table::new(28);
+        self.run_rows(&mut t);
+        if let Some(i) = &self.idle {
+            idle_rows(&mut t, i);
+        } else {
+            self.delivery_rows(&mut t);
+            self.server_rows(&mut t);
+            self.harness_rows(&mut t);
+            self.anomaly_rows(&mut t);
+        }
+        if self.disconnects > 0 {
+            t.row("disconnects", self.disconnects.to_string());
+            t.tally("  closed", &self.disconnect_reasons);
+        }
+        if let Some(s) = &self.saturate {
+            saturate_rows(&mut t, s);
+        }
+        t.row("harness rss", kb(self.harness_rss_kb));
+        t.finish(&self.warnings, &self.failures, self.ok)
+    }
+
+    /// What ran against what, and how the clients connected.
+    fn run_rows(&self, t: &mut Table) {
         let title = match self.scenario {
             Some(s) if s.name() == self.mode => self.mode.clone(),
             Some(s) => format!("{} ({})", s.name(), self.mode),
@@ -313,158 +335,166 @@ impl Report {
                 ms(self.connect_latency_us.max)
             ),
         );
-        if let Some(i) = &self.idle {
-            t.row(
-                "held",
-                format!(
-                    "{:.1} s, {} disconnects",
-                    i.hold_s, i.disconnects_during_hold
-                ),
-            );
-            t.row("server rss before", kb(i.rss_before_kb));
-            t.row("server rss after", kb(i.rss_after_kb));
-            t.row("server rss at end", kb(i.rss_end_kb));
-            t.row(
-                "bytes per connection",
-                i.bytes_per_connection
-                    .map_or("-".into(), |b| format!("{b:.0}")),
-            );
-            t.row(
-                "server cpu while holding",
-                i.server_cpu_s_hold
-                    .map_or("-".into(), |s| format!("{s:.3} s")),
-            );
-        } else {
-            t.row(
-                "rate / payload",
-                format!(
-                    "{} msg/s per sender, {} bytes",
-                    trim(self.rate_per_sender),
-                    self.payload_bytes
-                ),
-            );
-            t.row(
-                "window",
-                format!(
-                    "{:.2} s after {:.1} s warm-up",
-                    self.window_s, self.warmup_s
-                ),
-            );
-            t.row("sent", self.sent.to_string());
-            t.row("expected deliveries", self.expected_deliveries.to_string());
-            t.row("delivered", self.delivered.to_string());
-            t.row("lost", self.lost.to_string());
-            t.row(
-                "delivered per second",
-                format!("{:.0}", self.delivered_per_sec),
-            );
-            t.row("latency", self.latency_us.percentiles());
-            t.row(
-                "server cpu in window",
-                self.server_cpu_s
-                    .map_or("-".into(), |s| format!("{s:.3} s")),
-            );
-            t.row(
-                "server cpu per delivery",
-                self.server_cpu_us_per_delivery
-                    .map_or("-".into(), |u| format!("{u:.2} us")),
-            );
-            t.row(
-                "server rss",
-                format!(
-                    "{} (peak {})",
-                    kb(self.server_rss_kb),
-                    kb(self.server_rss_peak_kb)
-                ),
-            );
-            if self.server_cpu_s_per_pid.len() > 1 {
-                for (i, pid) in self.server_pids.iter().enumerate() {
-                    let cpu = self.server_cpu_s_per_pid.get(i).copied().flatten();
-                    let rss = self.server_rss_kb_per_pid.get(i).copied().flatten();
-                    t.row(
-                        &format!("  pid {pid}"),
-                        format!(
-                            "cpu {}, rss {}",
-                            cpu.map_or("-".into(), |s| format!("{s:.3} s")),
-                            kb(rss)
-                        ),
-                    );
-                }
-            }
-            if self.per_node.len() > 1 {
-                for (k, n) in self.per_node.iter().enumerate() {
-                    t.row(
-                        &format!("  node {k}"),
-                        format!(
-                            "{}: {}/{} connected, delivered {}/{} lost {}",
-                            n.url,
-                            n.connected,
-                            n.clients,
-                            n.delivered,
-                            n.expected_deliveries,
-                            n.lost
-                        ),
-                    );
-                }
-            }
-            t.row(
-                "harness cpu in window",
-                format!(
-                    "{:.3} s = {:.0}% of a core",
-                    self.harness_cpu_s,
-                    self.harness_cpu_util * 100.0
-                ),
-            );
-            t.row(
-                "send lag",
-                format!(
-                    "p99 {} max {}",
-                    ms(self.send_lag_us.p99),
-                    ms(self.send_lag_us.max)
-                ),
-            );
-            let a = &self.anomalies;
-            t.nonzero(&[
-                ("server errors", self.errors),
-                ("out of order / duplicate", a.out_of_order),
-                ("misrouted", a.misrouted),
-                ("unexpected", a.unexpected),
-                ("late from earlier step", a.stale),
-            ]);
-            if let Some(e) = &self.first_error {
-                t.row("first error", e.clone());
-            }
-        }
-        if self.disconnects > 0 {
-            t.row("disconnects", self.disconnects.to_string());
-            t.tally("  closed", &self.disconnect_reasons);
-        }
-        if let Some(s) = &self.saturate {
-            t.row("saturate: limited by", s.limited_by.clone());
-            t.row(
-                "max sustained",
-                format!(
-                    "{:.0} deliveries/s at {} msg/s per sender",
-                    s.max_sustained_delivered_per_sec,
-                    s.best_rate_per_sender.map_or("-".into(), trim)
-                ),
-            );
-            for st in &s.steps {
+    }
+
+    /// The traffic of the window: what was sent, what arrived, how fast.
+    fn delivery_rows(&self, t: &mut Table) {
+        t.row(
+            "rate / payload",
+            format!(
+                "{} msg/s per sender, {} bytes",
+                trim(self.rate_per_sender),
+                self.payload_bytes
+            ),
+        );
+        t.row(
+            "window",
+            format!(
+                "{:.2} s after {:.1} s warm-up",
+                self.window_s, self.warmup_s
+            ),
+        );
+        t.row("sent", self.sent.to_string());
+        t.row("expected deliveries", self.expected_deliveries.to_string());
+        t.row("delivered", self.delivered.to_string());
+        t.row("lost", self.lost.to_string());
+        t.row(
+            "delivered per second",
+            format!("{:.0}", self.delivered_per_sec),
+        );
+        t.row("latency", self.latency_us.percentiles());
+    }
+
+    /// The server's CPU and memory over the window, per PID and per node when several.
+    fn server_rows(&self, t: &mut Table) {
+        t.row(
+            "server cpu in window",
+            self.server_cpu_s
+                .map_or("-".into(), |s| format!("{s:.3} s")),
+        );
+        t.row(
+            "server cpu per delivery",
+            self.server_cpu_us_per_delivery
+                .map_or("-".into(), |u| format!("{u:.2} us")),
+        );
+        t.row(
+            "server rss",
+            format!(
+                "{} (peak {})",
+                kb(self.server_rss_kb),
+                kb(self.server_rss_peak_kb)
+            ),
+        );
+        if self.server_cpu_s_per_pid.len() > 1 {
+            for (i, pid) in self.server_pids.iter().enumerate() {
+                let cpu = self.server_cpu_s_per_pid.get(i).copied().flatten();
+                let rss = self.server_rss_kb_per_pid.get(i).copied().flatten();
                 t.row(
-                    &format!("  step {} msg/s", trim(st.rate_per_sender)),
+                    &format!("  pid {pid}"),
                     format!(
-                        "{} {:.0}/s lost {} p99 {} harness {:.0}%",
-                        if st.passed { "pass" } else { "FAIL" },
-                        st.delivered_per_sec,
-                        st.lost,
-                        ms(st.latency_us.p99),
-                        st.harness_cpu_util * 100.0
+                        "cpu {}, rss {}",
+                        cpu.map_or("-".into(), |s| format!("{s:.3} s")),
+                        kb(rss)
                     ),
                 );
             }
         }
-        t.row("harness rss", kb(self.harness_rss_kb));
-        t.finish(&self.warnings, &self.failures, self.ok)
+        if self.per_node.len() > 1 {
+            for (k, n) in self.per_node.iter().enumerate() {
+                t.row(
+                    &format!("  node {k}"),
+                    format!(
+                        "{}: {}/{} connected, delivered {}/{} lost {}",
+                        n.url, n.connected, n.clients, n.delivered, n.expected_deliveries, n.lost
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The harness's own CPU and schedule: was it the limit?
+    fn harness_rows(&self, t: &mut Table) {
+        t.row(
+            "harness cpu in window",
+            format!(
+                "{:.3} s = {:.0}% of a core",
+                self.harness_cpu_s,
+                self.harness_cpu_util * 100.0
+            ),
+        );
+        t.row(
+            "send lag",
+            format!(
+                "p99 {} max {}",
+                ms(self.send_lag_us.p99),
+                ms(self.send_lag_us.max)
+            ),
+        );
+    }
+
+    /// Server errors and wrong deliveries, the ones that happened.
+    fn anomaly_rows(&self, t: &mut Table) {
+        let a = &self.anomalies;
+        t.nonzero(&[
+            ("server errors", self.errors),
+            ("out of order / duplicate", a.out_of_order),
+            ("misrouted", a.misrouted),
+            ("unexpected", a.unexpected),
+            ("late from earlier step", a.stale),
+        ]);
+        if let Some(e) = &self.first_error {
+            t.row("first error", e.clone());
+        }
+    }
+}
+
+/// Idle mode's memory figures.
+fn idle_rows(t: &mut Table, i: &IdleReport) {
+    t.row(
+        "held",
+        format!(
+            "{:.1} s, {} disconnects",
+            i.hold_s, i.disconnects_during_hold
+        ),
+    );
+    t.row("server rss before", kb(i.rss_before_kb));
+    t.row("server rss after", kb(i.rss_after_kb));
+    t.row("server rss at end", kb(i.rss_end_kb));
+    t.row(
+        "bytes per connection",
+        i.bytes_per_connection
+            .map_or("-".into(), |b| format!("{b:.0}")),
+    );
+    t.row(
+        "server cpu while holding",
+        i.server_cpu_s_hold
+            .map_or("-".into(), |s| format!("{s:.3} s")),
+    );
+}
+
+/// The saturate search: its outcome and every step.
+fn saturate_rows(t: &mut Table, s: &SaturateReport) {
+    t.row("saturate: limited by", s.limited_by.clone());
+    t.row(
+        "max sustained",
+        format!(
+            "{:.0} deliveries/s at {} msg/s per sender",
+            s.max_sustained_delivered_per_sec,
+            s.best_rate_per_sender.map_or("-".into(), trim)
+        ),
+    );
+    for st in &s.steps {
+        t.row(
+            &format!("  step {} msg/s", trim(st.rate_per_sender)),
+            format!(
+                "{} {:.0}/s lost {} p99 {} harness {:.0}%",
+                if st.passed { "pass" } else { "FAIL" },
+                st.delivered_per_sec,
+                st.lost,
+                ms(st.latency_us.p99),
+                st.harness_cpu_util * 100.0
+            ),
+        );
     }
 }
 
