@@ -277,7 +277,9 @@ pub struct SoakArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct CompareArgs {
-    /// Servers to compare, in order (each needs loadtest/baselines/<name>/run.sh)
+    /// Servers to compare, in order: NAME (loadtest/baselines/<NAME>/run.sh), LABEL=NAME
+    /// (that baseline, shown as LABEL) or LABEL=PATH (a prebuilt roomcast binary, run by
+    /// the roomcast-bin baseline), e.g. before=/work/bin/roomcast-before,after=target/release/roomcast,bun
     #[arg(
         long,
         value_delimiter = ',',

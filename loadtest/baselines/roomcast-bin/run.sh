@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# A prebuilt roomcast binary, with the baselines' interface, so one `loadtest compare`
+# run can measure two builds side by side (e.g. the relay before and after a change):
+#   ROOMCAST_BIN=/path/to/roomcast loadtest/baselines/roomcast-bin/run.sh PORT [roomcast options...]
+#   loadtest compare --servers before=/work/bin/roomcast-before,after=target/release/roomcast,bun
+# (`loadtest compare` sets ROOMCAST_BIN for a `LABEL=/path` entry.) Nothing is built:
+# the binary runs as it is, `--bind 127.0.0.1:PORT` plus the options after PORT.
+# One process (exec'd: the script's PID is the server's).
+set -euo pipefail
+BL_NAME=roomcast-bin
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$HERE/../lib.sh"
+
+bl_args "$@"
+[ -n "${ROOMCAST_BIN:-}" ] || bl_die "ROOMCAST_BIN is not set: name the roomcast binary to run, e.g. ROOMCAST_BIN=/work/bin/roomcast-before $0 PORT"
+[ -f "$ROOMCAST_BIN" ] && [ -x "$ROOMCAST_BIN" ] || bl_die "ROOMCAST_BIN=$ROOMCAST_BIN is not an executable file"
+[ "$BL_INSTALL_ONLY" = 1 ] && exit 0
+bl_check_port "$PORT"
+
+pidfile_on_listen "$PORT"
+bl_log "$ROOMCAST_BIN on 127.0.0.1:$PORT"
+bl_exec "$ROOMCAST_BIN" --bind "127.0.0.1:$PORT" "${BL_EXTRA_ARGS[@]}"
