@@ -118,6 +118,24 @@ pub struct Counts {
     /// `expected` and `delivered` split by the receiving member's node (one entry per
     /// node; a single-node run has one).
     pub per_node: Vec<NodeCounts>,
+    /// Traffic to and from guests (the attack scenarios' attackers), kept apart: it
+    /// is expected by no one and fails nothing.
+    pub guest: GuestCounts,
+}
+
+/// What guests (sender ids in [`Accounting::set_guests`]'s range) received, and how often
+/// members received a guest's message.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GuestCounts {
+    /// Chat deliveries to guests (their own echoes included).
+    pub received: u64,
+    /// Of those, a guest's own message come back: the relay accepted it.
+    pub echoed: u64,
+    /// `{"error": ...}` frames to guests (a rate limiter's answers).
+    pub errors: u64,
+    pub first_error: Option<String>,
+    /// Deliveries of guests' messages to members.
+    pub to_members: u64,
 }
 
 impl Counts {
@@ -142,6 +160,8 @@ impl Counts {
 pub struct Accounting {
     window: Window,
     senders: Vec<SenderInfo>,
+    /// Sender ids of guests: their traffic goes to [`Counts::guest`] (empty: none).
+    guests: std::ops::Range<u32>,
     /// Nodes the clients are spread over ([`Layout::node_of`]), and the room count that
     /// maps a receiver's id to its node.
     nodes: usize,
@@ -178,6 +198,7 @@ impl Accounting {
         Accounting {
             window: Window::default(),
             senders,
+            guests: 0..0,
             nodes,
             rooms: layout.rooms,
             counts: Counts::zeroed(nodes),
@@ -190,6 +211,12 @@ impl Accounting {
 
     pub fn window(&self) -> Window {
         self.window
+    }
+
+    /// Sender ids in `ids` are guests: what they receive, and their messages wherever
+    /// they arrive, are counted in [`Counts::guest`] instead of as members' traffic.
+    pub fn set_guests(&mut self, ids: std::ops::Range<u32>) {
+        self.guests = ids;
     }
 
     /// Starts a new step: all per-window counters back to zero.
@@ -238,10 +265,34 @@ impl Accounting {
 
     /// Accounts one text frame received by the client whose state is `rx`.
     pub fn on_text(&mut self, rx: &mut RxState, text: &[u8], now_us: u64) {
+        if self.guests.contains(&rx.id) {
+            return self.on_guest_text(rx, text);
+        }
         match classify(text) {
             Incoming::Chat(s) => self.on_stamp(rx, s, now_us),
             Incoming::Error(e) => self.on_error(e),
             Incoming::Other => self.counts.unrecognized += 1,
+        }
+    }
+
+    /// A text frame to a guest: counted apart, never judged.
+    fn on_guest_text(&mut self, rx: &RxState, text: &[u8]) {
+        let g = &mut self.counts.guest;
+        match classify(text) {
+            Incoming::Chat(s) => {
+                self.lifetime_received += 1;
+                g.received += 1;
+                if s.sender == rx.id {
+                    g.echoed += 1;
+                }
+            }
+            Incoming::Error(e) => {
+                g.errors += 1;
+                if g.first_error.is_none() {
+                    g.first_error = Some(String::from_utf8_lossy(&e[..e.len().min(200)]).into());
+                }
+            }
+            Incoming::Other => {}
         }
     }
 
@@ -257,6 +308,10 @@ impl Accounting {
     /// Accounts one delivery of our message `stamp` to the client whose state is `rx`.
     pub fn on_stamp(&mut self, rx: &mut RxState, stamp: Stamp, now_us: u64) {
         self.lifetime_received += 1;
+        if self.guests.contains(&stamp.sender) {
+            self.counts.guest.to_members += 1;
+            return;
+        }
         if stamp.epoch != self.window.epoch {
             self.counts.stale += 1;
             return;

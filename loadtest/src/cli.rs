@@ -4,6 +4,7 @@
 //! ([`LoadInputs`], [`ConnectOptions`]); the scenario table and the plans know nothing
 //! of clap.
 
+use crate::attack::plan::FloodMode;
 use crate::connect_options::ConnectOptions;
 use crate::scenario::{LoadInputs, Plan, ScenarioName};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
@@ -139,6 +140,17 @@ pub struct LoadArgs {
     /// Saturate: bisection steps between the last good and the first bad rate
     #[arg(long, default_value_t = 4)]
     pub refine_steps: u32,
+    /// Burst: chat messages each burst sender (the first --senders-per-room members)
+    /// writes, as fast as its socket takes them
+    #[arg(long, default_value_t = 2000)]
+    pub burst_messages: u32,
+    /// Flood and flooder: what the flooder writes as fast as it can [default: flood ping,
+    /// flooder chat]
+    #[arg(long, value_parser = flood_mode_parser())]
+    pub flood_mode: Option<FloodMode>,
+    /// Flood in echo mode: the path the flooder connects to
+    #[arg(long, default_value = "/ws/echo/")]
+    pub echo_path: String,
 }
 
 impl LoadArgs {
@@ -159,6 +171,9 @@ impl LoadArgs {
             p99_limit_ms: self.p99_limit_ms,
             max_rate: self.max_rate,
             refine_steps: self.refine_steps,
+            burst_messages: self.burst_messages,
+            flood_mode: self.flood_mode,
+            echo_path: self.echo_path.clone(),
         }
     }
 }
@@ -168,6 +183,15 @@ fn scenario_parser() -> impl TypedValueParser<Value = ScenarioName> {
     let names = ScenarioName::ALL.map(|s| PossibleValue::new(s.name()).help(s.summary()));
     PossibleValuesParser::new(names).map(|name| {
         name.parse::<ScenarioName>()
+            .expect("the parser only passes the table's names")
+    })
+}
+
+/// `--flood-mode`'s choices, from the attack plan's table.
+fn flood_mode_parser() -> impl TypedValueParser<Value = FloodMode> {
+    let names = FloodMode::ALL.map(|m| PossibleValue::new(m.name()).help(m.summary()));
+    PossibleValuesParser::new(names).map(|name| {
+        name.parse::<FloodMode>()
             .expect("the parser only passes the table's names")
     })
 }

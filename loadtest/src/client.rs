@@ -238,10 +238,7 @@ impl Client {
                         let reply = code.map(u16::to_be_bytes);
                         self.queue_frame(OP_CLOSE, reply.as_ref().map_or(&[][..], |r| &r[..]));
                     }
-                    return Err(match code {
-                        Some(c) => format!("server closed with {c}"),
-                        None => "server closed".into(),
-                    });
+                    return Err(close_reason(code, payload.get(2..).unwrap_or(&[])));
                 }
                 OP_TEXT | OP_BINARY => {
                     if self.frag.is_some() {
@@ -359,6 +356,24 @@ impl Client {
         self.frag = None;
         self.close_sent = false;
         self.phase = Phase::Closed;
+    }
+}
+
+/// The disconnect reason for a server's close frame: its code and, when it gave one,
+/// its reason text (`server closed with 1008: slow consumer`), so a report tells a
+/// deliberate close from a crash.
+fn close_reason(code: Option<u16>, text: &[u8]) -> String {
+    let Some(code) = code else {
+        return "server closed".into();
+    };
+    let text = String::from_utf8_lossy(text);
+    let text = text.trim();
+    if text.is_empty() {
+        format!("server closed with {code}")
+    } else {
+        // Reasons are at most 123 bytes (RFC 6455 section 5.5); a report key stays short.
+        let shown: String = text.chars().take(80).collect();
+        format!("server closed with {code}: {shown}")
     }
 }
 

@@ -170,9 +170,14 @@ pub struct Engine<S: Sink = Accounting> {
     msg: Vec<u8>,
     /// Connections open right now.
     pub open: u64,
-    /// Open connections that ended, ever, and why.
+    /// Open connections of the layout's clients that ended, ever, and why.
     pub disconnects: u64,
     pub end_reasons: BTreeMap<String, u64>,
+    /// Guests (clients added after the layout's: soak churners, attackers) are no room's
+    /// counted members: how each one's last open connection ended, by client id.
+    pub guest_ends: BTreeMap<usize, String>,
+    /// Request paths of guests that do not join a chat room by number (`/ws/echo/`).
+    guest_paths: BTreeMap<usize, String>,
     epoch: u32,
     progress: Progress,
 }
@@ -216,6 +221,8 @@ struct StepRun {
     rss_peak: Option<u64>,
     next_sample: u64,
     interrupted: bool,
+    /// The window was closed early and ends when everything sent has arrived.
+    until_delivered: bool,
 }
 
 impl StepRun {
@@ -239,6 +246,7 @@ impl StepRun {
             rss_peak: None,
             next_sample: t0,
             interrupted: false,
+            until_delivered: false,
         }
     }
 
@@ -252,7 +260,7 @@ impl StepRun {
     /// The window's end reading once due (after that instant's sends), and the RSS peak
     /// sample once a second.
     fn read_end_and_sample(&mut self, server: &ServerProcs, now: u64) {
-        if self.at_end.is_none() && now >= self.win_end {
+        if self.at_end.is_none() && now >= self.win_end && !self.until_delivered {
             self.at_end = Some(Snapshot::take(server, now));
         }
         if now >= self.next_sample {
@@ -260,6 +268,26 @@ impl StepRun {
                 self.rss_peak = Some(self.rss_peak.unwrap_or(0).max(s.rss_kb));
             }
             self.next_sample = now + 1_000_000;
+        }
+    }
+
+    /// Stops the sending at `now` (a driver sent everything): the window then lasts
+    /// until everything sent was delivered (at most the drain time), so its rate and
+    /// the server's CPU cover the whole delivery of the burst.
+    fn close_early(&mut self, server: &ServerProcs, now: u64, drain_us: u64) {
+        if now < self.win_end {
+            self.win_end = now.max(self.win_start);
+            self.drain_end = self.win_end + drain_us;
+            self.at_start
+                .get_or_insert_with(|| Snapshot::take(server, now));
+            self.until_delivered = true;
+        }
+    }
+
+    /// A window closed early ends once everything arrived, or at the drain's end.
+    fn read_end_when_delivered(&mut self, server: &ServerProcs, now: u64, all_in: bool) {
+        if self.until_delivered && self.at_end.is_none() && (all_in || now >= self.drain_end) {
+            self.at_end = Some(Snapshot::take(server, now));
         }
     }
 
@@ -402,6 +430,8 @@ impl<S: Sink> Engine<S> {
             open: 0,
             disconnects: 0,
             end_reasons: BTreeMap::new(),
+            guest_ends: BTreeMap::new(),
+            guest_paths: BTreeMap::new(),
             epoch: 0,
             progress: Progress::new(progress, now_us()),
         })
@@ -579,6 +609,24 @@ impl<S: Sink> Engine<S> {
             .extend((0..n).map(|_| Client::new(RxState::default())));
     }
 
+    /// Adds one guest client in `room` sending as `sender_id`, connecting to `path`
+    /// instead of its room's chat path when given; returns its id. It is not started.
+    pub fn add_guest(&mut self, room: u32, sender_id: u32, path: Option<String>) -> usize {
+        let mut rx = RxState::new(room as usize, 0);
+        rx.id = sender_id;
+        self.clients.push(Client::new(rx));
+        let id = self.clients.len() - 1;
+        if let Some(p) = path {
+            self.guest_paths.insert(id, p);
+        }
+        id
+    }
+
+    /// Guests are clients past the layout's: counted in no room.
+    fn is_guest(&self, id: usize) -> bool {
+        id >= self.layout.clients
+    }
+
     pub fn client(&self, id: usize) -> &Client {
         &self.clients[id]
     }
@@ -681,6 +729,10 @@ impl<S: Sink> Engine<S> {
 
     /// Open client `id` is no longer open: out of its room's counts.
     fn left_room(&mut self, id: usize) {
+        self.open = self.open.saturating_sub(1);
+        if self.is_guest(id) {
+            return;
+        }
         let c = &self.clients[id];
         let (room, node) = (c.rx.room as usize, c.node as usize);
         let r = &mut self.room_open[room];
@@ -688,7 +740,6 @@ impl<S: Sink> Engine<S> {
         let n = self.targets.len();
         let r = &mut self.room_node_open[room * n + node];
         *r = r.saturating_sub(1);
-        self.open = self.open.saturating_sub(1);
     }
 
     /// Waits for readiness (at most `timeout`) and handles what is ready; outcomes pile up
@@ -735,7 +786,10 @@ impl<S: Sink> Engine<S> {
                 match c.finish_connect() {
                     Ok(true) => {
                         let target = &self.targets[c.node as usize];
-                        let path = target.path_for_room(c.rx.room as usize);
+                        let path = match self.guest_paths.get(&id) {
+                            Some(p) => p.clone(),
+                            None => target.path_for_room(c.rx.room as usize),
+                        };
                         if let Err(reason) = c.send_handshake(target, &path) {
                             self.drop_client(id, reason);
                         }
@@ -819,8 +873,10 @@ impl<S: Sink> Engine<S> {
 
     fn mark_open(&mut self, id: usize, now: u64) {
         let c = &self.clients[id];
-        self.room_open[c.rx.room as usize] += 1;
-        self.room_node_open[c.rx.room as usize * self.targets.len() + c.node as usize] += 1;
+        if !self.is_guest(id) {
+            self.room_open[c.rx.room as usize] += 1;
+            self.room_node_open[c.rx.room as usize * self.targets.len() + c.node as usize] += 1;
+        }
         self.open += 1;
         self.outcomes.push(Outcome::Opened {
             id,
@@ -838,8 +894,12 @@ impl<S: Sink> Engine<S> {
         match was {
             Phase::Open => {
                 self.left_room(id);
-                self.disconnects += 1;
-                *self.end_reasons.entry(reason.clone()).or_default() += 1;
+                if self.is_guest(id) {
+                    self.guest_ends.insert(id, reason.clone());
+                } else {
+                    self.disconnects += 1;
+                    *self.end_reasons.entry(reason.clone()).or_default() += 1;
+                }
                 self.outcomes.push(Outcome::Closed { id, reason });
             }
             Phase::Connecting | Phase::Handshaking => {
@@ -850,10 +910,43 @@ impl<S: Sink> Engine<S> {
     }
 }
 
+/// Traffic a measured step drives beside its scheduled senders: the attack scenarios'
+/// burst senders and flooders. It gets a turn on every pass of the step's loop until the
+/// window ends.
+pub trait StepDriver {
+    /// Sends what it wants to now; returns when it wants its next turn at the latest
+    /// (`None`: whenever the loop next wakes).
+    fn drive(&mut self, engine: &mut Engine, now: u64) -> Option<u64>;
+    /// Everything it had to send is sent: the window closes now rather than at its end.
+    fn finished(&self) -> bool {
+        false
+    }
+}
+
+/// No traffic besides the schedule.
+struct NoDriver;
+
+impl StepDriver for NoDriver {
+    fn drive(&mut self, _engine: &mut Engine, _now: u64) -> Option<u64> {
+        None
+    }
+}
+
 impl Engine<Accounting> {
     /// Runs one step: warm-up, measured window, drain. Senders start at random offsets
     /// within their first interval so a room's sends are spread, not synchronised.
     pub fn run_step(&mut self, spec: &StepSpec, server: &ServerProcs) -> StepResult {
+        self.run_step_with(spec, server, &mut NoDriver)
+    }
+
+    /// As [`Engine::run_step`], with `driver` sending its own traffic until the window
+    /// ends (or it is finished, which ends the window early).
+    pub fn run_step_with(
+        &mut self,
+        spec: &StepSpec,
+        server: &ServerProcs,
+        driver: &mut dyn StepDriver,
+    ) -> StepResult {
         let mut run = self.begin_step(spec);
         let disconnects0 = self.disconnects;
         self.progress.restart(run.t0, self.acct.lifetime_received());
@@ -861,17 +954,25 @@ impl Engine<Accounting> {
             let now = now_us();
             run.read_start(server, now);
             self.send_due(&mut run, now, spec.payload);
+            let mut driver_wake = None;
+            if now < run.win_end {
+                driver_wake = driver.drive(self, now);
+                if driver.finished() {
+                    run.close_early(server, now_us(), spec.drain_us);
+                }
+            }
             run.read_end_and_sample(server, now);
             run.interrupted |= sys::interrupted();
             if run.interrupted {
                 run.end_readings(server, now);
             }
             let all_in = self.acct.counts.delivered >= self.acct.counts.expected;
+            run.read_end_when_delivered(server, now, all_in);
             if run.at_end.is_some() && (now >= run.drain_end || all_in || run.interrupted) {
                 break;
             }
             self.show_step_progress(&run, now);
-            let mut wake = run.next_wake(now);
+            let mut wake = run.next_wake(now).min(driver_wake.unwrap_or(u64::MAX));
             if let Some(p) = self.progress.deadline() {
                 wake = wake.min(p);
             }
@@ -945,9 +1046,10 @@ impl Engine<Accounting> {
         });
     }
 
-    /// Encodes, queues and writes one chat message; `false` takes the sender off the
+    /// Encodes, queues and writes one counted chat message from layout client `id`,
+    /// due at `due` (its lag is measured against it); `false` takes the sender off the
     /// schedule (it is no longer open).
-    fn send_chat(&mut self, id: usize, due: u64, payload_size: usize) -> bool {
+    pub fn send_chat(&mut self, id: usize, due: u64, payload_size: usize) -> bool {
         let c = &self.clients[id];
         if c.phase != Phase::Open {
             return false;

@@ -5,6 +5,7 @@
 //! see [`engine`] for the loop, [`runner`] for what a run does from start to report.
 
 pub mod accounting;
+pub mod attack;
 pub mod chart;
 pub mod cli;
 pub mod client;

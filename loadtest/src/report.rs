@@ -1,6 +1,7 @@
 //! The run's result: one struct that is both the JSON line (`--json`) and the human table,
 //! and the verdict (`ok`, exit status).
 
+use crate::attack::report::AttackReport;
 use crate::engine::{ConnectStats, StepResult};
 use crate::report_common::{
     exit_code, json_line, kb, ms, trim, Anomalies, Latency, Span, Strain, Table,
@@ -122,6 +123,8 @@ pub struct Report {
     pub per_node: Vec<NodeReport>,
     pub idle: Option<IdleReport>,
     pub saturate: Option<SaturateReport>,
+    /// The attack scenarios' phases, flooder and burst.
+    pub attack: Option<AttackReport>,
     pub interrupted: bool,
     pub warnings: Vec<String>,
     /// Why `ok` is false, in plain words.
@@ -136,6 +139,7 @@ impl Report {
                 Mode::Load => "load",
                 Mode::Saturate => "saturate",
                 Mode::Idle => "idle",
+                Mode::Attack => "attack",
             }
             .into(),
             scenario: plan.scenario,
@@ -247,6 +251,9 @@ impl Report {
                 self.disconnects
             ));
         }
+        if let Some(a) = &self.attack {
+            f.extend(a.failures());
+        }
         if let Some(s) = &self.saturate {
             if s.best_rate_per_sender.is_none() {
                 f.push("no rate step passed (lost nothing, p99 within the limit)".into());
@@ -294,6 +301,9 @@ impl Report {
         }
         if let Some(s) = &self.saturate {
             saturate_rows(&mut t, s);
+        }
+        if let Some(a) = &self.attack {
+            a.rows(&mut t);
         }
         t.row("harness rss", kb(self.harness_rss_kb));
         t.finish(&self.warnings, &self.failures, self.ok)
@@ -733,6 +743,84 @@ mod tests {
         r
     }
 
+    /// A flooder run: the flooder rate-limited and closed (expected), the members clean
+    /// in the second phase but one delivery lost in the first.
+    fn flooder() -> Report {
+        use crate::accounting::GuestCounts;
+        use crate::attack::report::{AttackReport, AttackerReport, PhaseReport};
+        let phase = |name: &str, lost: u64, p99: u64| PhaseReport {
+            name: name.into(),
+            sent: 200,
+            expected_deliveries: 20_000,
+            delivered: 20_000 - lost,
+            lost,
+            latency_us: lat(500, 900, p99, p99 + 1000, p99 + 2000),
+            delivered_per_sec: 10_000.0,
+            errors: 0,
+            disconnects: 0,
+        };
+        let mut s = step();
+        s.counts = Counts {
+            sent: 200,
+            expected: 20_000,
+            delivered: 20_000,
+            per_node: vec![NodeCounts {
+                expected: 20_000,
+                delivered: 20_000,
+            }],
+            ..Counts::default()
+        };
+        s.interrupted = false;
+        s.harness_util = 0.5;
+        s.harness_wait_s = None;
+        s.server_wait_s = None;
+        s.send_lag = Latency::default();
+        s.disconnects = 0;
+        let mut r = Report {
+            mode: "attack".into(),
+            scenario: Some(ScenarioName::Flooder),
+            url: "ws://a/".into(),
+            nodes: 1,
+            clients: 100,
+            rooms: 1,
+            connected: 100,
+            per_node: vec![NodeReport::default()],
+            attack: Some(AttackReport {
+                kind: "flooder".into(),
+                phases: vec![
+                    phase("without attacker", 1, 3000),
+                    phase("with attacker", 0, 25_000),
+                ],
+                attacker: Some(AttackerReport {
+                    mode: "chat".into(),
+                    path: "/ws/chat/r0/".into(),
+                    in_room: true,
+                    connected: true,
+                    connect_error: None,
+                    frames_sent: 5000,
+                    bytes_sent: 350_000,
+                    flood_s: 0.5,
+                    frames_per_sec: 10_000.0,
+                    closed: true,
+                    close_reason: Some("server closed with 1008: rate limited".into()),
+                    closed_after_s: Some(0.5),
+                    received: GuestCounts {
+                        received: 120,
+                        echoed: 100,
+                        errors: 4900,
+                        first_error: Some(r#"{"error": "rate limited"}"#.into()),
+                        to_members: 10_000,
+                    },
+                }),
+                burst: None,
+            }),
+            ..Report::default()
+        };
+        r.fill_step(&s);
+        r.finish();
+        r
+    }
+
     /// Each case's exit status, table and (where given) JSON line, byte for byte.
     #[test]
     fn tables_and_json_lines_are_pinned() {
@@ -754,6 +842,12 @@ mod tests {
                 1,
                 include_str!("../tests/golden/load_one_node_lost.txt"),
                 None,
+            ),
+            (
+                flooder(),
+                1,
+                include_str!("../tests/golden/load_flooder.txt"),
+                Some(include_str!("../tests/golden/load_flooder.json")),
             ),
             (
                 idle(),

@@ -1,6 +1,7 @@
 //! One run from start to report: limits checked, clients connected, then the mode's work
 //! (a measured step, the saturate search, or idle holding), and the report filled in.
 
+use crate::attack;
 use crate::clock::secs_to_us;
 use crate::engine::{Engine, StepResult, StepSpec};
 use crate::proc::{self, ServerProcs};
@@ -123,6 +124,11 @@ pub fn execute(plan: &Plan) -> Result<Report, String> {
             }
             Mode::Saturate => saturate(&mut engine, plan, &server, &mut report),
             Mode::Idle => idle(&mut engine, plan, &server, &mut report, before),
+            Mode::Attack => {
+                if let Some(a) = &plan.attack {
+                    attack::run(&mut engine, plan, a, &server, &mut report);
+                }
+            }
         }
     }
     // Saturate expects overloaded steps to cost connections; its verdict is the best step's.

@@ -5,6 +5,7 @@
 //! This module knows nothing of the command line: `cli` turns its flags into
 //! [`LoadInputs`] and [`ConnectOptions`], and the scenario table into its choices.
 
+use crate::attack::plan::{AttackKind, AttackPlan, FloodMode};
 use crate::connect_options::ConnectOptions;
 use crate::flag_check::positive;
 use crate::layout::Layout;
@@ -20,16 +21,22 @@ pub enum ScenarioName {
     Bigroom,
     Saturate,
     Idle,
+    Burst,
+    Flood,
+    Flooder,
 }
 
 impl ScenarioName {
     /// Every scenario, in the order `--help` lists them.
-    pub const ALL: [ScenarioName; 5] = [
+    pub const ALL: [ScenarioName; 8] = [
         ScenarioName::Fanout,
         ScenarioName::Pairs,
         ScenarioName::Bigroom,
         ScenarioName::Saturate,
         ScenarioName::Idle,
+        ScenarioName::Burst,
+        ScenarioName::Flood,
+        ScenarioName::Flooder,
     ];
 
     pub fn name(self) -> &'static str {
@@ -39,6 +46,19 @@ impl ScenarioName {
             ScenarioName::Bigroom => "bigroom",
             ScenarioName::Saturate => "saturate",
             ScenarioName::Idle => "idle",
+            ScenarioName::Burst => "burst",
+            ScenarioName::Flood => "flood",
+            ScenarioName::Flooder => "flooder",
+        }
+    }
+
+    /// The attack a scenario makes, if it is one.
+    pub fn attack(self) -> Option<AttackKind> {
+        match self {
+            ScenarioName::Burst => Some(AttackKind::Burst),
+            ScenarioName::Flood => Some(AttackKind::Flood),
+            ScenarioName::Flooder => Some(AttackKind::Flooder),
+            _ => None,
         }
     }
 
@@ -57,6 +77,19 @@ impl ScenarioName {
             }
             ScenarioName::Idle => {
                 "19,500 idle connections in 100 rooms; the server's memory per connection"
+            }
+            ScenarioName::Burst => {
+                "attack: 3 of 50 members of one room each write 2,000 messages of 4 KB as fast \
+                 as the socket takes them; the readers must lose nothing (closes are listed)"
+            }
+            ScenarioName::Flood => {
+                "attack: 100 members of one room at 1 msg/s, measured without and then with \
+                 an outsider flooding (--flood-mode ping, chat in its own room, or echo)"
+            }
+            ScenarioName::Flooder => {
+                "attack: 100 members of one room at 1 msg/s, measured without and then with \
+                 a member flooding the room with chat messages (its errors and close are \
+                 expected)"
             }
         }
     }
@@ -97,6 +130,26 @@ impl ScenarioName {
                 mode: Mode::Idle,
                 ..base
             },
+            ScenarioName::Burst => Defaults {
+                clients: 50,
+                rooms: 1,
+                senders_per_room: Some(3),
+                payload: 4096,
+                // The longest the burst may take to write; the window ends when it is out.
+                duration: 30.0,
+                warmup: 0.0,
+                drain: 10.0,
+                mode: Mode::Attack,
+                ..base
+            },
+            ScenarioName::Flood | ScenarioName::Flooder => Defaults {
+                clients: 100,
+                rooms: 1,
+                duration: 5.0,
+                warmup: 1.0,
+                mode: Mode::Attack,
+                ..base
+            },
         }
     }
 }
@@ -130,6 +183,11 @@ pub struct LoadInputs {
     pub p99_limit_ms: f64,
     pub max_rate: f64,
     pub refine_steps: u32,
+    /// Burst: messages per burst sender.
+    pub burst_messages: u32,
+    /// Flood and flooder: what the flooder writes (flood: ping, flooder: chat).
+    pub flood_mode: Option<FloodMode>,
+    pub echo_path: String,
 }
 
 impl Default for LoadInputs {
@@ -150,6 +208,9 @@ impl Default for LoadInputs {
             p99_limit_ms: 100.0,
             max_rate: 1024.0,
             refine_steps: 4,
+            burst_messages: 2000,
+            flood_mode: None,
+            echo_path: "/ws/echo/".into(),
         }
     }
 }
@@ -163,9 +224,12 @@ pub enum Mode {
     Saturate,
     /// Connections only.
     Idle,
+    /// An attack scenario (burst, flood, flooder): see `attack`.
+    Attack,
 }
 
 struct Defaults {
+    payload: usize,
     clients: usize,
     rooms: usize,
     senders_per_room: Option<usize>,
@@ -180,6 +244,7 @@ impl Defaults {
     /// Without a scenario: a small smoke run.
     fn plain() -> Defaults {
         Defaults {
+            payload: 64,
             clients: 100,
             rooms: 10,
             senders_per_room: None,
@@ -217,6 +282,8 @@ pub struct Plan {
     pub p99_limit_ms: f64,
     pub max_rate: f64,
     pub refine_steps: u32,
+    /// The attack scenarios' settings (`mode` is `Attack`).
+    pub attack: Option<AttackPlan>,
     pub progress: bool,
 }
 
@@ -247,7 +314,7 @@ impl Plan {
         let urls = split_urls(urls);
         let connect = connect.checked()?;
         let targets = Target::parse_all(&urls, connect.origin.as_deref())?;
-        let payload = inputs.payload.unwrap_or(64);
+        let payload = inputs.payload.unwrap_or(d.payload);
         if payload > 16 << 20 {
             return Err("--payload is limited to 16 MiB".into());
         }
@@ -269,9 +336,39 @@ impl Plan {
             p99_limit_ms: positive("p99-limit-ms", inputs.p99_limit_ms, false)?,
             max_rate: positive("max-rate", inputs.max_rate, false)?,
             refine_steps: inputs.refine_steps,
+            attack: attack_plan(inputs)?,
             progress,
         })
     }
+}
+
+/// The attack's settings, for an attack scenario.
+fn attack_plan(inputs: &LoadInputs) -> Result<Option<AttackPlan>, String> {
+    let Some(kind) = inputs.scenario.and_then(ScenarioName::attack) else {
+        return Ok(None);
+    };
+    if kind == AttackKind::Burst && inputs.burst_messages == 0 {
+        return Err("--burst-messages must be at least 1".into());
+    }
+    let flood_mode = inputs.flood_mode.unwrap_or(match kind {
+        AttackKind::Flooder => FloodMode::Chat,
+        _ => FloodMode::Ping,
+    });
+    if kind == AttackKind::Flooder && flood_mode != FloodMode::Chat {
+        return Err("the flooder floods its own room with chat messages: --flood-mode chat".into());
+    }
+    if !inputs.echo_path.starts_with('/') {
+        return Err(format!(
+            "--echo-path must start with / (got {:?})",
+            inputs.echo_path
+        ));
+    }
+    Ok(Some(AttackPlan {
+        kind,
+        flood_mode,
+        burst_messages: inputs.burst_messages,
+        echo_path: inputs.echo_path.clone(),
+    }))
 }
 
 /// The clients, rooms and senders of a run: the inputs over the scenario's defaults.
