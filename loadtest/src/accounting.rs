@@ -60,6 +60,23 @@ pub trait Sink {
     fn on_binary(&mut self, rx: &mut RxState);
     /// Chat deliveries seen so far, all windows, for the progress lines' rate.
     fn lifetime_received(&self) -> u64;
+    /// `n` bytes were read from a socket (frames, headers and all).
+    fn on_read(&mut self, _n: usize) {}
+    /// One whole data message: `wire` payload bytes as received, `plain` once inflated
+    /// (equal when it came uncompressed).
+    fn on_wire(&mut self, _wire: usize, _plain: usize) {}
+}
+
+/// Bytes received, ever (windows are told apart by taking two readings): what
+/// `--deflate` reports as wire bytes per delivery and compression ratio.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WireCounts {
+    /// Read from sockets once open: frame headers, control frames and all.
+    pub read_bytes: u64,
+    /// Data messages, and their payload bytes as received and as inflated.
+    pub messages: u64,
+    pub payload_wire: u64,
+    pub payload_plain: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -173,6 +190,8 @@ pub struct Accounting {
     pub latency: Histogram<u64>,
     /// How late each window send left compared with its schedule: the harness's own lag.
     pub send_lag: Histogram<u64>,
+    /// Bytes received, across all steps.
+    pub wire: WireCounts,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -206,6 +225,7 @@ impl Accounting {
             lifetime_received: 0,
             latency: histogram(),
             send_lag: histogram(),
+            wire: WireCounts::default(),
         }
     }
 
@@ -366,6 +386,16 @@ impl Sink for Accounting {
 
     fn lifetime_received(&self) -> u64 {
         self.lifetime_received
+    }
+
+    fn on_read(&mut self, n: usize) {
+        self.wire.read_bytes += n as u64;
+    }
+
+    fn on_wire(&mut self, wire: usize, plain: usize) {
+        self.wire.messages += 1;
+        self.wire.payload_wire += wire as u64;
+        self.wire.payload_plain += plain as u64;
     }
 }
 

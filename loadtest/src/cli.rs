@@ -6,6 +6,7 @@
 
 use crate::attack::plan::FloodMode;
 use crate::connect_options::ConnectOptions;
+use crate::deflate::DeflateOffer;
 use crate::scenario::{LoadInputs, Plan, ScenarioName};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
@@ -211,6 +212,15 @@ pub struct ConnectArgs {
     /// Origin header [default: http://<host:port of the URL>; "" for none]
     #[arg(long)]
     pub origin: Option<String>,
+    /// Offer permessage-deflate (as a browser: "permessage-deflate;
+    /// client_max_window_bits"), inflate compressed deliveries, and report wire bytes per
+    /// delivery and the compression ratio
+    #[arg(long)]
+    pub deflate: bool,
+    /// Send chat messages compressed where deflate was negotiated (implies --deflate; a
+    /// fresh compressor per message: no context takeover)
+    #[arg(long)]
+    pub deflate_send: bool,
 }
 
 impl ConnectArgs {
@@ -220,6 +230,10 @@ impl ConnectArgs {
             timeout_s: self.connect_timeout,
             source_addrs: self.source_addrs,
             origin: self.origin.clone(),
+            deflate: DeflateOffer {
+                offer: self.deflate || self.deflate_send,
+                send_compressed: self.deflate_send,
+            },
         }
     }
 }

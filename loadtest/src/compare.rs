@@ -379,7 +379,7 @@ fn run_one(
         )),
         args.port
     );
-    let env = server_env(spec);
+    let env = server_env(spec, args);
     let (started, startup_s) = match start(name, &script, &env, args, &log, taskset) {
         Ok(s) => s,
         Err(why) => {
@@ -432,9 +432,13 @@ fn preflight(spec: &ServerSpec, script: &Path, port: u16) -> Result<(), String> 
     Ok(())
 }
 
-/// The environment a server's script gets besides `PIDFILE`.
-fn server_env(spec: &ServerSpec) -> Vec<(&'static str, OsString)> {
+/// The environment a server's script gets besides `PIDFILE`: the binary of a prebuilt
+/// roomcast, and the modes the run asks every server for (`DEFLATE=1` with `--deflate`).
+fn server_env(spec: &ServerSpec, args: &CompareArgs) -> Vec<(&'static str, OsString)> {
     let mut env = Vec::new();
+    if args.connect.deflate || args.connect.deflate_send {
+        env.push(("DEFLATE", "1".into()));
+    }
     if let Some(bin) = &spec.binary {
         // The script may run from another directory: hand it an absolute path.
         let abs = std::path::absolute(bin).unwrap_or_else(|_| bin.clone());
@@ -636,6 +640,36 @@ fn traffic_table(t: &mut String, cmp: &Comparison) {
         let _ = writeln!(
             t,
             "(saturate: deliv/s is the highest sustained rate; latency at that step)"
+        );
+    }
+    wire_table(t, cmp);
+}
+
+/// With `--deflate`: per server, on how many connections it was negotiated and what a
+/// delivery cost on the wire.
+fn wire_table(t: &mut String, cmp: &Comparison) {
+    let reports: Vec<(&str, &Report)> = cmp
+        .servers
+        .iter()
+        .filter_map(|e| e.report.as_ref().map(|r| (e.name.as_str(), r)))
+        .filter(|(_, r)| r.deflate_offered)
+        .collect();
+    if reports.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        t,
+        "{:<16} {:>11} {:>11} {:>9}",
+        "permessage-deflate", "negotiated", "wire B/dl", "ratio"
+    );
+    for (name, r) in reports {
+        let _ = writeln!(
+            t,
+            "{:<16} {:>11} {:>11} {:>9}",
+            name,
+            format!("{}/{}", r.deflate_connections, r.connected),
+            opt(r.wire_bytes_per_delivery, 1),
+            opt(r.compression_ratio, 2)
         );
     }
 }

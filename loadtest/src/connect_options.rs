@@ -1,8 +1,10 @@
 //! How every client of a run connects, whatever the mode: how many attempts at once, how
-//! long each may take, which local addresses the sockets use and the `Origin` header.
+//! long each may take, which local addresses the sockets use, the `Origin` header and
+//! the permessage-deflate offer.
 //! The load modes and the soak mode take the same options (one clap struct flattened
 //! into both), so they are resolved once, here.
 
+use crate::deflate::DeflateOffer;
 use crate::flag_check::positive;
 
 /// The connect options, as given and then [`checked`](ConnectOptions::checked).
@@ -16,6 +18,8 @@ pub struct ConnectOptions {
     pub source_addrs: usize,
     /// `Origin` header: `None` for `http://<host:port>` of each URL, `Some("")` for none.
     pub origin: Option<String>,
+    /// permessage-deflate: offered, and whether messages go out compressed.
+    pub deflate: DeflateOffer,
 }
 
 impl Default for ConnectOptions {
@@ -26,6 +30,7 @@ impl Default for ConnectOptions {
             timeout_s: 10.0,
             source_addrs: 8,
             origin: None,
+            deflate: DeflateOffer::default(),
         }
     }
 }
@@ -39,6 +44,7 @@ impl ConnectOptions {
             // 127.0.0.1 .. 127.0.0.250: each is a local address on Linux.
             source_addrs: self.source_addrs.clamp(1, 250),
             origin: self.origin.clone(),
+            deflate: self.deflate,
         })
     }
 

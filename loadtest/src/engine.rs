@@ -7,7 +7,7 @@
 //! min-heap of due times; the poll timeout is the earliest of the next due send, the next
 //! phase boundary and the next progress line, so the loop sleeps exactly as long as it may.
 
-use crate::accounting::{Accounting, Counts, RxState, Sink, Window};
+use crate::accounting::{Accounting, Counts, RxState, Sink, Window, WireCounts};
 use crate::client::{io_reason, Client, Phase};
 use crate::clock::now_us;
 use crate::layout::Layout;
@@ -63,6 +63,8 @@ pub struct ConnectStats {
     pub elapsed_s: f64,
     /// TCP connect + handshake time of each successful client, microseconds.
     pub latency: Histogram<u64>,
+    /// Opened connections on which permessage-deflate was negotiated.
+    pub deflate: u64,
 }
 
 impl ConnectStats {
@@ -76,6 +78,7 @@ impl ConnectStats {
             reasons: BTreeMap::new(),
             elapsed_s: 0.0,
             latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+            deflate: 0,
         }
     }
 
@@ -137,6 +140,32 @@ pub struct StepResult {
     pub disconnects: u64,
     pub senders: u64,
     pub interrupted: bool,
+    /// What the window's deliveries cost on the wire.
+    pub wire: WireFigures,
+}
+
+/// Bytes on the wire in a window: with `--deflate`, what compression saved.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WireFigures {
+    /// Bytes read from the sockets per chat delivery (frame headers, pings and all).
+    pub bytes_per_delivery: Option<f64>,
+    /// Data message payload bytes once inflated over as received (1.0: nothing
+    /// compressed).
+    pub compression_ratio: Option<f64>,
+}
+
+impl WireFigures {
+    /// The figures between two readings of (counts, deliveries).
+    fn between(a: &WireCounts, da: u64, b: &WireCounts, db: u64) -> WireFigures {
+        let deliveries = db.saturating_sub(da);
+        let read = b.read_bytes.saturating_sub(a.read_bytes);
+        let wire = b.payload_wire.saturating_sub(a.payload_wire);
+        let plain = b.payload_plain.saturating_sub(a.payload_plain);
+        WireFigures {
+            bytes_per_delivery: (deliveries > 0).then(|| read as f64 / deliveries as f64),
+            compression_ratio: (wire > 0).then(|| plain as f64 / wire as f64),
+        }
+    }
 }
 
 impl StepResult {
@@ -185,6 +214,9 @@ pub struct Engine<S: Sink = Accounting> {
 /// Readings taken at a window boundary.
 struct Snapshot {
     at_us: u64,
+    /// Bytes received and deliveries so far; filled in by the engine right after the
+    /// snapshot is taken (the step's bookkeeping has no access to the accounting).
+    wire: Option<(WireCounts, u64)>,
     server: Option<crate::proc::Sample>,
     each: Vec<Option<crate::proc::Sample>>,
     cpu_s: f64,
@@ -196,6 +228,7 @@ impl Snapshot {
         let each = server.sample_each();
         Snapshot {
             at_us,
+            wire: None,
             server: ServerProcs::sum(&each),
             each,
             cpu_s: sys::cpu_seconds(),
@@ -284,6 +317,16 @@ impl StepRun {
         }
     }
 
+    /// Gives the snapshots taken since the last call the engine's byte counts.
+    fn note_wire(&mut self, wire: (WireCounts, u64)) {
+        for s in [self.at_start.as_mut(), self.at_end.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            s.wire.get_or_insert(wire);
+        }
+    }
+
     /// A window closed early ends once everything arrived, or at the drain's end.
     fn read_end_when_delivered(&mut self, server: &ServerProcs, now: u64, all_in: bool) {
         if self.until_delivered && self.at_end.is_none() && (all_in || now >= self.drain_end) {
@@ -357,6 +400,9 @@ impl StepRun {
             server_rss_kb_per_pid: b.each.iter().map(|y| y.map(|y| y.rss_kb)).collect(),
             ..StepResult::default()
         };
+        if let (Some((w0, d0)), Some((w1, d1))) = (a.wire, b.wire) {
+            result.wire = WireFigures::between(&w0, d0, &w1, d1);
+        }
         if let (Some(x), Some(y)) = (a.server, b.server) {
             result.server_cpu_s = Some((y.cpu_s - x.cpu_s).max(0.0));
             result.server_rss_kb = Some(y.rss_kb);
@@ -532,6 +578,7 @@ impl<S: Sink> Engine<S> {
                     run.inflight = run.inflight.saturating_sub(1);
                     run.stats.opened += 1;
                     run.stats.opened_per_node[self.clients[id].node as usize] += 1;
+                    run.stats.deflate += u64::from(self.clients[id].deflate());
                     run.stats.latency.saturating_record(latency_us.max(1));
                 }
                 Outcome::Failed { id, reason } => {
@@ -839,17 +886,20 @@ impl<S: Sink> Engine<S> {
                 }
             };
             let now = now_us();
+            self.acct.on_read(n);
             let data = &self.scratch[..n];
             let mut opened = false;
             let handled = match c.phase {
-                Phase::Handshaking => c.on_handshake_bytes(data).and_then(|open| {
-                    opened = open;
-                    if open {
-                        c.on_bytes(&[], &mut self.acct, now)
-                    } else {
-                        Ok(())
-                    }
-                }),
+                Phase::Handshaking => c
+                    .on_handshake_bytes(data, self.targets[c.node as usize].deflate)
+                    .and_then(|open| {
+                        opened = open;
+                        if open {
+                            c.on_bytes(&[], &mut self.acct, now)
+                        } else {
+                            Ok(())
+                        }
+                    }),
                 Phase::Open => c.on_bytes(data, &mut self.acct, now),
                 _ => return,
             };
@@ -968,6 +1018,7 @@ impl Engine<Accounting> {
             }
             let all_in = self.acct.counts.delivered >= self.acct.counts.expected;
             run.read_end_when_delivered(server, now, all_in);
+            run.note_wire((self.acct.wire, self.acct.lifetime_received));
             if run.at_end.is_some() && (now >= run.drain_end || all_in || run.interrupted) {
                 break;
             }

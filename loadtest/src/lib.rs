@@ -12,6 +12,7 @@ pub mod client;
 pub mod clock;
 pub mod compare;
 pub mod connect_options;
+pub mod deflate;
 pub mod engine;
 pub mod flag_check;
 pub mod handshake;

@@ -85,6 +85,16 @@ pub struct Report {
     pub connect_time_s: f64,
     /// TCP connect + handshake per client, microseconds.
     pub connect_latency_us: Latency,
+    /// `--deflate`: permessage-deflate offered; on how many connections the server
+    /// accepted it; whether chat messages went out compressed.
+    pub deflate_offered: bool,
+    pub deflate_connections: u64,
+    pub deflate_send: bool,
+    /// Bytes read from the sockets in the window per chat delivery (frame headers,
+    /// pings and all), and the data payload bytes once inflated over as received (1.0
+    /// when nothing came compressed).
+    pub wire_bytes_per_delivery: Option<f64>,
+    pub compression_ratio: Option<f64>,
     pub sent: u64,
     pub expected_deliveries: u64,
     pub delivered: u64,
@@ -174,6 +184,9 @@ impl Report {
             connect_errors: conn.reasons.clone(),
             connect_time_s: conn.elapsed_s,
             connect_latency_us: Latency::from_histogram(&conn.latency),
+            deflate_offered: plan.connect.deflate.offer,
+            deflate_connections: conn.deflate,
+            deflate_send: plan.connect.deflate.send_compressed,
             server_pids: plan.server_pids.clone(),
             ..Report::default()
         }
@@ -203,6 +216,8 @@ impl Report {
         self.harness_cpu_wait_s = r.harness_wait_s;
         self.server_cpu_wait_s = r.server_wait_s;
         self.send_lag_us = r.send_lag;
+        self.wire_bytes_per_delivery = r.wire.bytes_per_delivery;
+        self.compression_ratio = r.wire.compression_ratio;
         self.warmup_sent = c.warmup_sent;
         self.errors = c.errors;
         self.first_error = c.first_error.clone();
@@ -291,6 +306,7 @@ impl Report {
             idle_rows(&mut t, i);
         } else {
             self.delivery_rows(&mut t);
+            self.deflate_rows(&mut t);
             self.server_rows(&mut t);
             self.harness_rows(&mut t);
             self.anomaly_rows(&mut t);
@@ -343,6 +359,36 @@ impl Report {
                 ms(self.connect_latency_us.p50),
                 ms(self.connect_latency_us.p99),
                 ms(self.connect_latency_us.max)
+            ),
+        );
+    }
+
+    /// With `--deflate`: what was negotiated and what the deliveries cost on the wire.
+    fn deflate_rows(&self, t: &mut Table) {
+        if !self.deflate_offered {
+            return;
+        }
+        t.row(
+            "permessage-deflate",
+            format!(
+                "accepted on {} of {} connections; sending {}",
+                self.deflate_connections,
+                self.connected,
+                if self.deflate_send {
+                    "compressed"
+                } else {
+                    "uncompressed"
+                }
+            ),
+        );
+        t.row(
+            "wire",
+            format!(
+                "{} bytes per delivery, compression ratio {}",
+                self.wire_bytes_per_delivery
+                    .map_or("-".into(), |b| format!("{b:.1}")),
+                self.compression_ratio
+                    .map_or("-".into(), |r| format!("{r:.2}"))
             ),
         );
     }
@@ -532,6 +578,8 @@ mod tests {
 
     use super::*;
     use crate::accounting::{Counts, NodeCounts};
+    use crate::engine::WireFigures;
+    use crate::report_common::golden;
 
     fn lat(p50: u64, p90: u64, p99: u64, p999: u64, max: u64) -> Latency {
         Latency {
@@ -589,6 +637,10 @@ mod tests {
             disconnects: 3,
             senders: 8,
             interrupted: true,
+            wire: WireFigures {
+                bytes_per_delivery: Some(70.25),
+                compression_ratio: Some(1.0),
+            },
         }
     }
 
@@ -609,6 +661,8 @@ mod tests {
             connect_errors: BTreeMap::from([("connection refused".to_string(), 1)]),
             connect_time_s: 0.25,
             connect_latency_us: lat(800, 900, 1200, 1300, 1400),
+            deflate_offered: true,
+            deflate_connections: 7,
             server_pids: vec![11, 22],
             harness_rss_kb: Some(5000),
             disconnects: 2,
@@ -825,42 +879,17 @@ mod tests {
     #[test]
     fn tables_and_json_lines_are_pinned() {
         let cases = [
-            (
-                everything_wrong(),
-                1,
-                include_str!("../tests/golden/load_everything_wrong.txt"),
-                Some(include_str!("../tests/golden/load_everything_wrong.json")),
-            ),
-            (
-                too_many(),
-                1,
-                include_str!("../tests/golden/load_too_many.txt"),
-                Some(include_str!("../tests/golden/load_too_many.json")),
-            ),
-            (
-                one_node_lost(),
-                1,
-                include_str!("../tests/golden/load_one_node_lost.txt"),
-                None,
-            ),
-            (
-                flooder(),
-                1,
-                include_str!("../tests/golden/load_flooder.txt"),
-                Some(include_str!("../tests/golden/load_flooder.json")),
-            ),
-            (
-                idle(),
-                0,
-                include_str!("../tests/golden/load_idle.txt"),
-                Some(include_str!("../tests/golden/load_idle.json")),
-            ),
+            (everything_wrong(), 1, "load_everything_wrong", true),
+            (too_many(), 1, "load_too_many", true),
+            (one_node_lost(), 1, "load_one_node_lost", false),
+            (flooder(), 1, "load_flooder", true),
+            (idle(), 0, "load_idle", true),
         ];
-        for (r, exit, table, json) in cases {
-            assert_eq!(r.exit_code(), exit, "{table}");
-            assert_eq!(r.to_table(), table);
-            if let Some(json) = json {
-                assert_eq!(r.to_json_line(), json);
+        for (r, exit, name, json) in cases {
+            assert_eq!(r.exit_code(), exit, "{name}");
+            golden(&format!("{name}.txt"), &r.to_table());
+            if json {
+                golden(&format!("{name}.json"), &r.to_json_line());
             }
         }
     }

@@ -313,7 +313,7 @@ impl Plan {
         let layout = plan_layout(inputs, &d, mode)?;
         let urls = split_urls(urls);
         let connect = connect.checked()?;
-        let targets = Target::parse_all(&urls, connect.origin.as_deref())?;
+        let targets = Target::parse_all(&urls, &connect)?;
         let payload = inputs.payload.unwrap_or(d.payload);
         if payload > 16 << 20 {
             return Err("--payload is limited to 16 MiB".into());

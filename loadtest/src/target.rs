@@ -1,5 +1,9 @@
-//! The server under test, from the `ws://host:port/path/` URL given on the command line.
+//! The server under test, from the `ws://host:port/path/` URL given on the command line,
+//! with everything a client needs to reach it: address, `Host`, path, `Origin`, and the
+//! permessage-deflate offer.
 
+use crate::connect_options::ConnectOptions;
+use crate::deflate::DeflateOffer;
 use std::net::{SocketAddr, ToSocketAddrs};
 
 /// Most servers (nodes) one run can spread its clients over.
@@ -28,6 +32,8 @@ pub struct Target {
     /// `Origin` header; Django Channels' `AllowedHostsOriginValidator` rejects
     /// handshakes without one, so it defaults to `http://<host>`.
     pub origin: Option<String>,
+    /// Whether to offer permessage-deflate, and to send compressed.
+    pub deflate: DeflateOffer,
 }
 
 impl Target {
@@ -75,12 +81,14 @@ impl Target {
             host: authority.to_string(),
             base_path,
             origin,
+            deflate: DeflateOffer::default(),
         })
     }
 
     /// Parses every node's URL (`urls` may repeat one: a node given twice is two "nodes"
-    /// sharing rooms). Each target's `Origin` defaults to its own `http://<host:port>`.
-    pub fn parse_all(urls: &[String], origin: Option<&str>) -> Result<Vec<Target>, String> {
+    /// sharing rooms) with the connect options. Each target's `Origin` defaults to its
+    /// own `http://<host:port>`.
+    pub fn parse_all(urls: &[String], opts: &ConnectOptions) -> Result<Vec<Target>, String> {
         if urls.is_empty() {
             return Err("a URL is required, e.g. ws://127.0.0.1:8000/ws/chat/".into());
         }
@@ -90,7 +98,13 @@ impl Target {
                 urls.len()
             ));
         }
-        urls.iter().map(|u| Target::parse(u, origin)).collect()
+        urls.iter()
+            .map(|u| {
+                let mut t = Target::parse(u, opts.origin.as_deref())?;
+                t.deflate = opts.deflate;
+                Ok(t)
+            })
+            .collect()
     }
 
     /// Request path for a room.
@@ -130,15 +144,16 @@ mod tests {
             "ws://127.0.0.1:8001/ws/chat/".into(),
         ]);
         assert_eq!(urls.len(), 3);
-        let t = Target::parse_all(&urls, None).unwrap();
+        let t = Target::parse_all(&urls, &ConnectOptions::default()).unwrap();
         assert_eq!(
             t.iter().map(|t| t.addr.port()).collect::<Vec<_>>(),
             vec![8001, 8002, 8001]
         );
         assert_eq!(t[1].origin.as_deref(), Some("http://127.0.0.1:8002"));
-        assert!(Target::parse_all(&[], None).is_err());
+        let opts = ConnectOptions::default();
+        assert!(Target::parse_all(&[], &opts).is_err());
         assert!(
-            Target::parse_all(&["ws://127.0.0.1:1/".into(), "http://x/".into()], None).is_err()
+            Target::parse_all(&["ws://127.0.0.1:1/".into(), "http://x/".into()], &opts).is_err()
         );
     }
 }

@@ -6,6 +6,9 @@
 import { roomOf, topicOf, handleText, BINARY_ERROR, MAX_PAYLOAD, portArg, exitOnSignals } from "../protocol.mjs";
 
 const port = portArg();
+// DEFLATE=1 (loadtest compare --deflate): Bun's permessage-deflate (its shared
+// compressor and decompressor).
+const deflate = process.env.DEFLATE === "1";
 
 const server = Bun.serve({
     hostname: "127.0.0.1",
@@ -20,9 +23,9 @@ const server = Bun.serve({
         );
     },
     websocket: {
-        // Bun's defaults, stated: no compression, 16 MiB messages and backpressure,
-        // 120 s idle timeout with automatic pings.
-        perMessageDeflate: false,
+        // Bun's defaults, stated: no compression (unless DEFLATE=1), 16 MiB messages and
+        // backpressure, 120 s idle timeout with automatic pings.
+        perMessageDeflate: deflate,
         maxPayloadLength: MAX_PAYLOAD,
         backpressureLimit: MAX_PAYLOAD,
         closeOnBackpressureLimit: false,
@@ -42,5 +45,7 @@ const server = Bun.serve({
     },
 });
 
-console.error(`[bun] Bun ${Bun.version} listening on ${server.hostname}:${server.port}`);
+console.error(
+    `[bun] Bun ${Bun.version} listening on ${server.hostname}:${server.port}${deflate ? " (permessage-deflate)" : ""}`,
+);
 exitOnSignals(() => server.stop(true));

@@ -17,6 +17,11 @@ bl_args "$@"
 [ "$BL_INSTALL_ONLY" = 1 ] && exit 0
 bl_check_port "$PORT"
 
+# DEFLATE=1 (loadtest compare --deflate): the relay's permessage-deflate, asked for
+# explicitly (a relay without the flag fails to start, which the row then shows).
+MODE_ARGS=()
+[ "${DEFLATE:-}" = 1 ] && MODE_ARGS+=(--deflate on)
+
 pidfile_on_listen "$PORT"
 bl_log "$ROOMCAST_BIN on 127.0.0.1:$PORT"
-bl_exec "$ROOMCAST_BIN" --bind "127.0.0.1:$PORT" "${BL_EXTRA_ARGS[@]}"
+bl_exec "$ROOMCAST_BIN" --bind "127.0.0.1:$PORT" "${MODE_ARGS[@]}" "${BL_EXTRA_ARGS[@]}"

@@ -23,5 +23,10 @@ BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/roomcast"
 case "$BIN" in /*) ;; *) BIN="$ROOT/$BIN" ;; esac
 [ -x "$BIN" ] || bl_die "$BIN not found after the build"
 
+# DEFLATE=1 (loadtest compare --deflate): the relay's permessage-deflate, asked for
+# explicitly (a relay without the flag fails to start, which the row then shows).
+MODE_ARGS=()
+[ "${DEFLATE:-}" = 1 ] && MODE_ARGS+=(--deflate on)
+
 pidfile_on_listen "$PORT"
-bl_exec "$BIN" --bind "127.0.0.1:$PORT" "${BL_EXTRA_ARGS[@]}"
+bl_exec "$BIN" --bind "127.0.0.1:$PORT" "${MODE_ARGS[@]}" "${BL_EXTRA_ARGS[@]}"

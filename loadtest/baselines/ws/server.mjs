@@ -13,10 +13,14 @@ const server = http.createServer((req, res) => {
     res.writeHead(404, { "content-type": "text/plain" });
     res.end("not found: chat is at /ws/chat/<room>/ (WebSocket)\n");
 });
+// DEFLATE=1 (loadtest compare --deflate): permessage-deflate without context takeover
+// either way, so no connection keeps a compressor; ws's own threshold (1 KiB) and
+// compression level otherwise. Default off, as ws's default.
+const deflate = process.env.DEFLATE === "1";
 const wss = new WebSocketServer({
     noServer: true,
     clientTracking: false,
-    perMessageDeflate: false, // ws's default, stated
+    perMessageDeflate: deflate ? { serverNoContextTakeover: true, clientNoContextTakeover: true } : false,
     maxPayload: MAX_PAYLOAD,
 });
 
@@ -53,5 +57,7 @@ server.on("error", (e) => {
     console.error(`[ws] ${e.message}`);
     process.exit(1);
 });
-server.listen(port, "127.0.0.1", () => console.error(`[ws] listening on 127.0.0.1:${port}`));
+server.listen(port, "127.0.0.1", () =>
+    console.error(`[ws] listening on 127.0.0.1:${port}${deflate ? " (permessage-deflate)" : ""}`),
+);
 exitOnSignals(() => server.close());

@@ -90,7 +90,7 @@ impl SoakPlan {
         let connect = a.connect.options().checked()?;
         Ok(SoakPlan {
             url: urls.join(","),
-            targets: Target::parse_all(&urls, connect.origin.as_deref())?,
+            targets: Target::parse_all(&urls, &connect)?,
             layout,
             rate: positive("rate", a.rate, false)?,
             payload: a.payload,

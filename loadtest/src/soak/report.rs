@@ -823,38 +823,16 @@ mod tests {
     #[test]
     fn tables_and_json_lines_are_pinned() {
         let cases = [
-            (
-                everything_wrong(),
-                1,
-                include_str!("../../tests/golden/soak_everything_wrong.txt"),
-                Some(include_str!(
-                    "../../tests/golden/soak_everything_wrong.json"
-                )),
-            ),
-            (
-                descriptors_grew(),
-                1,
-                include_str!("../../tests/golden/soak_descriptors_grew.txt"),
-                None,
-            ),
-            (
-                passed(),
-                0,
-                include_str!("../../tests/golden/soak_passed.txt"),
-                Some(include_str!("../../tests/golden/soak_passed.json")),
-            ),
-            (
-                unwatched(),
-                1,
-                include_str!("../../tests/golden/soak_unwatched.txt"),
-                None,
-            ),
+            (everything_wrong(), 1, "soak_everything_wrong", true),
+            (descriptors_grew(), 1, "soak_descriptors_grew", false),
+            (passed(), 0, "soak_passed", true),
+            (unwatched(), 1, "soak_unwatched", false),
         ];
-        for (r, exit, table, json) in cases {
-            assert_eq!(r.exit_code(), exit, "{table}");
-            assert_eq!(r.to_table(), table);
-            if let Some(json) = json {
-                assert_eq!(r.to_json_line(), json);
+        for (r, exit, name, json) in cases {
+            assert_eq!(r.exit_code(), exit, "{name}");
+            crate::report_common::golden(&format!("{name}.txt"), &r.to_table());
+            if json {
+                crate::report_common::golden(&format!("{name}.json"), &r.to_json_line());
             }
         }
     }
