@@ -8,6 +8,7 @@ use crate::attack::plan::FloodMode;
 use crate::connect_options::ConnectOptions;
 use crate::deflate::DeflateOffer;
 use crate::scenario::{LoadInputs, Plan, ScenarioName};
+use crate::tls::TlsTrust;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -221,6 +222,12 @@ pub struct ConnectArgs {
     /// fresh compressor per message: no context takeover)
     #[arg(long)]
     pub deflate_send: bool,
+    /// wss://: accept any server certificate (its handshake signatures are still checked)
+    #[arg(long)]
+    pub insecure: bool,
+    /// wss://: trust the CA certificates in this PEM file (e.g. from loadtest/gen-cert.sh)
+    #[arg(long, value_name = "PATH")]
+    pub ca: Option<PathBuf>,
 }
 
 impl ConnectArgs {
@@ -233,6 +240,10 @@ impl ConnectArgs {
             deflate: DeflateOffer {
                 offer: self.deflate || self.deflate_send,
                 send_compressed: self.deflate_send,
+            },
+            tls: TlsTrust {
+                insecure: self.insecure,
+                ca: self.ca.clone(),
             },
         }
     }
@@ -350,6 +361,11 @@ pub struct CompareArgs {
     /// Where to draw the SVG bar chart [default: the --out path with .svg]
     #[arg(long)]
     pub chart: Option<PathBuf>,
+    /// Serve wss:// with this certificate chain and key (PEM; loadtest/gen-cert.sh makes
+    /// them): every server gets TLS_CERT and TLS_KEY and is driven at
+    /// wss://127.0.0.1:PORT/ws/chat/ (trust it with --ca or --insecure)
+    #[arg(long, value_name = "CERT,KEY", value_delimiter = ',')]
+    pub tls: Option<Vec<PathBuf>>,
     #[command(flatten)]
     pub load: LoadArgs,
     #[command(flatten)]

@@ -16,7 +16,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::cell::RefCell;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 
 /// Largest message (after reassembly) accepted from a server.
@@ -62,6 +62,8 @@ pub struct Client {
     /// permessage-deflate, when the server accepted our offer (boxed: most runs have
     /// none, and an idle connection then pays one pointer).
     deflate: Option<Box<DeflateConn>>,
+    /// `wss://`: the TLS session; frames and the upgrade go through it.
+    tls: Option<Box<rustls::ClientConnection>>,
     /// We sent a close frame: the server's close is the answer, not to be echoed.
     close_sent: bool,
 }
@@ -101,6 +103,7 @@ impl Client {
             wbuf: Vec::new(),
             frag: None,
             deflate: None,
+            tls: None,
             close_sent: false,
         }
     }
@@ -163,8 +166,14 @@ impl Client {
         }
     }
 
-    /// Queues and sends the upgrade request.
+    /// Starts TLS for a `wss://` target, then queues and sends the upgrade request (which
+    /// rustls holds until its handshake is done).
     pub fn send_handshake(&mut self, target: &Target, path: &str) -> Result<(), String> {
+        if let Some(t) = &target.tls {
+            let conn = rustls::ClientConnection::new(t.config.clone(), t.server_name.clone())
+                .map_err(|e| format!("TLS: {e}"))?;
+            self.tls = Some(Box::new(conn));
+        }
         self.key = handshake::new_key();
         handshake::write_request(
             &mut self.wbuf,
@@ -176,6 +185,66 @@ impl Client {
         );
         self.phase = Phase::Handshaking;
         self.flush()
+    }
+
+    /// Bytes read from the socket, in `Handshaking` or `Open`: decrypted first on a TLS
+    /// connection (through `plain`, a buffer the event loop shares), then handed on.
+    pub fn receive<S: Sink>(
+        &mut self,
+        raw: &[u8],
+        plain: &mut [u8],
+        offer: DeflateOffer,
+        acct: &mut S,
+        now_us: u64,
+    ) -> Result<(), String> {
+        if self.tls.is_none() {
+            return self.on_plain(raw, offer, acct, now_us);
+        }
+        let mut raw = raw;
+        loop {
+            let Some(tls) = self.tls.as_deref_mut() else {
+                return Ok(());
+            };
+            if !raw.is_empty() {
+                // rustls takes at most a buffer's worth per call: loop until all is in.
+                tls.read_tls(&mut raw)
+                    .map_err(|e| format!("TLS: {}", io_reason(&e)))?;
+                tls.process_new_packets().map_err(|e| format!("TLS: {e}"))?;
+            }
+            let n = match tls.reader().read(plain) {
+                Ok(0) => return Err("TLS session closed without a close frame".into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if raw.is_empty() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Err(e) => return Err(format!("TLS: {e}")),
+            };
+            self.on_plain(&plain[..n], offer, acct, now_us)?;
+        }
+    }
+
+    /// Plaintext received: the `101` while handshaking (frames that came with it are
+    /// handed on at once), frames once open.
+    fn on_plain<S: Sink>(
+        &mut self,
+        data: &[u8],
+        offer: DeflateOffer,
+        acct: &mut S,
+        now_us: u64,
+    ) -> Result<(), String> {
+        match self.phase {
+            Phase::Handshaking => {
+                if self.on_handshake_bytes(data, offer)? {
+                    self.on_bytes(&[], acct, now_us)?;
+                }
+                Ok(())
+            }
+            Phase::Open => self.on_bytes(data, acct, now_us),
+            _ => Ok(()),
+        }
     }
 
     /// Bytes received while handshaking; `Ok(true)` once the connection is open. Frames
@@ -355,28 +424,17 @@ impl Client {
         self.wbuf.len()
     }
 
-    /// Writes as much of the queue as the socket takes.
+    /// Writes as much of the queue as the socket takes (through TLS on `wss://`).
     pub fn flush(&mut self) -> Result<(), String> {
         let Some(sock) = self.sock.as_mut() else {
             return Ok(());
         };
-        let mut done = 0;
-        while done < self.wbuf.len() {
-            match sock.write(&self.wbuf[done..]) {
-                Ok(0) => return Err("socket closed while writing".into()),
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io_reason(&e)),
-            }
+        match self.tls.as_deref_mut() {
+            None => write_plain(sock, &mut self.wbuf)?,
+            Some(tls) => write_tls(sock, tls, &mut self.wbuf)?,
         }
-        if done == self.wbuf.len() {
-            self.wbuf.clear();
-            if self.wbuf.capacity() > KEEP_CAPACITY {
-                self.wbuf = Vec::new();
-            }
-        } else {
-            self.wbuf.drain(..done);
+        if self.wbuf.is_empty() && self.wbuf.capacity() > KEEP_CAPACITY {
+            self.wbuf = Vec::new();
         }
         Ok(())
     }
@@ -398,6 +456,7 @@ impl Client {
         self.wbuf = Vec::new();
         self.frag = None;
         self.deflate = None;
+        self.tls = None;
         self.close_sent = false;
         self.phase = Phase::Closed;
     }
@@ -418,6 +477,57 @@ fn close_reason(code: Option<u16>, text: &[u8]) -> String {
         // Reasons are at most 123 bytes (RFC 6455 section 5.5); a report key stays short.
         let shown: String = text.chars().take(80).collect();
         format!("server closed with {code}: {shown}")
+    }
+}
+
+/// Writes `wbuf` to a plain socket until done or it would block; what was written
+/// leaves the queue.
+fn write_plain(sock: &mut TcpStream, wbuf: &mut Vec<u8>) -> Result<(), String> {
+    let mut done = 0;
+    let result = loop {
+        if done >= wbuf.len() {
+            break Ok(());
+        }
+        match sock.write(&wbuf[done..]) {
+            Ok(0) => break Err("socket closed while writing".into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(io_reason(&e)),
+        }
+    };
+    wbuf.drain(..done);
+    result
+}
+
+/// Moves `wbuf` into the TLS session as far as its buffer takes it (64 KiB), and the
+/// session's records to the socket until done or it would block.
+fn write_tls(
+    sock: &mut TcpStream,
+    tls: &mut rustls::ClientConnection,
+    wbuf: &mut Vec<u8>,
+) -> Result<(), String> {
+    loop {
+        let taken = if wbuf.is_empty() {
+            0
+        } else {
+            let n = tls.writer().write(wbuf).map_err(|e| format!("TLS: {e}"))?;
+            wbuf.drain(..n);
+            n
+        };
+        while tls.wants_write() {
+            match tls.write_tls(sock) {
+                Ok(0) => return Err("socket closed while writing".into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_reason(&e)),
+            }
+        }
+        // Done, or rustls holds all it takes until its handshake ends.
+        if wbuf.is_empty() || taken == 0 {
+            return Ok(());
+        }
     }
 }
 

@@ -433,11 +433,18 @@ fn preflight(spec: &ServerSpec, script: &Path, port: u16) -> Result<(), String> 
 }
 
 /// The environment a server's script gets besides `PIDFILE`: the binary of a prebuilt
-/// roomcast, and the modes the run asks every server for (`DEFLATE=1` with `--deflate`).
+/// roomcast, and the modes the run asks every server for (`DEFLATE=1` with `--deflate`,
+/// `TLS_CERT` and `TLS_KEY` with `--tls`).
 fn server_env(spec: &ServerSpec, args: &CompareArgs) -> Vec<(&'static str, OsString)> {
     let mut env = Vec::new();
     if args.connect.deflate || args.connect.deflate_send {
         env.push(("DEFLATE", "1".into()));
+    }
+    if let Some([cert, key]) = args.tls.as_deref() {
+        for (name, path) in [("TLS_CERT", cert), ("TLS_KEY", key)] {
+            let abs = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            env.push((name, abs.into_os_string()));
+        }
     }
     if let Some(bin) = &spec.binary {
         // The script may run from another directory: hand it an absolute path.
@@ -449,7 +456,8 @@ fn server_env(spec: &ServerSpec, args: &CompareArgs) -> Vec<(&'static str, OsStr
 
 /// The scenario against the server listening on `--port`, measuring `pids`.
 fn measure(scenario: ScenarioName, args: &CompareArgs, pids: &[u32]) -> Result<Report, String> {
-    let url = format!("ws://127.0.0.1:{}/ws/chat/", args.port);
+    let scheme = if args.tls.is_some() { "wss" } else { "ws" };
+    let url = format!("{scheme}://127.0.0.1:{}/ws/chat/", args.port);
     let inputs = LoadInputs {
         scenario: Some(scenario),
         ..args.load.inputs()
@@ -469,6 +477,14 @@ fn measure(scenario: ScenarioName, args: &CompareArgs, pids: &[u32]) -> Result<R
 pub fn run(args: &CompareArgs) -> Result<i32, String> {
     let scenario = args.load.scenario.ok_or("compare needs --scenario NAME")?;
     let specs = ServerSpec::parse_all(&args.servers)?;
+    if let Some(files) = &args.tls {
+        if files.len() != 2 {
+            return Err("--tls takes CERT,KEY: the certificate chain and the key (PEM)".into());
+        }
+        if let Some(missing) = files.iter().find(|f| !f.is_file()) {
+            return Err(format!("--tls: {} is not a file", missing.display()));
+        }
+    }
     let dir = baselines_dir(args.baselines.as_deref())?;
     let out = args
         .out

@@ -6,6 +6,7 @@
 
 use crate::deflate::DeflateOffer;
 use crate::flag_check::positive;
+use crate::tls::TlsTrust;
 
 /// The connect options, as given and then [`checked`](ConnectOptions::checked).
 #[derive(Clone, Debug, PartialEq)]
@@ -20,6 +21,8 @@ pub struct ConnectOptions {
     pub origin: Option<String>,
     /// permessage-deflate: offered, and whether messages go out compressed.
     pub deflate: DeflateOffer,
+    /// How `wss://` servers are trusted.
+    pub tls: TlsTrust,
 }
 
 impl Default for ConnectOptions {
@@ -31,6 +34,7 @@ impl Default for ConnectOptions {
             source_addrs: 8,
             origin: None,
             deflate: DeflateOffer::default(),
+            tls: TlsTrust::default(),
         }
     }
 }
@@ -45,6 +49,7 @@ impl ConnectOptions {
             source_addrs: self.source_addrs.clamp(1, 250),
             origin: self.origin.clone(),
             deflate: self.deflate,
+            tls: self.tls.clone(),
         })
     }
 

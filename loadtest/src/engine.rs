@@ -196,6 +196,8 @@ pub struct Engine<S: Sink = Accounting> {
     sources: Vec<IpAddr>,
     pub acct: S,
     scratch: Vec<u8>,
+    /// Decrypted bytes of `wss://` connections pass through here.
+    plain: Vec<u8>,
     msg: Vec<u8>,
     /// Connections open right now.
     pub open: u64,
@@ -472,6 +474,7 @@ impl<S: Sink> Engine<S> {
             targets,
             sources,
             scratch: vec![0; READ_BUF],
+            plain: vec![0; READ_BUF],
             msg: Vec::with_capacity(256),
             open: 0,
             disconnects: 0,
@@ -887,25 +890,18 @@ impl<S: Sink> Engine<S> {
             };
             let now = now_us();
             self.acct.on_read(n);
-            let data = &self.scratch[..n];
-            let mut opened = false;
-            let handled = match c.phase {
-                Phase::Handshaking => c
-                    .on_handshake_bytes(data, self.targets[c.node as usize].deflate)
-                    .and_then(|open| {
-                        opened = open;
-                        if open {
-                            c.on_bytes(&[], &mut self.acct, now)
-                        } else {
-                            Ok(())
-                        }
-                    }),
-                Phase::Open => c.on_bytes(data, &mut self.acct, now),
-                _ => return,
-            };
+            let was_handshaking = c.phase == Phase::Handshaking;
+            let offer = self.targets[c.node as usize].deflate;
+            let handled = c.receive(
+                &self.scratch[..n],
+                &mut self.plain,
+                offer,
+                &mut self.acct,
+                now,
+            );
             // Pongs and close replies queued while reading go out now.
             let handled = handled.and_then(|()| c.flush());
-            if opened {
+            if was_handshaking && c.phase == Phase::Open {
                 self.mark_open(id, now);
             }
             if let Err(reason) = handled {

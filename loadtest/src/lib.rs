@@ -28,4 +28,5 @@ pub mod scrape;
 pub mod soak;
 pub mod sys;
 pub mod target;
+pub mod tls;
 pub mod wsframe;

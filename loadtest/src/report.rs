@@ -85,6 +85,10 @@ pub struct Report {
     pub connect_time_s: f64,
     /// TCP connect + handshake per client, microseconds.
     pub connect_latency_us: Latency,
+    /// `wss://`: TLS handshakes completed per second of the connect phase (each one full:
+    /// no resumption), part of every connect latency.
+    pub tls: bool,
+    pub tls_handshakes_per_sec: Option<f64>,
     /// `--deflate`: permessage-deflate offered; on how many connections the server
     /// accepted it; whether chat messages went out compressed.
     pub deflate_offered: bool,
@@ -184,6 +188,12 @@ impl Report {
             connect_errors: conn.reasons.clone(),
             connect_time_s: conn.elapsed_s,
             connect_latency_us: Latency::from_histogram(&conn.latency),
+            tls: plan.targets.iter().any(|t| t.secure),
+            tls_handshakes_per_sec: plan
+                .targets
+                .iter()
+                .any(|t| t.secure)
+                .then(|| conn.opened as f64 / conn.elapsed_s.max(1e-6)),
             deflate_offered: plan.connect.deflate.offer,
             deflate_connections: conn.deflate,
             deflate_send: plan.connect.deflate.send_compressed,
@@ -351,6 +361,12 @@ impl Report {
             format!("{} ({} failed)", self.connected, self.connect_failures),
         );
         t.tally("  connect error", &self.connect_errors);
+        if let Some(h) = self.tls_handshakes_per_sec {
+            t.row(
+                "tls",
+                format!("{h:.0} full handshakes/s in the connect phase (ALPN http/1.1)"),
+            );
+        }
         t.row(
             "connect time",
             format!(
@@ -661,6 +677,8 @@ mod tests {
             connect_errors: BTreeMap::from([("connection refused".to_string(), 1)]),
             connect_time_s: 0.25,
             connect_latency_us: lat(800, 900, 1200, 1300, 1400),
+            tls: true,
+            tls_handshakes_per_sec: Some(60.0),
             deflate_offered: true,
             deflate_connections: 7,
             server_pids: vec![11, 22],

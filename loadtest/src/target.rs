@@ -1,9 +1,10 @@
-//! The server under test, from the `ws://host:port/path/` URL given on the command line,
-//! with everything a client needs to reach it: address, `Host`, path, `Origin`, and the
-//! permessage-deflate offer.
+//! The server under test, from the `ws://` or `wss://host:port/path/` URL given on the
+//! command line, with everything a client needs to reach it: address, `Host`, path,
+//! `Origin`, TLS, and the permessage-deflate offer.
 
 use crate::connect_options::ConnectOptions;
 use crate::deflate::DeflateOffer;
+use crate::tls::{self, TlsTarget};
 use std::net::{SocketAddr, ToSocketAddrs};
 
 /// Most servers (nodes) one run can spread its clients over.
@@ -34,16 +35,20 @@ pub struct Target {
     pub origin: Option<String>,
     /// Whether to offer permessage-deflate, and to send compressed.
     pub deflate: DeflateOffer,
+    /// `wss://`: the TLS configuration and server name (filled in by `parse_all`).
+    pub tls: Option<TlsTarget>,
+    /// The URL is `wss://`.
+    pub secure: bool,
 }
 
 impl Target {
     pub fn parse(url: &str, origin: Option<&str>) -> Result<Target, String> {
-        let rest = if let Some(r) = url.strip_prefix("ws://") {
-            r
-        } else if url.starts_with("wss://") {
-            return Err("wss:// is not supported: the harness speaks plain ws:// only".into());
+        let (rest, secure) = if let Some(r) = url.strip_prefix("ws://") {
+            (r, false)
+        } else if let Some(r) = url.strip_prefix("wss://") {
+            (r, true)
         } else {
-            return Err(format!("URL must start with ws:// (got {url:?})"));
+            return Err(format!("URL must start with ws:// or wss:// (got {url:?})"));
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -59,7 +64,7 @@ impl Target {
         let with_port = if has_port {
             authority.to_string()
         } else {
-            format!("{authority}:80")
+            format!("{authority}:{}", if secure { 443 } else { 80 })
         };
         let addr = with_port
             .to_socket_addrs()
@@ -73,6 +78,7 @@ impl Target {
         let origin = match origin {
             Some("") => None,
             Some(o) => Some(o.to_string()),
+            None if secure => Some(format!("https://{authority}")),
             None => Some(format!("http://{authority}")),
         };
         Ok(Target {
@@ -82,6 +88,8 @@ impl Target {
             base_path,
             origin,
             deflate: DeflateOffer::default(),
+            tls: None,
+            secure,
         })
     }
 
@@ -98,13 +106,25 @@ impl Target {
                 urls.len()
             ));
         }
-        urls.iter()
+        let mut targets = urls
+            .iter()
             .map(|u| {
                 let mut t = Target::parse(u, opts.origin.as_deref())?;
                 t.deflate = opts.deflate;
                 Ok(t)
             })
-            .collect()
+            .collect::<Result<Vec<Target>, String>>()?;
+        if targets.iter().any(|t| t.secure) {
+            // One configuration for the run: built (and the CA file read) once.
+            let config = tls::client_config(&opts.tls)?;
+            for t in targets.iter_mut().filter(|t| t.secure) {
+                t.tls = Some(TlsTarget {
+                    config: config.clone(),
+                    server_name: tls::server_name(&t.host)?,
+                });
+            }
+        }
+        Ok(targets)
     }
 
     /// Request path for a room.
@@ -134,7 +154,10 @@ mod tests {
             80
         );
         assert!(Target::parse("http://127.0.0.1/", None).is_err());
-        assert!(Target::parse("wss://127.0.0.1/", None).is_err());
+        let t = Target::parse("wss://localhost/ws/chat/", None).unwrap();
+        assert_eq!((t.addr.port(), t.secure), (443, true));
+        assert_eq!(t.origin.as_deref(), Some("https://localhost"));
+        assert!(Target::parse("https://127.0.0.1/", None).is_err());
     }
 
     #[test]

@@ -9,10 +9,16 @@ const port = portArg();
 // DEFLATE=1 (loadtest compare --deflate): Bun's permessage-deflate (its shared
 // compressor and decompressor).
 const deflate = process.env.DEFLATE === "1";
+// TLS_CERT and TLS_KEY (loadtest compare --tls CERT,KEY): serve wss://.
+const tls =
+    process.env.TLS_CERT && process.env.TLS_KEY
+        ? { cert: Bun.file(process.env.TLS_CERT), key: Bun.file(process.env.TLS_KEY) }
+        : undefined;
 
 const server = Bun.serve({
     hostname: "127.0.0.1",
     port,
+    tls,
     fetch(req, server) {
         const url = new URL(req.url);
         const room = roomOf(url.pathname);
@@ -46,6 +52,6 @@ const server = Bun.serve({
 });
 
 console.error(
-    `[bun] Bun ${Bun.version} listening on ${server.hostname}:${server.port}${deflate ? " (permessage-deflate)" : ""}`,
+    `[bun] Bun ${Bun.version} listening on ${server.hostname}:${server.port}${tls ? " (TLS)" : ""}${deflate ? " (permessage-deflate)" : ""}`,
 );
 exitOnSignals(() => server.stop(true));
