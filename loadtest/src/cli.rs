@@ -9,6 +9,7 @@ use crate::connect_options::ConnectOptions;
 use crate::deflate::DeflateOffer;
 use crate::scenario::{LoadInputs, Plan, ScenarioName};
 use crate::tls::TlsTrust;
+use crate::token::{TokenFormat, TokenMinter};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -43,6 +44,39 @@ pub enum Command {
     /// join and leave all the time; checks that nothing reached the stable clients lost and
     /// that the server's RSS and open descriptors come back to their level at the start
     Soak(SoakArgs),
+    /// Print one join token as the clients mint them (for checking the minting against
+    /// Django and PyJWT: loadtest/check-tokens.sh)
+    MintToken(MintTokenArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MintTokenArgs {
+    /// The room the token admits to, as in the URL path (clients use r<N>)
+    #[arg(long, default_value = "r0")]
+    pub room: String,
+    /// The key (the relay's --auth-secret)
+    #[arg(long, value_name = "KEY")]
+    pub token_secret: String,
+    #[arg(long, value_parser = token_format_parser(), default_value = "django")]
+    pub token_format: TokenFormat,
+    #[arg(long, default_value = "roomcast")]
+    pub token_salt: String,
+    /// Minting time, Unix seconds [default: now]
+    #[arg(long)]
+    pub at: Option<u64>,
+}
+
+impl MintTokenArgs {
+    /// The token, not percent-encoded.
+    pub fn mint(&self) -> Result<String, String> {
+        let m = TokenMinter::new(&self.token_secret, &self.token_salt, self.token_format)?;
+        let now = self.at.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        });
+        Ok(m.mint(&self.room, now))
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -78,7 +112,7 @@ impl RunArgs {
         Plan::resolve(
             &self.url,
             &self.load.inputs(),
-            &self.connect.options(),
+            &self.connect.options()?,
             idle || self.idle,
             &self.server_pid,
             progress,
@@ -198,6 +232,14 @@ fn flood_mode_parser() -> impl TypedValueParser<Value = FloodMode> {
     })
 }
 
+/// `--token-format`'s choices.
+fn token_format_parser() -> impl TypedValueParser<Value = TokenFormat> {
+    PossibleValuesParser::new(TokenFormat::ALL.map(TokenFormat::name)).map(|name| {
+        name.parse::<TokenFormat>()
+            .expect("the parser only passes the table's names")
+    })
+}
+
 /// How clients connect, for every mode that connects any (load, idle, compare, soak).
 #[derive(Args, Debug, Clone)]
 pub struct ConnectArgs {
@@ -228,11 +270,25 @@ pub struct ConnectArgs {
     /// wss://: trust the CA certificates in this PEM file (e.g. from loadtest/gen-cert.sh)
     #[arg(long, value_name = "PATH")]
     pub ca: Option<PathBuf>,
+    /// Join tokens: every client appends ?token=... minted for its room with this key
+    /// (the relay's --auth-secret)
+    #[arg(long, value_name = "KEY")]
+    pub token_secret: Option<String>,
+    /// Token format: django (django.core.signing.dumps) or jwt (HS256 with exp)
+    #[arg(long, value_parser = token_format_parser(), default_value = "django")]
+    pub token_format: TokenFormat,
+    /// Django tokens: the signing salt (the relay's --auth-salt)
+    #[arg(long, default_value = "roomcast")]
+    pub token_salt: String,
 }
 
 impl ConnectArgs {
-    pub fn options(&self) -> ConnectOptions {
-        ConnectOptions {
+    pub fn options(&self) -> Result<ConnectOptions, String> {
+        let token = match &self.token_secret {
+            Some(key) => Some(TokenMinter::new(key, &self.token_salt, self.token_format)?),
+            None => None,
+        };
+        Ok(ConnectOptions {
             concurrency: self.connect_concurrency,
             timeout_s: self.connect_timeout,
             source_addrs: self.source_addrs,
@@ -245,7 +301,8 @@ impl ConnectArgs {
                 insecure: self.insecure,
                 ca: self.ca.clone(),
             },
-        }
+            token,
+        })
     }
 }
 

@@ -465,7 +465,7 @@ fn measure(scenario: ScenarioName, args: &CompareArgs, pids: &[u32]) -> Result<R
     let plan = Plan::resolve(
         &[url],
         &inputs,
-        &args.connect.options(),
+        &args.connect.options()?,
         scenario == ScenarioName::Idle,
         pids,
         !args.output.quiet,

@@ -1,12 +1,13 @@
 //! How every client of a run connects, whatever the mode: how many attempts at once, how
-//! long each may take, which local addresses the sockets use, the `Origin` header and
-//! the permessage-deflate offer.
+//! long each may take, which local addresses the sockets use, the `Origin` header, the
+//! permessage-deflate offer, TLS trust and join tokens.
 //! The load modes and the soak mode take the same options (one clap struct flattened
 //! into both), so they are resolved once, here.
 
 use crate::deflate::DeflateOffer;
 use crate::flag_check::positive;
 use crate::tls::TlsTrust;
+use crate::token::TokenMinter;
 
 /// The connect options, as given and then [`checked`](ConnectOptions::checked).
 #[derive(Clone, Debug, PartialEq)]
@@ -23,6 +24,8 @@ pub struct ConnectOptions {
     pub deflate: DeflateOffer,
     /// How `wss://` servers are trusted.
     pub tls: TlsTrust,
+    /// Join tokens: each upgrade URL gets `?token=...` for its room.
+    pub token: Option<TokenMinter>,
 }
 
 impl Default for ConnectOptions {
@@ -35,6 +38,7 @@ impl Default for ConnectOptions {
             origin: None,
             deflate: DeflateOffer::default(),
             tls: TlsTrust::default(),
+            token: None,
         }
     }
 }
@@ -50,6 +54,7 @@ impl ConnectOptions {
             origin: self.origin.clone(),
             deflate: self.deflate,
             tls: self.tls.clone(),
+            token: self.token.clone(),
         })
     }
 

@@ -838,7 +838,7 @@ impl<S: Sink> Engine<S> {
                         let target = &self.targets[c.node as usize];
                         let path = match self.guest_paths.get(&id) {
                             Some(p) => p.clone(),
-                            None => target.path_for_room(c.rx.room as usize),
+                            None => target.request_path(c.rx.room as usize),
                         };
                         if let Err(reason) = c.send_handshake(target, &path) {
                             self.drop_client(id, reason);

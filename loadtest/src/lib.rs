@@ -29,4 +29,5 @@ pub mod soak;
 pub mod sys;
 pub mod target;
 pub mod tls;
+pub mod token;
 pub mod wsframe;

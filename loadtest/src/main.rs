@@ -26,6 +26,10 @@ fn main() {
         Some(Command::Idle(args)) => run(args, true),
         Some(Command::Compare(args)) => compare::run(args),
         Some(Command::Soak(args)) => soak::run(args),
+        Some(Command::MintToken(args)) => args.mint().map(|t| {
+            println!("{t}");
+            0
+        }),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -85,6 +85,8 @@ pub struct Report {
     pub connect_time_s: f64,
     /// TCP connect + handshake per client, microseconds.
     pub connect_latency_us: Latency,
+    /// `--token-secret`: the format of the join token every client carried.
+    pub token: Option<String>,
     /// `wss://`: TLS handshakes completed per second of the connect phase (each one full:
     /// no resumption), part of every connect latency.
     pub tls: bool,
@@ -188,6 +190,7 @@ impl Report {
             connect_errors: conn.reasons.clone(),
             connect_time_s: conn.elapsed_s,
             connect_latency_us: Latency::from_histogram(&conn.latency),
+            token: plan.connect.token.as_ref().map(|t| t.format.name().into()),
             tls: plan.targets.iter().any(|t| t.secure),
             tls_handshakes_per_sec: plan
                 .targets
@@ -361,6 +364,12 @@ impl Report {
             format!("{} ({} failed)", self.connected, self.connect_failures),
         );
         t.tally("  connect error", &self.connect_errors);
+        if let Some(f) = &self.token {
+            t.row(
+                "join tokens",
+                format!("{f}, minted per connection for its room"),
+            );
+        }
         if let Some(h) = self.tls_handshakes_per_sec {
             t.row(
                 "tls",
@@ -677,6 +686,7 @@ mod tests {
             connect_errors: BTreeMap::from([("connection refused".to_string(), 1)]),
             connect_time_s: 0.25,
             connect_latency_us: lat(800, 900, 1200, 1300, 1400),
+            token: Some("django".into()),
             tls: true,
             tls_handshakes_per_sec: Some(60.0),
             deflate_offered: true,

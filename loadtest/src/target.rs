@@ -5,6 +5,7 @@
 use crate::connect_options::ConnectOptions;
 use crate::deflate::DeflateOffer;
 use crate::tls::{self, TlsTarget};
+use crate::token::TokenMinter;
 use std::net::{SocketAddr, ToSocketAddrs};
 
 /// Most servers (nodes) one run can spread its clients over.
@@ -39,6 +40,8 @@ pub struct Target {
     pub tls: Option<TlsTarget>,
     /// The URL is `wss://`.
     pub secure: bool,
+    /// Join tokens appended to each request path.
+    pub token: Option<TokenMinter>,
 }
 
 impl Target {
@@ -90,6 +93,7 @@ impl Target {
             deflate: DeflateOffer::default(),
             tls: None,
             secure,
+            token: None,
         })
     }
 
@@ -111,6 +115,7 @@ impl Target {
             .map(|u| {
                 let mut t = Target::parse(u, opts.origin.as_deref())?;
                 t.deflate = opts.deflate;
+                t.token = opts.token.clone();
                 Ok(t)
             })
             .collect::<Result<Vec<Target>, String>>()?;
@@ -127,9 +132,19 @@ impl Target {
         Ok(targets)
     }
 
-    /// Request path for a room.
+    /// The chat path of a room (as reports show it).
     pub fn path_for_room(&self, room: usize) -> String {
         format!("{}r{room}/", self.base_path)
+    }
+
+    /// The upgrade request's path for a room: its chat path, with a token minted now for
+    /// the room when the run has a token secret.
+    pub fn request_path(&self, room: usize) -> String {
+        let path = self.path_for_room(room);
+        match &self.token {
+            Some(t) => format!("{path}?token={}", t.query_value(&format!("r{room}"))),
+            None => path,
+        }
     }
 }
 
@@ -173,7 +188,13 @@ mod tests {
             vec![8001, 8002, 8001]
         );
         assert_eq!(t[1].origin.as_deref(), Some("http://127.0.0.1:8002"));
-        let opts = ConnectOptions::default();
+        let opts = ConnectOptions {
+            token: Some(TokenMinter::new("k", "roomcast", crate::token::TokenFormat::Jwt).unwrap()),
+            ..ConnectOptions::default()
+        };
+        let t = Target::parse_all(&urls, &opts).unwrap();
+        assert!(t[0].request_path(7).starts_with("/ws/chat/r7/?token=eyJ"));
+        assert_eq!(t[0].path_for_room(7), "/ws/chat/r7/");
         assert!(Target::parse_all(&[], &opts).is_err());
         assert!(
             Target::parse_all(&["ws://127.0.0.1:1/".into(), "http://x/".into()], &opts).is_err()

@@ -134,6 +134,23 @@ fn honest_server_delivers_everything_expected() {
 }
 
 #[test]
+fn every_client_carries_a_token_when_given_a_secret() {
+    let faults = Faults {
+        require_token: true,
+        ..Faults::default()
+    };
+    let server = common::start(faults);
+    let r = run(&server.url, &steady("8", "2", &[]));
+    assert_eq!(r.connected, 0, "refused without a token");
+    for format in ["django", "jwt"] {
+        let extra = ["--token-secret", "k", "--token-format", format];
+        let r = run(&server.url, &steady("8", "2", &extra));
+        assert!(r.ok, "{format}: {}", r.to_table());
+        assert_eq!(r.token.as_deref(), Some(format));
+    }
+}
+
+#[test]
 fn senders_per_room_and_uneven_rooms_are_accounted() {
     // Rooms of 3, 2 and 2 members; one sender each.
     let r = run_faulty(

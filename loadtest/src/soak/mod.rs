@@ -87,7 +87,7 @@ impl SoakPlan {
             ));
         }
         let urls = split_urls(&a.url);
-        let connect = a.connect.options().checked()?;
+        let connect = a.connect.options()?.checked()?;
         Ok(SoakPlan {
             url: urls.join(","),
             targets: Target::parse_all(&urls, &connect)?,

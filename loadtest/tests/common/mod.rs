@@ -42,6 +42,8 @@ pub struct Faults {
     /// connection's messages get `{"error": "rate limited ..."}` and are not broadcast;
     /// past twice as many it is closed with 1008.
     pub rate_limit: Option<u64>,
+    /// Refuse (403) an upgrade whose URL has no `token=` query parameter.
+    pub require_token: bool,
 }
 
 impl Faults {
@@ -202,7 +204,19 @@ fn serve(stream: TcpStream, hub: &Hub, node: usize) {
     // by anyone (the harness starts sending as soon as everyone is
     // connected) reaches it. What arrives before the writer starts waits in
     // the channel.
+    let require_token = hub.nodes[node].faults.require_token;
     let callback = |req: &Request, resp: Response| {
+        let has_token = req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p.starts_with("token=") && p.len() > 6));
+        if require_token && !has_token {
+            let refusal = tungstenite::http::Response::builder()
+                .status(403)
+                .body(Some("no token".to_string()))
+                .expect("a valid response");
+            return Err(refusal);
+        }
         room = req
             .uri()
             .path()
