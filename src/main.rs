@@ -5,8 +5,16 @@ use clap::Parser;
 use log::{error, info, warn};
 use roomcast::{Config, Server, Settings};
 use std::process::ExitCode;
+use std::time::Duration;
 
 fn main() -> ExitCode {
+    let code = run();
+    // The logger writes on a thread of its own: let it finish.
+    roomcast::logger::flush(Duration::from_secs(2));
+    code
+}
+
+fn run() -> ExitCode {
     let config = Config::parse();
     roomcast::logger::init(config.log_level);
     let settings = match Settings::from_config(config) {

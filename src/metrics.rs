@@ -22,7 +22,10 @@ pub struct Metrics {
     pub io_uring_sends: u64,
     pub io_uring_submits: u64,
     /// Close codes the relay sent, plus 1006 for connections that ended
-    /// without a closing handshake.
+    /// without a closing handshake. A code a client chose (echoed in the
+    /// closing handshake) from the library and private ranges is counted
+    /// under its range, `3xxx` or `4xxx`, so clients cannot mint a series
+    /// per code.
     pub closes: BTreeMap<u16, u64>,
     pub handshake_rejections: BTreeMap<u16, u64>,
 }
@@ -37,11 +40,18 @@ pub struct Gauges {
     pub rooms: usize,
     pub uptime_secs: f64,
     pub decode_batches_in_flight: usize,
+    /// Log lines dropped because stderr did not keep up.
+    pub log_lines_dropped: u64,
 }
 
 impl Metrics {
     pub fn close(&mut self, code: u16) {
-        *self.closes.entry(code).or_default() += 1;
+        let key = match code {
+            3000..=3999 => 3000,
+            4000..=4999 => 4000,
+            other => other,
+        };
+        *self.closes.entry(key).or_default() += 1;
     }
 
     pub fn rejection(&mut self, status: u16) {
@@ -85,6 +95,12 @@ impl Metrics {
             "gauge",
             "Chat batches at the JSON workers.",
             g.decode_batches_in_flight.to_string(),
+        );
+        line(
+            "roomcast_log_lines_dropped_total",
+            "counter",
+            "Log lines dropped because stderr did not keep up (the loop never waits for it).",
+            g.log_lines_dropped.to_string(),
         );
         line(
             "roomcast_connections_accepted_total",
@@ -154,7 +170,12 @@ impl Metrics {
         );
         let _ = writeln!(s, "# HELP roomcast_closes_total Connections closed, by close code sent (1006: no closing handshake).\n# TYPE roomcast_closes_total counter");
         for (code, n) in &self.closes {
-            let _ = writeln!(s, "roomcast_closes_total{{code=\"{code}\"}} {n}");
+            let label = match code {
+                3000 => "3xxx".to_string(),
+                4000 => "4xxx".to_string(),
+                other => other.to_string(),
+            };
+            let _ = writeln!(s, "roomcast_closes_total{{code=\"{label}\"}} {n}");
         }
         let _ = writeln!(s, "# HELP roomcast_handshake_rejections_total HTTP requests refused, by status.\n# TYPE roomcast_handshake_rejections_total counter");
         for (status, n) in &self.handshake_rejections {
@@ -175,6 +196,10 @@ mod tests {
     fn renders_every_spec_metric() {
         let mut m = Metrics::default();
         m.close(1008);
+        for code in 4000..4100 {
+            m.close(code);
+        }
+        m.close(3001);
         m.rejection(404);
         let text = m.render(Gauges {
             connections: 3,
@@ -182,6 +207,7 @@ mod tests {
             rooms: 1,
             uptime_secs: 1.0,
             decode_batches_in_flight: 0,
+            log_lines_dropped: 0,
         });
         for name in [
             "roomcast_connections 3",
@@ -191,6 +217,8 @@ mod tests {
             "roomcast_bytes_sent_total 0",
             "roomcast_chat_errors_total 0",
             "roomcast_closes_total{code=\"1008\"} 1",
+            "roomcast_closes_total{code=\"4xxx\"} 100",
+            "roomcast_closes_total{code=\"3xxx\"} 1",
             "roomcast_handshake_rejections_total{status=\"404\"} 1",
             "roomcast_slow_consumer_closes_total 0",
         ] {

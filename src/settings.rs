@@ -116,12 +116,19 @@ impl Settings {
         })
     }
 
-    /// The connection cap. An explicit value is honoured even past the
-    /// open-file limit (accepts then fail with EMFILE, which the loop
-    /// survives); the default stays within `capacity`, what the limit allows.
-    pub fn connection_limit(&self, capacity: usize) -> usize {
-        self.max_connections
-            .unwrap_or_else(|| DEFAULT_MAX_CONNECTIONS.min(capacity))
+    /// The connection cap, and how many over-cap connections may wait for
+    /// their 503 at once, given `capacity`, the descriptors the open-file
+    /// limit leaves for clients. The 503s get a share of the descriptors
+    /// (a 64th, up to 1,024) and the default cap the rest, so answering the
+    /// crowd over the cap can never use the descriptors the cap promised.
+    /// An explicit cap is honoured even past the limit (accepts then fail
+    /// with EMFILE, which the loop survives).
+    pub fn connection_limits(&self, capacity: usize) -> (usize, usize) {
+        let slots = (capacity / 64).clamp(1, 1024);
+        let cap = self
+            .max_connections
+            .unwrap_or_else(|| DEFAULT_MAX_CONNECTIONS.min(capacity.saturating_sub(slots).max(1)));
+        (cap, slots)
     }
 }
 
@@ -154,7 +161,9 @@ mod tests {
     fn defaults_are_valid_and_bad_combinations_are_not() {
         let s = parse(&[]).unwrap();
         assert_eq!(s.policy.handshake, Ticks(100));
-        assert_eq!(s.connection_limit(5_000), 5_000);
+        assert_eq!(s.connection_limits(5_000), (4_922, 78));
+        assert_eq!(s.connection_limits(19_936), (19_625, 311));
+        assert_eq!(s.connection_limits(10_000_000), (100_000, 1024));
         assert!(parse(&["--max-message-size", "8MiB"])
             .unwrap_err()
             .contains("--max-send-queue"));
@@ -163,8 +172,8 @@ mod tests {
         assert_eq!(
             parse(&["--max-connections", "7"])
                 .unwrap()
-                .connection_limit(5),
-            7
+                .connection_limits(5),
+            (7, 1)
         );
     }
 }

@@ -79,6 +79,14 @@ impl Binary {
         }
     }
 
+    /// `GET /healthz`: (status, head, body).
+    fn get_health(&self) -> (u16, String, String) {
+        http_exchange(
+            self.addr,
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+    }
+
     fn signal(&self, sig: libc::c_int) {
         // SAFETY: kill on the PID of a child this test started.
         assert_eq!(
@@ -327,5 +335,139 @@ fn a_bad_io_uring_mode_fails_at_start() {
     assert!(
         stderr.contains("sometimes") && stderr.contains("auto"),
         "{stderr}"
+    );
+}
+
+/// The relay's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Writes `frame` back to back, as much as the relay takes within a few
+/// seconds (or `limit` bytes); returns the bytes written.
+fn flood(s: &mut TcpStream, frame: &[u8], limit: usize) -> usize {
+    s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    let chunk: Vec<u8> = frame
+        .iter()
+        .copied()
+        .cycle()
+        .take(frame.len() * 10_000)
+        .collect();
+    let mut sent = 0;
+    while sent < limit {
+        match s.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(_) => break, // the relay stopped reading: its window is full
+        }
+    }
+    sent
+}
+
+/// A client that never reads and floods 21 MB of empty pings, or of empty
+/// echo messages: what is queued for it is charged its real cost (bytes
+/// plus a fixed overhead per frame), it keeps one pong at most, and the
+/// relay stops reading it once its queue is over --max-send-queue. The
+/// relay's memory stays bounded by that limit, not by the flood (before:
+/// about 93 MiB pinned).
+#[test]
+fn a_flood_of_tiny_frames_from_a_client_that_never_reads_is_bounded() {
+    let relay = Binary::start(&["--workers", "0"], None);
+    let pid = relay.child.id();
+    let empty_ping = frame(true, 0x9, b"");
+    let empty_echo = frame(true, 0x1, b"");
+    for (what, unit) in [("pings", &empty_ping), ("echo messages", &empty_echo)] {
+        let mut s = raw_ws(relay.addr, "/ws/echo/");
+        let before = rss_kib(pid);
+        let sent = flood(&mut s, unit, 21 << 20);
+        // Let the relay read and queue whatever it is going to.
+        std::thread::sleep(Duration::from_millis(500));
+        let grown = rss_kib(pid).saturating_sub(before);
+        assert!(
+            grown < 16 << 10,
+            "{what}: the relay grew {grown} KiB for {sent} bytes sent"
+        );
+        drop(s);
+    }
+    // It still serves everyone else.
+    let mut ws = connect(&format!("ws://{}/ws/chat/after/", relay.addr));
+    say(&mut ws, json!("still here"));
+    assert_eq!(recv_json(&mut ws)["message"], "still here");
+}
+
+/// stderr is a pipe nobody reads (a stalled log shipper): thousands of
+/// rejected requests must not freeze the loop. Lines are handed to a writer
+/// thread and dropped when it cannot keep up, and rejections are summed up
+/// once a second.
+#[test]
+fn a_stalled_log_reader_does_not_freeze_the_relay() {
+    let relay = Binary::start(&[], None);
+    for i in 0..5_000 {
+        let (status, _, _) = http_exchange(
+            relay.addr,
+            &format!("GET /nope/{i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(status, 404, "request {i}");
+    }
+    let (status, _, body) = relay.get_health();
+    assert_eq!(status, 200, "{body}");
+    relay.signal(libc::SIGTERM);
+    let (ok, stderr) = relay.wait();
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("rejected") && stderr.contains("404"),
+        "no summary in:\n{stderr}"
+    );
+    assert!(
+        stderr.lines().count() < 1_000,
+        "rejections are summed up, not logged one by one"
+    );
+}
+
+/// With a small open-file limit, the default cap leaves descriptors for
+/// the 503s to the crowd over it, and each 503 is closed as soon as it is
+/// written: the relay never runs out of descriptors, and every client over
+/// the cap hears 503 (or is closed) at once.
+#[test]
+fn the_crowd_over_the_cap_never_exhausts_descriptors() {
+    let relay = Binary::start(&["--workers", "0"], Some(256));
+    let pid = relay.child.id();
+    let upgrade = format!(
+        "GET /ws/chat/crowd/ HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let mut held = Vec::new();
+    let (mut opened, mut refused, mut most_fds) = (0, 0, 0);
+    for _ in 0..300 {
+        let mut s = TcpStream::connect(relay.addr).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        s.write_all(upgrade.as_bytes()).unwrap();
+        let mut head = [0u8; 12];
+        match s.read_exact(&mut head) {
+            Ok(()) if head.starts_with(b"HTTP/1.1 101") => opened += 1,
+            Ok(()) if head.starts_with(b"HTTP/1.1 503") => refused += 1,
+            // Past the in-flight 503s, a client is closed at once.
+            Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => refused += 1,
+            other => panic!("no prompt answer: {other:?}"),
+        }
+        held.push(s);
+        most_fds = most_fds.max(fds());
+    }
+    assert_eq!(opened + refused, 300);
+    assert!(
+        opened >= 150,
+        "the cap is most of the descriptors: {opened}"
+    );
+    assert!(
+        most_fds < 240,
+        "{most_fds} descriptors open at once: the 503s must not hold them"
     );
 }

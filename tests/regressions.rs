@@ -154,3 +154,123 @@ fn stopping_a_relay_does_not_interrupt_the_thread_that_started_it() {
         );
     }
 }
+
+/// Two conflicting `Content-Length` headers were accepted (the last won),
+/// and so was `Content-Length: +0`: request smuggling behind a proxy that
+/// frames by the first header, on the publish API too. RFC 9112 section
+/// 6.3: answer 400 and close.
+#[test]
+fn ambiguous_content_lengths_get_400_and_a_close() {
+    let relay = Relay::start_with(|c| c.publish_token = Some("t0ken".into()));
+    for headers in [
+        "Content-Length: 14\r\nContent-Length: 0\r\n",
+        "Content-Length: +14\r\n",
+        "Content-Length: 14\r\nTransfer-Encoding: chunked\r\n",
+    ] {
+        let (status, head, _) = http_exchange(
+            relay.addr,
+            &format!(
+                "POST /publish/lobby/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t0ken\r\n{headers}\r\n{{\"message\": 1}}"
+            ),
+        );
+        assert_eq!(status, 400, "{headers:?}: {head}");
+        assert!(head.contains("Connection: close"), "{head}");
+    }
+}
+
+/// The close code a client chose became a label of roomcast_closes_total,
+/// so 2,000 clients made 2,000 series. Codes from the library and private
+/// ranges are now counted under their range.
+#[test]
+fn client_chosen_close_codes_do_not_mint_metric_series() {
+    let relay = Relay::start();
+    for code in 4000u16..4040 {
+        let mut s = raw_ws(relay.addr, "/ws/echo/");
+        s.write_all(&frame(true, 0x8, &code.to_be_bytes())).unwrap();
+        let (_, op, _) = read_frame(&mut s).unwrap();
+        assert_eq!(op, 0x8);
+    }
+    relay.wait_metric("roomcast_connections", 0);
+    let (_, _, body) = relay.get("/metrics");
+    let series = body
+        .lines()
+        .filter(|l| l.starts_with("roomcast_closes_total{"))
+        .count();
+    assert_eq!(series, 1, "{body}");
+    assert_eq!(relay.metric("roomcast_closes_total{code=\"4xxx\"}"), 40);
+}
+
+/// A request to a plain route that carried `Upgrade: websocket` got a
+/// keep-alive answer; its client expects a 101 or the end. Now any answer
+/// but a 101 to an upgrade request closes the connection.
+#[test]
+fn an_upgrade_request_to_a_page_is_answered_and_closed() {
+    let relay = Relay::start();
+    let (status, head, _) = http_exchange(
+        relay.addr,
+        &format!(
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ),
+    );
+    assert_eq!(status, 200);
+    assert!(head.contains("Connection: close"), "{head}");
+}
+
+/// `Origin` was read loosely (any text, the last of several headers).
+/// Now a request with two is refused, and with --allowed-origins an origin
+/// must be `scheme://host[:port]`.
+#[test]
+fn origins_are_parsed_strictly() {
+    let relay = Relay::start_with(|c| c.allowed_origins = vec!["app.example.com".into()]);
+    // The status line only: a 101 keeps the connection open.
+    let upgrade = |origins: &str| {
+        let mut s = std::net::TcpStream::connect(relay.addr).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        write!(
+            s,
+            "GET /ws/echo/ HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{origins}\r\n"
+        )
+        .unwrap();
+        let mut line = [0u8; 12];
+        s.read_exact(&mut line).unwrap();
+        String::from_utf8_lossy(&line[9..12])
+            .parse::<u16>()
+            .unwrap()
+    };
+    assert_eq!(upgrade("Origin: https://app.example.com\r\n"), 101);
+    assert_eq!(
+        upgrade("Origin: https://app.example.com\r\nOrigin: https://evil.example\r\n"),
+        400
+    );
+    for bad in [
+        "app.example.com",
+        "https://app.example.com/x",
+        "https://evil@app.example.com",
+    ] {
+        assert_eq!(upgrade(&format!("Origin: {bad}\r\n")), 403, "{bad}");
+    }
+}
+
+/// A repeated `"message"` key was refused ("duplicate field"); the seed's
+/// consumer uses `json.loads`, where the last value wins, so Channels
+/// broadcasts it. And a single node broadcast what the Redis mode refuses
+/// (nesting past 128 levels, integers past 64 bits, lone surrogates): one
+/// rule now holds for both.
+#[test]
+fn chat_json_follows_json_loads_and_one_rule_for_both_modes() {
+    let relay = Relay::start();
+    let mut ws = relay.chat("json");
+    send_text(&mut ws, r#"{"message": 1, "message": 2}"#);
+    assert_eq!(recv_text(&mut ws), r#"{"message": 2}"#);
+    for bad in [
+        format!(r#"{{"message": {}1{}}}"#, "[".repeat(129), "]".repeat(129)),
+        r#"{"message": 18446744073709551616}"#.to_string(),
+        r#"{"message": "\ud800"}"#.to_string(),
+    ] {
+        send_text(&mut ws, &bad);
+        let reply = recv_json(&mut ws);
+        assert!(reply["error"].is_string(), "{bad}: {reply}");
+    }
+    send_text(&mut ws, r#"{"message": "still open"}"#);
+    assert_eq!(recv_text(&mut ws), r#"{"message": "still open"}"#);
+}

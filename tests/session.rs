@@ -302,10 +302,13 @@ fn origins_are_checked_before_the_upgrade() {
     assert!(!pair.session.is_open());
 }
 
-/// A client that stops reading: its queue passes --max-send-queue, what it
-/// has not started receiving is dropped, and it gets 1008 "slow consumer".
+/// A client that asks for echoes and stops reading: once its queue costs
+/// more than --max-send-queue it is not read any more (what it sends waits
+/// in its TCP window), and once it has been behind for
+/// --slow-consumer-grace it gets 1008 "slow consumer", what it had not
+/// started receiving dropped.
 #[test]
-fn a_client_that_stops_reading_is_closed_as_a_slow_consumer() {
+fn a_client_that_stops_reading_is_paused_then_closed_as_slow() {
     let mut pair = Pair::open(
         Policy {
             max_send_queue: 4096,
@@ -317,7 +320,12 @@ fn a_client_that_stops_reading_is_closed_as_a_slow_consumer() {
     for _ in 0..10 {
         pair.client_frame(true, 0x2, &[7; 500]);
     }
-    assert!(!pair.session.is_open());
+    assert!(pair.session.is_open(), "one burst never closes");
+    assert!(pair.session.read_blocked(&pair.policy), "it is not read");
+    pair.advance(19);
+    assert!(pair.session.is_open());
+    pair.advance(1);
+    assert!(!pair.session.is_open(), "behind for the grace: closed");
     assert_eq!(pair.log.metrics.slow_consumer_closes, 1);
     pair.window = None;
     pair.drive();
@@ -344,12 +352,119 @@ fn a_half_written_frame_is_finished_before_the_close() {
     for _ in 0..6 {
         pair.client_frame(true, 0x2, &[9; 500]);
     }
+    pair.advance(20);
     pair.window = None;
     pair.drive();
     let frames = pair.frames();
     assert!(pair.inbox.is_empty(), "every byte parsed as whole frames");
     assert_eq!(frames[0].payload, vec![9; 500]);
     assert_eq!(frames.last().unwrap().close().unwrap().0, 1008);
+}
+
+/// A member that reads as fast as the kernel allows gets a burst far
+/// larger than --max-send-queue, all of it, however it arrives.
+#[test]
+fn a_member_that_keeps_up_is_never_closed() {
+    let mut pair = Pair::open(
+        Policy {
+            max_send_queue: 4096,
+            ..policy()
+        },
+        "/ws/chat/burst/",
+    );
+    pair.window = Some(0);
+    // Eight times its limit queued in one iteration, as one fan-out of a
+    // burst would; then it drains.
+    for _ in 0..64 {
+        pair.broadcast(&[b'x'; 500]);
+    }
+    assert!(
+        pair.session.is_open(),
+        "judged by what the kernel refused, not by one burst"
+    );
+    pair.window = None;
+    pair.drive();
+    assert_eq!(pair.frames().len(), 64);
+    pair.advance(100);
+    assert!(pair.session.is_open());
+}
+
+/// Behind but draining, a member holds its room's senders back; once the
+/// kernel takes nothing from it for a while it stops holding them (and is
+/// closed when over the limit), so a stalled reader never holds a room.
+#[test]
+fn a_behind_member_throttles_its_room_only_while_it_drains() {
+    let mut pair = Pair::open(
+        Policy {
+            max_send_queue: 4096,
+            ..policy()
+        },
+        "/ws/chat/busy/",
+    );
+    let room = pair.session.membership().unwrap().room;
+    pair.window = Some(0);
+    for _ in 0..5 {
+        pair.broadcast(&[b'y'; 500]);
+    }
+    assert!(
+        pair.rooms.is_throttled(room),
+        "behind and fresh: its room waits"
+    );
+    pair.advance(10);
+    assert!(
+        pair.rooms.is_throttled(room),
+        "a second without reading may be a busy machine"
+    );
+    pair.advance(1);
+    assert!(
+        !pair.rooms.is_throttled(room),
+        "stalled: it no longer holds the room"
+    );
+    assert!(pair.session.is_open(), "not over the limit yet");
+    for _ in 0..5 {
+        pair.broadcast(&[b'y'; 500]);
+    }
+    assert!(
+        !pair.session.is_open(),
+        "over the limit and stalled: closed at once"
+    );
+    let ons = pair
+        .log
+        .effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Throttle { on: true, .. }))
+        .count();
+    let offs = pair
+        .log
+        .effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Throttle { on: false, .. }))
+        .count();
+    assert_eq!((ons, offs), (1, 1));
+}
+
+/// A client that floods pings and never reads: only the latest ping waits
+/// for its pong, so its queue stays at one pong however long it floods.
+#[test]
+fn a_ping_flood_keeps_one_pong() {
+    let mut pair = Pair::open(policy(), "/ws/echo/");
+    pair.window = Some(0);
+    for i in 0..10_000u32 {
+        pair.client_frame(true, 0x9, &i.to_be_bytes());
+        if i % 100 == 0 {
+            pair.advance(1);
+        }
+    }
+    assert!(
+        pair.session.queued() < 2_000,
+        "queued {}",
+        pair.session.queued()
+    );
+    // A reading client gets every pong (Autobahn 2.10).
+    let mut reader = Pair::open(policy(), "/ws/echo/");
+    let pings: Vec<u8> = (0..10u8).flat_map(|i| frame(true, 0x9, &[i])).collect();
+    reader.client_sends(&pings);
+    assert_eq!(reader.frames().len(), 10);
 }
 
 #[test]

@@ -215,7 +215,10 @@ mod tests {
         rooms.wait(a.room, 2, false);
         rooms.wait(a.room, 1, true);
         assert!(rooms.is_throttled(a.room));
-        assert!(rooms.throttle(a.room, false).is_empty(), "one still holds it");
+        assert!(
+            rooms.throttle(a.room, false).is_empty(),
+            "one still holds it"
+        );
         assert_eq!(rooms.throttle(a.room, false), vec![(2, false), (1, true)]);
         assert!(!rooms.is_throttled(a.room));
     }

@@ -111,7 +111,11 @@ impl SendQueue {
     pub fn fill_iov<'a>(&'a self, iov: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
         for (i, f) in self.frames.iter().take(iov.len()).enumerate() {
-            iov[i] = IoSlice::new(if i == 0 { &f[self.offset as usize..] } else { f });
+            iov[i] = IoSlice::new(if i == 0 {
+                &f[self.offset as usize..]
+            } else {
+                f
+            });
             n += 1;
         }
         n

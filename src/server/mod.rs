@@ -49,7 +49,7 @@ use crate::relay::delivery::Delivery;
 use crate::relay::room::RoomId;
 use crate::relay::worker::Outcome;
 use crate::relay::{ConnId, Published, Relay};
-use crate::session::{Cx, Effect, Route, Session, Sink, Tick};
+use crate::session::{Cx, Effect, Route, Session, Sink, Tick, Ticks};
 use crate::settings::Settings;
 use crate::wire::frame::Frame;
 use crate::wire::http::{Rejection, WsRoute};
@@ -59,7 +59,7 @@ use control::Control;
 use log::{debug, info, warn};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -70,10 +70,6 @@ use wheel::TimerWheel;
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const SIGNALS: Token = Token(2);
-
-/// Connections over `--max-connections` still get a 503 while fewer than
-/// this many such answers are in flight; past it they are closed at once.
-const OVER_LIMIT_SLOTS: usize = 1024;
 
 /// What a finished run did, for the exit log.
 #[derive(Clone, Copy, Debug, Default)]
@@ -95,6 +91,9 @@ pub struct Server {
     settings: Settings,
     /// `--max-connections`, resolved against the open-file limit.
     max_connections: usize,
+    /// Connections over the cap still get a 503 while fewer than this many
+    /// such answers are in flight; past it they are closed at once.
+    over_limit_slots: usize,
     metrics: Metrics,
     /// Per-connection deadlines.
     wheel: TimerWheel,
@@ -128,6 +127,11 @@ pub struct Server {
     control: Control,
     shutdown_deadline: Option<Tick>,
     summary: RunSummary,
+    /// Rejections by status as last logged, and when to log the next
+    /// summary: one line a second at info, however many requests a flood
+    /// of bad ones makes (each is logged at debug).
+    rejections_logged: BTreeMap<u16, u64>,
+    next_rejection_report: Tick,
 }
 
 /// The loop's side of a session's [`Sink`]: chat messages into the decode
@@ -193,7 +197,7 @@ impl Server {
             waker.clone(),
         )?;
         let capacity = sys::connection_capacity();
-        let max_connections = settings.connection_limit(capacity);
+        let (max_connections, over_limit_slots) = settings.connection_limits(capacity);
         if max_connections > capacity {
             warn!(
                 "--max-connections {max_connections} is over what the open-file limit allows (about {capacity}); past that, accepts fail with EMFILE and clients get 503"
@@ -206,6 +210,7 @@ impl Server {
             relay,
             settings,
             max_connections,
+            over_limit_slots,
             metrics: Metrics::default(),
             wheel: TimerWheel::default(),
             effects: VecDeque::new(),
@@ -224,6 +229,8 @@ impl Server {
             control,
             shutdown_deadline: None,
             summary: RunSummary::default(),
+            rejections_logged: BTreeMap::new(),
+            next_rejection_report: Tick(0),
         })
     }
 
@@ -334,6 +341,33 @@ impl Server {
         self.relay.delivery.flush();
         self.run_timers();
         self.flush_dirty();
+        if self.now >= self.next_rejection_report {
+            self.report_rejections();
+        }
+    }
+
+    /// One info line a second (and one at shutdown) for the requests
+    /// refused since the last.
+    fn report_rejections(&mut self) {
+        self.next_rejection_report = self.now.after(Ticks(10));
+        let now = &self.metrics.handshake_rejections;
+        if *now == self.rejections_logged {
+            return;
+        }
+        let mut total = 0;
+        let mut parts = Vec::new();
+        for (status, n) in now {
+            let new = n - self.rejections_logged.get(status).copied().unwrap_or(0);
+            if new > 0 {
+                total += new;
+                parts.push(format!("{new} × {status}"));
+            }
+        }
+        info!(
+            "rejected {total} requests in the last second: {}",
+            parts.join(", ")
+        );
+        self.rejections_logged = now.clone();
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
@@ -493,6 +527,7 @@ impl Server {
             rooms: self.relay.rooms.len(),
             uptime_secs: self.started.elapsed().as_secs_f64(),
             decode_batches_in_flight: self.relay.decode_batches_in_flight(),
+            log_lines_dropped: crate::logger::dropped(),
         }
     }
 
@@ -507,7 +542,7 @@ impl Server {
     fn add_conn(&mut self, mut socket: TcpStream) {
         let open = self.conns.len() - self.conns.over_limit;
         let over = open >= self.max_connections;
-        if over && self.conns.over_limit >= OVER_LIMIT_SLOTS {
+        if over && self.conns.over_limit >= self.over_limit_slots {
             self.metrics.rejection(503);
             return; // dropped: closed at once
         }
@@ -527,7 +562,7 @@ impl Server {
         if over {
             self.conns[id].over_limit = true;
             self.conns.over_limit += 1;
-            info!(
+            debug!(
                 "rejected a connection: over max-connections ({})",
                 self.max_connections
             );
@@ -653,7 +688,10 @@ impl Server {
         for &member in &room.members {
             let conn = &mut self.conns[member];
             debug_assert!(conn.session.is_open());
-            if conn.session.queue(frame.clone(), &self.settings.policy, self.now) {
+            if conn
+                .session
+                .queue(frame.clone(), &self.settings.policy, self.now)
+            {
                 self.behind.push(member);
             }
             if !conn.dirty {
@@ -896,6 +934,7 @@ impl Server {
             return;
         }
         self.acceptor.close(self.poll.registry());
+        self.report_rejections();
         // Messages already accepted are delivered before anyone's 1001.
         self.relay.finish(&mut self.outcomes);
         self.apply_outcomes();

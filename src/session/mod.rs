@@ -65,8 +65,9 @@ pub struct Policy {
     /// `--max-send-queue`: what a client's queue may cost (bytes plus a
     /// fixed overhead per frame) before it counts as not reading.
     pub max_send_queue: usize,
-    /// `--slow-consumer-grace`: how long a client may stay behind (its
-    /// queue over half of `--max-send-queue`) before it is closed as slow.
+    /// `--slow-consumer-grace`: how long a client's queue may stay over
+    /// `--max-send-queue`, while it still reads, before it is closed as
+    /// slow.
     pub slow_grace: Ticks,
     /// `--max-header-size`.
     pub max_header_size: usize,
@@ -85,17 +86,19 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Past this, a client is behind: its room's senders wait for it (while
-    /// it drains), and it is closed if it stays behind past the grace.
+    /// Past this, a client is behind: its room's senders wait for it while
+    /// it drains.
     pub fn high_water(&self) -> usize {
         self.max_send_queue / 2
     }
 }
 
-/// A behind client that the kernel took nothing from for this long has
-/// stopped draining: it no longer holds its room back (it is on its way to
-/// being closed as a slow consumer).
-const PROGRESS_WINDOW: Ticks = Ticks(2);
+/// A client the kernel took nothing from for this long has stopped
+/// draining: it no longer holds its room back, and over `--max-send-queue`
+/// it is closed at once. A second, not less: on a loaded machine a reader
+/// that is only starved of CPU can go a few hundred milliseconds without
+/// reading, and must not pass for one that stopped.
+const PROGRESS_WINDOW: Ticks = Ticks(10);
 
 impl Default for Policy {
     /// The flags' defaults, for tests.
@@ -212,8 +215,10 @@ enum Stage {
     /// fails a connection after a wire fault): flush, half-close, linger.
     /// Input is discarded.
     Responding {
-        /// The client already sent EOF: end as soon as the answer is out.
-        peer_eof: bool,
+        /// End as soon as the answer is out, without waiting for the
+        /// client's EOF: it already sent it, or it is over the connection
+        /// cap and its descriptor is wanted back.
+        end_when_flushed: bool,
     },
     /// Half-closed after a final answer; waiting for the client's EOF so
     /// that closing does not reset the connection under its unread answer.
@@ -260,9 +265,9 @@ struct Open {
 struct Flow {
     /// The last time the kernel took bytes from the queue, or it was empty.
     last_progress: Tick,
-    /// Since when the queue has been over the high-water mark;
-    /// [`Tick::NEVER`] while it is not.
-    behind_since: Tick,
+    /// Since when the queue has cost more than `--max-send-queue`;
+    /// [`Tick::NEVER`] while it does not.
+    over_since: Tick,
     /// Behind and still draining: counted in its room's throttle.
     throttling: bool,
     /// When the last pong was queued. A pong still unsent a tick later
@@ -289,8 +294,10 @@ impl Framed {
 }
 
 /// Input kept between reads: empty nearly always, and then 8 bytes with
-/// no allocation.
+/// no allocation (a `Vec` would be 24 in every idle connection; the rare
+/// extra allocation is worth the 16 bytes).
 #[derive(Debug, Default)]
+#[allow(clippy::box_collection)]
 struct Leftover(Option<Box<Vec<u8>>>);
 
 impl Leftover {
@@ -379,7 +386,7 @@ impl Session {
                     (false, true) => o.last_rx.after(policy.idle),
                     (false, false) => o.last_rx.after(policy.ping),
                 };
-                let slow = o.flow.behind_since.after(policy.slow_grace);
+                let slow = o.flow.over_since.after(policy.slow_grace);
                 let stalls = match o.flow.throttling {
                     true => o.flow.last_progress.after(Ticks(PROGRESS_WINDOW.0 + 1)),
                     false => Tick::NEVER,
@@ -439,10 +446,15 @@ impl Session {
                 self.abort(cx);
             }
             // A half-closed client may still read its answer: finish it.
-            Stage::Request(_) if !self.tx.is_empty() => {
-                self.enter(Stage::Responding { peer_eof: true }, cx)
+            Stage::Request(_) if !self.tx.is_empty() => self.enter(
+                Stage::Responding {
+                    end_when_flushed: true,
+                },
+                cx,
+            ),
+            Stage::Responding { end_when_flushed } if !self.tx.is_empty() => {
+                *end_when_flushed = true
             }
-            Stage::Responding { peer_eof } if !self.tx.is_empty() => *peer_eof = true,
             Stage::Request(_)
             | Stage::Upgrading(_)
             | Stage::Responding { .. }
@@ -459,7 +471,7 @@ impl Session {
         let now = cx.now;
         match &mut self.stage {
             Stage::Request(_) if now >= self.since.after(policy.handshake) => {
-                info!(
+                debug!(
                     "connection {}: no complete request head within the handshake timeout",
                     cx.out.label()
                 );
@@ -468,7 +480,7 @@ impl Session {
                 self.respond(http::rejection_response(&rejection), 408, cx);
             }
             Stage::Upgrading(_) if now >= self.since.after(policy.handshake) => {
-                info!(
+                debug!(
                     "connection {}: the upgrade was not decided within the handshake timeout",
                     cx.out.label()
                 );
@@ -478,7 +490,7 @@ impl Session {
                 );
                 self.respond(http::rejection_response(&rejection), 503, cx);
             }
-            Stage::Open(open) if now >= open.flow.behind_since.after(policy.slow_grace) => {
+            Stage::Open(open) if now >= open.flow.over_since.after(policy.slow_grace) => {
                 info!(
                     "connection {}: behind for longer than --slow-consumer-grace",
                     cx.out.label()
@@ -523,7 +535,7 @@ impl Session {
             if n > 0 {
                 open.flow.last_progress = cx.now;
             }
-            if open.flow.behind_since != Tick::NEVER {
+            if open.flow.throttling || open.flow.over_since != Tick::NEVER {
                 self.check_flow(cx);
             }
         }
@@ -550,7 +562,7 @@ impl Session {
             pinged: false,
             flow: Flow {
                 last_progress: cx.now,
-                behind_since: Tick::NEVER,
+                over_since: Tick::NEVER,
                 throttling: false,
                 pong_at: Tick::NEVER,
             },
@@ -575,15 +587,24 @@ impl Session {
     }
 
     /// Refuses the connection before it says anything (over
-    /// `--max-connections`): it gets `rejection`, then ends.
+    /// `--max-connections`): it gets `rejection`, and ends as soon as that
+    /// is written, without lingering: its descriptor is wanted back.
     pub fn refuse<S: Sink>(&mut self, rejection: &Rejection, cx: &mut Cx<'_, S>) {
-        self.respond(http::rejection_response(rejection), rejection.status, cx);
+        cx.out.metrics().rejection(rejection.status);
+        self.tx
+            .push(Frame::from(http::rejection_response(rejection)));
+        self.enter(
+            Stage::Responding {
+                end_when_flushed: true,
+            },
+            cx,
+        );
     }
 
     /// Completes a refused [`Effect::Publish`]: its JSON answer, then the
     /// connection ends.
     pub fn refuse_publish<S: Sink>(&mut self, refusal: &Rejection, cx: &mut Cx<'_, S>) {
-        info!(
+        debug!(
             "refused a publish request: {} {}",
             refusal.status, refusal.reason
         );
@@ -609,13 +630,18 @@ impl Session {
         self.tx.cost() > policy.high_water()
     }
 
-    /// Where the queue stands. A client whose queue is over the high-water
-    /// mark is behind; while it still drains, it holds its room's senders
-    /// back ([`Effect::Throttle`]). One that stays behind past
-    /// `--slow-consumer-grace`, or is over `--max-send-queue` after the
-    /// kernel took nothing from it for a while, is closed as a slow
-    /// consumer. So one burst never closes a client that reads as fast as
-    /// the kernel allows.
+    /// Where the queue stands, judged by what the kernel refused over time
+    /// rather than by what one loop iteration queued:
+    /// - over the high-water mark (half of `--max-send-queue`) and still
+    ///   draining, a client holds its room's senders back
+    ///   ([`Effect::Throttle`]), so TCP slows them instead of the relay
+    ///   buffering for them;
+    /// - over `--max-send-queue` after the kernel took nothing from it for
+    ///   [`PROGRESS_WINDOW`], or for longer than `--slow-consumer-grace`
+    ///   while it reads, it is closed as a slow consumer.
+    ///
+    /// So a burst never closes a client that reads as fast as the kernel
+    /// allows, and a client that stopped reading costs only its own queue.
     pub fn check_flow<S: Sink>(&mut self, cx: &mut Cx<'_, S>) {
         let policy = cx.policy;
         let cost = self.tx.cost();
@@ -624,16 +650,16 @@ impl Session {
         };
         let flow = &mut open.flow;
         let stalled = cx.now.since(flow.last_progress) > PROGRESS_WINDOW;
-        let behind = cost > policy.high_water();
-        if behind && flow.behind_since == Tick::NEVER {
-            flow.behind_since = cx.now;
-        } else if !behind {
-            flow.behind_since = Tick::NEVER;
+        let over = cost > policy.max_send_queue;
+        if over && flow.over_since == Tick::NEVER {
+            flow.over_since = cx.now;
+        } else if !over {
+            flow.over_since = Tick::NEVER;
         }
-        if cost > policy.max_send_queue && stalled {
+        if over && stalled {
             return self.close_slow_consumer(cx);
         }
-        let throttle = behind && !stalled;
+        let throttle = cost > policy.high_water() && !stalled;
         if let Route::Chat(m) = open.route {
             if throttle != flow.throttling {
                 flow.throttling = throttle;
@@ -777,7 +803,7 @@ impl Session {
     }
 
     fn reject<S: Sink>(&mut self, rejection: &Rejection, cx: &mut Cx<'_, S>) {
-        info!(
+        debug!(
             "rejected a request: {} {}",
             rejection.status, rejection.reason
         );
@@ -790,7 +816,12 @@ impl Session {
             cx.out.metrics().rejection(status);
         }
         self.tx.push(Frame::from(bytes));
-        self.enter(Stage::Responding { peer_eof: false }, cx);
+        self.enter(
+            Stage::Responding {
+                end_when_flushed: false,
+            },
+            cx,
+        );
     }
 
     // ---- frames ----------------------------------------------------------
@@ -919,7 +950,12 @@ impl Session {
         cx.out.metrics().close(code.0);
         self.tx
             .push(Frame::from(frame::encode_close(code.0, e.reason())));
-        self.enter(Stage::Responding { peer_eof: false }, cx);
+        self.enter(
+            Stage::Responding {
+                end_when_flushed: false,
+            },
+            cx,
+        );
     }
 
     fn on_peer_close<S: Sink>(&mut self, code: Option<CloseCode>, cx: &mut Cx<'_, S>) {
@@ -984,8 +1020,12 @@ impl Session {
     fn after_drained<S: Sink>(&mut self, cx: &mut Cx<'_, S>) {
         match self.stage {
             Stage::Closed => self.end(true, cx),
-            Stage::Responding { peer_eof: true } => self.end(false, cx),
-            Stage::Responding { peer_eof: false } => {
+            Stage::Responding {
+                end_when_flushed: true,
+            } => self.end(false, cx),
+            Stage::Responding {
+                end_when_flushed: false,
+            } => {
                 cx.out.effect(Effect::HalfClose);
                 self.stage = Stage::Lingering;
             }

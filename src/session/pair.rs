@@ -128,6 +128,17 @@ impl Pair {
         self.client_sends(&client_frame(fin, opcode, payload));
     }
 
+    /// A broadcast from the room reaches this client, as the loop's fan-out
+    /// queues it (then judges the queue).
+    pub fn broadcast(&mut self, payload: &[u8]) {
+        let frame = Frame::from(frame::encode_frame(frame::Opcode::Text, payload));
+        if self.session.queue(frame, &self.policy, self.now) {
+            self.input(|s, cx| s.check_flow(cx));
+        } else {
+            self.drive();
+        }
+    }
+
     /// The client shuts its side.
     pub fn client_eof(&mut self) {
         self.input(|s, cx| s.handle_eof(cx));
@@ -231,7 +242,11 @@ impl Pair {
         match chat::process(text) {
             Ok(broadcast) => {
                 let member = self.rooms.get(room).is_some_and(|r| r.members.contains(&0));
-                if member && self.session.queue(Frame::from(broadcast), &self.policy, self.now) {
+                if member
+                    && self
+                        .session
+                        .queue(Frame::from(broadcast), &self.policy, self.now)
+                {
                     self.session.check_flow(&mut cx);
                 }
             }

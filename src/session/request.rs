@@ -47,7 +47,9 @@ pub(super) fn next(rx: &mut Vec<u8>, policy: &Policy) -> Asked {
         Ok(Some(parsed)) => parsed,
         Err(rejection) => return Asked::Reject(rejection),
     };
-    let keep_alive = request.http11 && !request.connection_close;
+    // A request that asked for an upgrade and gets anything but a 101 is
+    // answered and closed: its client expects no other exchange.
+    let keep_alive = request.http11 && !request.connection_close && request.upgrade.is_none();
     let decision = http::decide(&request, &policy.origins);
     if let Decision::Publish { room } = decision {
         let max_body = policy.limits.max_message_size as usize;
@@ -169,5 +171,18 @@ mod tests {
         };
         assert!(!keep_alive, "HTTP/1.0 closes");
         assert!(response.ends_with(b"\r\n\r\n"), "HEAD has no body");
+    }
+
+    #[test]
+    fn an_upgrade_request_to_a_page_is_answered_and_closed() {
+        let mut rx =
+            b"GET /healthz HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n".to_vec();
+        assert!(matches!(
+            next(&mut rx, &policy()),
+            Asked::Status {
+                keep_alive: false,
+                ..
+            }
+        ));
     }
 }

@@ -125,21 +125,18 @@ impl OriginPolicy {
 
     /// A request without `Origin` is not from a browser page and is allowed:
     /// origin checks protect browsers' users, other clients can send any value.
+    ///
+    /// With a list, an origin is parsed strictly as RFC 6454 serialises one,
+    /// `scheme://host[:port]` and nothing else; anything else (a path, user
+    /// info, an empty host, `null`) matches no pattern.
     pub fn allows(&self, origin: Option<&str>) -> bool {
         let (Some(list), Some(origin)) = (&self.allowed, origin) else {
             return true;
         };
         let origin = origin.to_ascii_lowercase();
-        let host = origin
-            .split_once("://")
-            .map_or(origin.as_str(), |(_, rest)| rest);
-        let host = host.rsplit_once(':').map_or(host, |(h, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                h
-            } else {
-                host
-            }
-        });
+        let Some(host) = origin_host(&origin) else {
+            return false;
+        };
         list.iter().any(|p| {
             if let Some(suffix) = p.strip_prefix("*.") {
                 host.len() > suffix.len() + 1
@@ -152,6 +149,30 @@ impl OriginPolicy {
             }
         })
     }
+}
+
+/// The host of a serialised origin, `scheme://host[:port]`, or `None` if
+/// `origin` is not one.
+fn origin_host(origin: &str) -> Option<&str> {
+    let (scheme, rest) = origin.split_once("://")?;
+    let scheme_ok = scheme
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    let (host, port) = match rest.rsplit_once(':') {
+        // A bracketed IPv6 host holds colons of its own.
+        Some((h, p)) if !p.contains(']') => (h, Some(p)),
+        _ => (rest, None),
+    };
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
+    (scheme_ok && port_ok && host_ok).then_some(host)
 }
 
 /// Parses a request head from the start of `buf`.
@@ -205,18 +226,36 @@ pub fn parse_head(
         } else if name.eq_ignore_ascii_case("sec-websocket-key") {
             out.ws_key = Some(value.to_string());
         } else if name.eq_ignore_ascii_case("origin") {
+            if out.origin.is_some() {
+                return Err(Rejection::new(400, "more than one Origin header"));
+            }
             out.origin = Some(value.to_string());
         } else if name.eq_ignore_ascii_case("content-length") {
+            // RFC 9112 section 6.3: a repeated or malformed length is a
+            // framing error, answered 400 and closed, so that no proxy in
+            // front can frame the request differently (request smuggling).
+            if out.content_length.is_some() {
+                return Err(Rejection::new(400, "more than one Content-Length header"));
+            }
+            let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
             out.content_length = Some(
                 value
                     .parse()
-                    .map_err(|_| Rejection::new(400, "invalid Content-Length"))?,
+                    .ok()
+                    .filter(|_| digits)
+                    .ok_or_else(|| Rejection::new(400, "invalid Content-Length"))?,
             );
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             out.chunked = true;
         } else if name.eq_ignore_ascii_case("authorization") {
             out.authorization = Some(value.to_string());
         }
+    }
+    if out.chunked && out.content_length.is_some() {
+        return Err(Rejection::new(
+            400,
+            "both Transfer-Encoding and Content-Length: the body's length is ambiguous",
+        ));
     }
     Ok(Some((out, n)))
 }
@@ -604,10 +643,53 @@ mod tests {
         assert!(p.allows(Some("http://localhost:8000")));
         assert!(!p.allows(Some("https://evil.com")));
         assert!(p.allows(None));
+        for malformed in [
+            "app.example.com",
+            "https://app.example.com/path",
+            "https://user@app.example.com",
+            "https://",
+            "null",
+            "https://app.example.com:",
+            "1https://app.example.com",
+        ] {
+            assert!(!p.allows(Some(malformed)), "{malformed}");
+        }
+        assert!(
+            OriginPolicy::default().allows(Some("null")),
+            "any origin means any"
+        );
         assert!(OriginPolicy::new(&[]).allows_any());
         let (req, _) = parse_head(&upgrade("/ws/echo/", &["Origin: https://evil.com"]), 8192)
             .unwrap()
             .unwrap();
         assert!(matches!(decide(&req, &p), Decision::Reject(r) if r.status == 403));
+    }
+
+    /// RFC 9112 section 6.3: no request whose length a proxy could read
+    /// differently (request smuggling).
+    #[test]
+    fn ambiguous_lengths_and_repeated_origins() {
+        let rows: &[(&str, Option<u64>)] = &[
+            ("Content-Length: 5\r\n", Some(5)),
+            ("Content-Length: 5\r\nContent-Length: 6\r\n", None),
+            ("Content-Length: 5\r\nContent-Length: 5\r\n", None),
+            ("Content-Length: +0\r\n", None),
+            ("Content-Length: -1\r\n", None),
+            ("Content-Length: 0x10\r\n", None),
+            ("Content-Length: 1 2\r\n", None),
+            ("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", None),
+            (
+                "Origin: https://a.example\r\nOrigin: https://b.example\r\n",
+                None,
+            ),
+        ];
+        for (headers, length) in rows {
+            let head = format!("POST /publish/x/ HTTP/1.1\r\nHost: x\r\n{headers}\r\n");
+            match (parse_head(head.as_bytes(), 8192), length) {
+                (Ok(Some((req, _))), Some(n)) => assert_eq!(req.content_length, Some(*n)),
+                (Err(rej), None) => assert_eq!(rej.status, 400, "{headers}"),
+                (other, _) => panic!("{headers:?}: {other:?}"),
+            }
+        }
     }
 }
