@@ -429,9 +429,9 @@ fn a_stalled_log_reader_does_not_freeze_the_relay() {
 }
 
 /// With a small open-file limit, the default cap leaves descriptors for
-/// the 503s to the crowd over it, and each 503 is closed as soon as it is
-/// written: the relay never runs out of descriptors, and every client over
-/// the cap hears 503 (or is closed) at once.
+/// the 503s to the crowd over it, and each 503 waits a second at most for
+/// its client: the relay never runs out of descriptors, and every client
+/// over the cap hears 503 (or is closed) at once.
 #[test]
 fn the_crowd_over_the_cap_never_exhausts_descriptors() {
     let relay = Binary::start(&["--workers", "0"], Some(256));

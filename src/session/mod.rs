@@ -214,18 +214,29 @@ enum Stage {
     /// A final answer is queued (an HTTP response, or the close frame that
     /// fails a connection after a wire fault): flush, half-close, linger.
     /// Input is discarded.
-    Responding {
-        /// End as soon as the answer is out, without waiting for the
-        /// client's EOF: it already sent it, or it is over the connection
-        /// cap and its descriptor is wanted back.
-        end_when_flushed: bool,
-    },
+    Responding { then: AfterAnswer },
     /// Half-closed after a final answer; waiting for the client's EOF so
-    /// that closing does not reset the connection under its unread answer.
-    Lingering,
+    /// that closing does not reset the connection under its unread answer
+    /// (`brief`: for a second at most).
+    Lingering { brief: bool },
     /// Over; the loop removes the connection.
     Ended,
 }
+
+/// What follows a final answer once it is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AfterAnswer {
+    /// Half-close and wait for the client's EOF, up to `--close-timeout`.
+    Linger,
+    /// The same for a second at most: a connection over the cap, whose
+    /// descriptor is wanted back (and which a crowd may have thousands of).
+    LingerBriefly,
+    /// The client already sent its EOF: end at once.
+    End,
+}
+
+/// How long a connection over the cap waits for its client's EOF.
+const BRIEF_LINGER: Ticks = Ticks(10);
 
 #[derive(Debug, Default)]
 struct Request {
@@ -393,9 +404,16 @@ impl Session {
                 };
                 Some(idle.min(slow).min(stalls)).filter(|&t| t != Tick::NEVER)
             }
-            Stage::Closing(_) | Stage::Closed | Stage::Responding { .. } | Stage::Lingering => {
-                Some(self.since.after(policy.close))
+            Stage::Responding {
+                then: AfterAnswer::LingerBriefly,
             }
+            | Stage::Lingering { brief: true } => {
+                Some(self.since.after(policy.close.min(BRIEF_LINGER)))
+            }
+            Stage::Closing(_)
+            | Stage::Closed
+            | Stage::Responding { .. }
+            | Stage::Lingering { .. } => Some(self.since.after(policy.close)),
             Stage::Ended => None,
         }
     }
@@ -431,7 +449,7 @@ impl Session {
             }
             Stage::Closing(_) => self.read_frames(input, cx),
             // Whatever a client sends after its answer is read and ignored.
-            Stage::Closed | Stage::Responding { .. } | Stage::Lingering | Stage::Ended => {}
+            Stage::Closed | Stage::Responding { .. } | Stage::Lingering { .. } | Stage::Ended => {}
         }
     }
 
@@ -448,17 +466,15 @@ impl Session {
             // A half-closed client may still read its answer: finish it.
             Stage::Request(_) if !self.tx.is_empty() => self.enter(
                 Stage::Responding {
-                    end_when_flushed: true,
+                    then: AfterAnswer::End,
                 },
                 cx,
             ),
-            Stage::Responding { end_when_flushed } if !self.tx.is_empty() => {
-                *end_when_flushed = true
-            }
+            Stage::Responding { then } if !self.tx.is_empty() => *then = AfterAnswer::End,
             Stage::Request(_)
             | Stage::Upgrading(_)
             | Stage::Responding { .. }
-            | Stage::Lingering
+            | Stage::Lingering { .. }
             | Stage::Closing(_)
             | Stage::Closed => self.end(false, cx),
             Stage::Ended => {}
@@ -514,7 +530,10 @@ impl Session {
                     self.send(Frame::from(frame::encode_frame(Opcode::Ping, b"")), cx);
                 }
             }
-            Stage::Closing(_) | Stage::Closed | Stage::Responding { .. } | Stage::Lingering
+            Stage::Closing(_)
+            | Stage::Closed
+            | Stage::Responding { .. }
+            | Stage::Lingering { .. }
                 if now >= self.since.after(policy.close) =>
             {
                 debug!(
@@ -587,15 +606,15 @@ impl Session {
     }
 
     /// Refuses the connection before it says anything (over
-    /// `--max-connections`): it gets `rejection`, and ends as soon as that
-    /// is written, without lingering: its descriptor is wanted back.
+    /// `--max-connections`): it gets `rejection`, and lingers for its
+    /// client's EOF a second at most: its descriptor is wanted back.
     pub fn refuse<S: Sink>(&mut self, rejection: &Rejection, cx: &mut Cx<'_, S>) {
         cx.out.metrics().rejection(rejection.status);
         self.tx
             .push(Frame::from(http::rejection_response(rejection)));
         self.enter(
             Stage::Responding {
-                end_when_flushed: true,
+                then: AfterAnswer::LingerBriefly,
             },
             cx,
         );
@@ -818,7 +837,7 @@ impl Session {
         self.tx.push(Frame::from(bytes));
         self.enter(
             Stage::Responding {
-                end_when_flushed: false,
+                then: AfterAnswer::Linger,
             },
             cx,
         );
@@ -952,7 +971,7 @@ impl Session {
             .push(Frame::from(frame::encode_close(code.0, e.reason())));
         self.enter(
             Stage::Responding {
-                end_when_flushed: false,
+                then: AfterAnswer::Linger,
             },
             cx,
         );
@@ -1021,13 +1040,13 @@ impl Session {
         match self.stage {
             Stage::Closed => self.end(true, cx),
             Stage::Responding {
-                end_when_flushed: true,
+                then: AfterAnswer::End,
             } => self.end(false, cx),
-            Stage::Responding {
-                end_when_flushed: false,
-            } => {
+            Stage::Responding { then } => {
                 cx.out.effect(Effect::HalfClose);
-                self.stage = Stage::Lingering;
+                self.stage = Stage::Lingering {
+                    brief: then == AfterAnswer::LingerBriefly,
+                };
             }
             _ => {}
         }
@@ -1052,7 +1071,7 @@ impl Stage {
             Stage::Closing(_) => "closing",
             Stage::Closed => "closed",
             Stage::Responding { .. } => "responding",
-            Stage::Lingering => "lingering",
+            Stage::Lingering { .. } => "lingering",
             Stage::Ended => "ended",
         }
     }
