@@ -176,7 +176,8 @@ impl Config {
             ));
         }
         for url in &self.redis {
-            crate::redis_url::RedisUrl::parse(url).map_err(|e| format!("--redis: {e}"))?;
+            crate::backplane::redis_url::RedisUrl::parse(url)
+                .map_err(|e| format!("--redis: {e}"))?;
         }
         if !self.redis.is_empty() && self.redis_queue < self.max_message_size + 256 {
             return Err(format!(

@@ -8,8 +8,8 @@
 //! room order is the arrival order whatever thread finished first (SPEC
 //! section 2). With no workers the loop calls [`decode_batch`] itself.
 
+use crate::backplane::msgpack;
 use crate::chat;
-use crate::msgpack;
 use crate::room::RoomId;
 use crate::sendq::Frame;
 use crossbeam_channel::{Receiver, Sender};

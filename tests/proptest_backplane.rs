@@ -18,8 +18,8 @@ use prop_support::{config, cuts};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
-use roomcast::msgpack::{self, DecodeError, EncodeError, MAX_DEPTH};
-use roomcast::resp::{self, Limits, RespError, Value};
+use roomcast::backplane::msgpack::{self, DecodeError, EncodeError, MAX_DEPTH};
+use roomcast::backplane::resp::{self, Limits, RespError, Value};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 

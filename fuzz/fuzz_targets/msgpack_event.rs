@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use roomcast::msgpack::{self, EncodeError};
+use roomcast::backplane::msgpack::{self, EncodeError};
 use serde_json::value::RawValue;
 use serde_json::Value;
 

@@ -13,11 +13,11 @@
 //! - `rooms` is the set of rooms with local members (desired subscriptions),
 //!   kept across reconnects so every live room is subscribed again.
 
+use super::msgpack;
+use super::redis_url::RedisUrl;
+use super::resp::{self, Value};
 use super::{Event, Shared};
 use crate::frame::{self, Opcode};
-use crate::msgpack;
-use crate::redis_url::RedisUrl;
-use crate::resp::{self, Value};
 use crate::sendq::Frame;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -90,7 +90,7 @@ impl Link {
             shard,
             state: State::Down,
             url,
-            channel_prefix: crate::shard::group_channel(prefix, "").into_bytes(),
+            channel_prefix: super::shard::group_channel(prefix, "").into_bytes(),
             rooms: HashMap::new(),
             pending: VecDeque::new(),
             head_echoed: false,

@@ -27,13 +27,17 @@
 //!   same bound.
 
 mod link;
+pub mod msgpack;
+pub mod redis_url;
+pub mod resp;
+pub mod shard;
 mod thread;
 
 use crate::config::Config;
-use crate::redis_url::RedisUrl;
 use crate::sendq::Frame;
 use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
+use redis_url::RedisUrl;
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -116,7 +120,7 @@ pub fn check_delivered_size(
     }
     let mut json = Vec::new();
     // An event this relay just encoded always decodes.
-    if crate::msgpack::decode_chat_event(payload, &mut json).is_ok() && json.len() > max_message {
+    if msgpack::decode_chat_event(payload, &mut json).is_ok() && json.len() > max_message {
         return Err(TooLarge {
             size: json.len(),
             max: max_message,
@@ -404,7 +408,7 @@ mod tests {
 
     fn event(json: &str) -> Vec<u8> {
         let mut out = Vec::new();
-        crate::msgpack::encode_chat_event(json, &mut out).unwrap();
+        msgpack::encode_chat_event(json, &mut out).unwrap();
         out
     }
 

@@ -3,8 +3,8 @@
 //! and liveness pings. The only code that touches Redis sockets.
 
 use super::link::{Link, State};
+use super::shard;
 use super::{Command, Event, Settings, Shared};
-use crate::shard;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use log::{debug, info, warn};
 use mio::net::TcpStream;

@@ -69,7 +69,7 @@ impl Server {
                 },
                 headers: "",
             };
-            crate::msgpack::encode_chat_event(raw, &mut payload)
+            crate::backplane::msgpack::encode_chat_event(raw, &mut payload)
                 .map_err(|e| refuse(400, e.to_string()))?;
             backplane::check_delivered_size(raw.len(), &payload, max_message)
                 .map_err(|e| refuse(413, e.to_string()))?;
