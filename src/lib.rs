@@ -12,6 +12,9 @@
 //! - [`room`], [`sendq`], [`timer`]: rooms, shared-frame send queues and the
 //!   timing wheel (pure data structures);
 //! - [`worker`]: ordered batches of JSON decoding on worker threads;
+//! - [`backplane`]: rooms shared across nodes through Redis (RESP,
+//!   Channels msgpack, channels_redis shards and URLs, and the backplane
+//!   thread, the only code with Redis sockets);
 //! - [`server`], [`conn`]: the mio event loop, the only code with sockets.
 
 pub mod backplane;

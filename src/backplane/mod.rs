@@ -152,9 +152,9 @@ impl Shared {
     }
 }
 
-/// Settings the backplane thread needs.
+/// What the backplane thread needs from the flags.
 #[derive(Clone, Debug)]
-struct Settings {
+struct ThreadSettings {
     urls: Vec<RedisUrl>,
     prefix: String,
     queue_limit: usize,
@@ -192,7 +192,7 @@ impl Backplane {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let shared = Arc::new(Shared::default());
-        let settings = Settings {
+        let settings = ThreadSettings {
             urls: urls.clone(),
             prefix: config.redis_prefix.clone(),
             queue_limit: config.redis_queue,

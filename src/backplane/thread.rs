@@ -4,7 +4,7 @@
 
 use super::link::{Link, State};
 use super::shard;
-use super::{Command, Event, Settings, Shared};
+use super::{Command, Event, Shared, ThreadSettings};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use log::{debug, info, warn};
 use mio::net::TcpStream;
@@ -16,13 +16,17 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-const WAKER: Token = Token(usize::MAX);
+/// The token of the waker the loop rings when it hands over commands;
+/// shard `i`'s socket is `Token(i)`.
+const THREAD_WAKER: Token = Token(usize::MAX);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// How often timers (reconnects, pings, timeouts) are looked at.
-const TICK: Duration = Duration::from_millis(50);
+const THREAD_TICK: Duration = Duration::from_millis(50);
 const READ_CHUNK: usize = 64 * 1024;
 
-struct Conn {
+/// One shard: its protocol state ([`Link`]), its socket, and the timers
+/// around them (reconnect back-off, liveness).
+struct ShardConn {
     link: Link,
     stream: Option<TcpStream>,
     /// The TCP connect is still in progress.
@@ -38,10 +42,12 @@ struct Conn {
     last_tx: Instant,
 }
 
-struct Backplane {
+/// Everything the backplane thread owns: its `Poll`, every shard, and both
+/// ends of its channels to the loop.
+struct BackplaneThread {
     poll: Poll,
-    conns: Vec<Conn>,
-    settings: Settings,
+    conns: Vec<ShardConn>,
+    settings: ThreadSettings,
     commands: Receiver<Vec<Command>>,
     events: Sender<Vec<Event>>,
     loop_waker: Arc<Waker>,
@@ -55,20 +61,20 @@ struct Backplane {
 }
 
 pub(super) fn spawn(
-    settings: Settings,
+    settings: ThreadSettings,
     commands: Receiver<Vec<Command>>,
     events: Sender<Vec<Event>>,
     loop_waker: Arc<Waker>,
     shared: Arc<Shared>,
 ) -> io::Result<(JoinHandle<()>, Arc<Waker>)> {
     let poll = Poll::new()?;
-    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let waker = Arc::new(Waker::new(poll.registry(), THREAD_WAKER)?);
     let now = Instant::now();
     let conns = settings
         .urls
         .iter()
         .enumerate()
-        .map(|(i, url)| Conn {
+        .map(|(i, url)| ShardConn {
             link: Link::new(
                 i,
                 url.clone(),
@@ -89,7 +95,7 @@ pub(super) fn spawn(
         .collect();
     let seed = std::process::id() as u64 ^ now.elapsed().as_nanos() as u64 ^ 0x9E37_79B9_7F4A_7C15;
     let channel_prefix = shard::group_channel(&settings.prefix, "");
-    let mut bp = Backplane {
+    let mut bp = BackplaneThread {
         poll,
         conns,
         settings,
@@ -109,7 +115,7 @@ pub(super) fn spawn(
     Ok((handle, waker))
 }
 
-impl Backplane {
+impl BackplaneThread {
     fn run(&mut self) {
         let mut events = Events::with_capacity(64);
         loop {
@@ -122,7 +128,7 @@ impl Backplane {
                 }
             }
             for event in events.iter() {
-                if event.token() == WAKER {
+                if event.token() == THREAD_WAKER {
                     continue;
                 }
                 let i = event.token().0;
@@ -232,7 +238,7 @@ impl Backplane {
             if c.stream.is_none() {
                 wait = wait.min(c.retry_at.saturating_duration_since(now));
             } else if c.connecting || c.link.awaiting() {
-                wait = wait.min(TICK);
+                wait = wait.min(THREAD_TICK);
             }
         }
         wait.max(Duration::from_millis(1))
