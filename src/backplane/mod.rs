@@ -26,12 +26,15 @@
 //!   are counted too, and the thread stops reading Redis while they pass the
 //!   same bound.
 
+mod event;
 mod link;
 pub mod msgpack;
 pub mod redis_url;
 pub mod resp;
 pub mod shard;
 mod thread;
+
+pub use event::{encode_publish, PublishRefusal};
 
 use crate::config::Config;
 use crate::sendq::Frame;
@@ -84,50 +87,6 @@ pub const DROP_REASONS: [&str; 7] = [
     "unsupported",
     "too_deep",
 ];
-
-/// Most a chat message's JSON text can grow when written back as Python's
-/// `json.dumps` does: a raw DEL byte becomes `\u007f`.
-const DUMPS_GROWTH: usize = 6;
-
-/// A message whose delivered form is over `--max-message-size`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TooLarge {
-    pub size: usize,
-    pub max: usize,
-}
-
-impl std::fmt::Display for TooLarge {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the message is {} bytes once written as Django Channels writes it (json.dumps escapes non-ASCII as \\uXXXX), over --max-message-size ({}); it was not sent",
-            self.size, self.max
-        )
-    }
-}
-
-/// Refuses, before it is published, a message whose `json.dumps` form (what
-/// every node delivers) would pass `max_message`: no node could deliver it
-/// (`\u00e9` for each `é` triples non-ASCII text). Only messages that could
-/// grow past the limit are measured, so small ones cost nothing here.
-pub fn check_delivered_size(
-    raw_len: usize,
-    payload: &[u8],
-    max_message: usize,
-) -> Result<(), TooLarge> {
-    if raw_len.saturating_mul(DUMPS_GROWTH).saturating_add(16) <= max_message {
-        return Ok(());
-    }
-    let mut json = Vec::new();
-    // An event this relay just encoded always decodes.
-    if msgpack::decode_chat_event(payload, &mut json).is_ok() && json.len() > max_message {
-        return Err(TooLarge {
-            size: json.len(),
-            max: max_message,
-        });
-    }
-    Ok(())
-}
 
 /// Counters and state shared by the loop and the backplane thread.
 #[derive(Debug, Default)]
@@ -399,36 +358,5 @@ impl Drop for Backplane {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn event(json: &str) -> Vec<u8> {
-        let mut out = Vec::new();
-        msgpack::encode_chat_event(json, &mut out).unwrap();
-        out
-    }
-
-    #[test]
-    fn the_delivered_size_counts_python_escapes() {
-        // 1,000 'é' are 2,002 bytes of JSON text but 6,000 once escaped.
-        let text = format!("\"{}\"", "é".repeat(1000));
-        let e = check_delivered_size(text.len(), &event(&text), 4096).unwrap_err();
-        assert_eq!(e.size, r#"{"message": ""}"#.len() + 6000);
-        assert!(e.to_string().contains("--max-message-size (4096)"));
-        assert_eq!(
-            check_delivered_size(text.len(), &event(&text), 8192),
-            Ok(())
-        );
-        // ASCII does not grow; and small messages are not even measured.
-        let ascii = format!("\"{}\"", "a".repeat(4000));
-        assert_eq!(
-            check_delivered_size(ascii.len(), &event(&ascii), 4096),
-            Ok(())
-        );
-        assert_eq!(check_delivered_size(3, b"not even msgpack", 4096), Ok(()));
     }
 }

@@ -59,20 +59,15 @@ impl Server {
         let mut payloads = Vec::with_capacity(n);
         let max_message = self.settings.limits.max_message_size as usize;
         for (i, raw) in messages.iter().enumerate() {
-            let mut payload = Vec::with_capacity(raw.len() + 32);
-            let refuse = |status, e: String| Refusal {
-                status,
+            let payload = backplane::encode_publish(raw, max_message).map_err(|e| Refusal {
+                status: e.status,
                 reason: if n == 1 {
-                    e
+                    e.reason
                 } else {
-                    format!("batch element {i}: {e}")
+                    format!("batch element {i}: {}", e.reason)
                 },
                 headers: "",
-            };
-            crate::backplane::msgpack::encode_chat_event(raw, &mut payload)
-                .map_err(|e| refuse(400, e.to_string()))?;
-            backplane::check_delivered_size(raw.len(), &payload, max_message)
-                .map_err(|e| refuse(413, e.to_string()))?;
+            })?;
             payloads.push(payload);
         }
         let name: Arc<str> = local
