@@ -11,6 +11,7 @@
 //! faults are SIGKILL, restart on the same port, and SIGSTOP/SIGCONT.
 
 mod common;
+use common::fake_redis::FakeRedis;
 use common::redis::{free_port, RedisServer};
 use common::*;
 use roomcast::Config;
@@ -1147,4 +1148,156 @@ fn without_redis_health_has_no_backplane() {
         r#"{"message": "caf\u00e9"}"#,
         "raw JSON copied through"
     );
+}
+
+// ---- a hostile or broken Redis (issue 13) --------------------------------
+
+/// One PUBLISH larger than anything the relay delivers (1 MB, with
+/// --redis-queue 256 KiB and --max-message-size 64 KiB) is still a
+/// well-framed RESP string: it is skipped as it streams by, counted as
+/// too_large, and the link stays up. It used to be taken for a framing
+/// error, so the link dropped and reconnected, and what was published
+/// meanwhile was lost (any Redis client, e.g. a Django group_send, could do
+/// that to every node).
+#[test]
+fn a_publish_larger_than_the_redis_queue_is_skipped_not_a_disconnect() {
+    let redis = RedisServer::start();
+    let relay = node_with(&[&redis], |c| {
+        c.max_message_size = 64 * 1024;
+        c.max_frame_size = 64 * 1024;
+        c.redis_queue = 256 * 1024;
+    });
+    let mut member = relay.chat("huge");
+    redis.wait_numsub(&group("huge"), 1);
+    wait_health(&relay, "ok");
+    let huge = event(&msgpack_str(&"h".repeat(1_000_000)));
+    let mut publisher = redis.client();
+    for k in 0..4 {
+        assert_eq!(publisher.publish(&group("huge"), &huge), 1);
+        let after = event(&msgpack_str(&format!("after {k}")));
+        assert_eq!(publisher.publish(&group("huge"), &after), 1);
+    }
+    for k in 0..4 {
+        assert_eq!(
+            recv_text(&mut member),
+            format!(r#"{{"message": "after {k}"}}"#),
+            "a message published right after a huge one arrives"
+        );
+    }
+    assert_eq!(
+        relay.metric("roomcast_backplane_dropped_total{reason=\"too_large\"}"),
+        4
+    );
+    assert_eq!(
+        relay.metric("roomcast_backplane_reconnects_total"),
+        0,
+        "the link never dropped"
+    );
+    assert_eq!(health(&relay)["status"], "ok");
+}
+
+/// A reply that never ends (an array of 65,536 strings of 60 KB from a
+/// hostile or broken Redis) is cut off once the relay has buffered about
+/// 2 × --max-message-size of it: that connection is dropped and the relay
+/// reconnects. It used to buffer all of it (and parse the buffer again from
+/// the start on every read).
+#[test]
+fn a_reply_that_never_ends_is_cut_off_at_the_link_bound() {
+    let (tx, rx) = mpsc::channel::<(usize, bool)>();
+    let fake = FakeRedis::start(move |mut conn| {
+        if conn.hello().is_none() {
+            return;
+        }
+        let element = format!("$60000\r\n{}\r\n", "x".repeat(60_000)).into_bytes();
+        let (mut written, mut cut) = (0, false);
+        if conn.write(b">65536\r\n").is_ok() {
+            while written < 32 << 20 {
+                if conn.write(&element).is_err() {
+                    cut = true;
+                    break;
+                }
+                written += element.len();
+            }
+        }
+        let _ = tx.send((written, cut));
+    });
+    let _relay = Relay::start_with(|c| {
+        c.redis = vec![fake.url()];
+        c.max_message_size = 64 * 1024;
+        c.max_frame_size = 64 * 1024;
+        c.redis_retry_max = Duration::from_millis(400);
+    });
+    let (written, cut) = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the fake Redis's first connection ended");
+    assert!(
+        cut && written < 16 << 20,
+        "the relay took {written} bytes of one endless reply without cutting it off"
+    );
+    fake.wait_connections(2);
+}
+
+/// A Redis that trickles one byte every 0.3 s (never a whole reply) while a
+/// PUBLISH waits for its answer is as good as dead: the relay gives up on it
+/// once its oldest unanswered command is --redis-timeout old, and delivers
+/// the message to the local members. It used to count any byte as life, so
+/// the shard stayed "up" and the sender never got its message back.
+#[test]
+fn a_redis_that_trickles_bytes_times_out_by_its_oldest_command() {
+    let fake = FakeRedis::start(|mut conn| {
+        if conn.hello().is_none() {
+            return;
+        }
+        while let Some(cmd) = conn.command() {
+            let answered = match cmd[0].as_slice() {
+                b"SUBSCRIBE" | b"UNSUBSCRIBE" => conn.confirm(&cmd),
+                b"PING" => conn.write(b"+PONG\r\n").ok(),
+                // A PUBLISH: an answer that never ends.
+                _ => {
+                    let _ = conn.write(b"+");
+                    while conn.write(b"z").is_ok() {
+                        std::thread::sleep(Duration::from_millis(300));
+                    }
+                    None
+                }
+            };
+            if answered.is_none() {
+                return;
+            }
+        }
+    });
+    let relay = Relay::start_with(|c| {
+        c.redis = vec![fake.url()];
+        c.redis_timeout = Duration::from_secs(1);
+        c.redis_retry_max = Duration::from_millis(400);
+    });
+    wait_health(&relay, "ok");
+    let mut member = relay.chat("trickle");
+    say(&mut member, json!("anyone there?"));
+    assert_eq!(
+        recv_text(&mut member),
+        r#"{"message": "anyone there?"}"#,
+        "the message comes back (locally) once the trickling Redis is given up"
+    );
+    assert!(relay.metric("roomcast_backplane_reconnects_total") >= 1);
+}
+
+/// /healthz is on the public port: it shows each shard's index and state,
+/// never where Redis is or who the relay logs in as (the log says that at
+/// start, and /metrics has roomcast_backplane_up{shard="N"}).
+#[test]
+fn healthz_shows_shard_states_not_redis_addresses() {
+    let port = free_port();
+    let relay = Relay::start_with(|c| {
+        c.redis = vec![format!("redis://opsuser:hunter2@127.0.0.1:{port}/0")];
+        c.redis_retry_max = Duration::from_millis(400);
+    });
+    let (status, _, body) = relay.get("/healthz");
+    assert_eq!(status, 200);
+    for secret in ["opsuser", "hunter2", "127.0.0.1", &format!(":{port}")] {
+        assert!(!body.contains(secret), "/healthz shows {secret:?}: {body}");
+    }
+    let h: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(h["backplane"], json!({"shards": [{"shard": 0, "up": false}]}));
+    assert_eq!(relay.metric("roomcast_backplane_up{shard=\"0\"}"), 0);
 }
