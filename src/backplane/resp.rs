@@ -32,6 +32,10 @@
 //! streamed strings and aggregates (`$?`, `*?`: Redis never sends them), and
 //! unknown type bytes.
 
+mod framer;
+
+pub use framer::{Framed, Framer};
+
 use std::fmt;
 
 /// Limits that keep a hostile or broken server from making us allocate.
