@@ -1298,6 +1298,9 @@ fn healthz_shows_shard_states_not_redis_addresses() {
         assert!(!body.contains(secret), "/healthz shows {secret:?}: {body}");
     }
     let h: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(h["backplane"], json!({"shards": [{"shard": 0, "up": false}]}));
+    assert_eq!(
+        h["backplane"],
+        json!({"shards": [{"shard": 0, "up": false}]})
+    );
     assert_eq!(relay.metric("roomcast_backplane_up{shard=\"0\"}"), 0);
 }

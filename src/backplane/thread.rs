@@ -1,6 +1,13 @@
 //! The backplane thread: one mio `Poll` for every shard's connection, the
 //! loop's commands (through a channel and a waker), reconnects with back-off
 //! and liveness pings. The only code that touches Redis sockets.
+//!
+//! Liveness is the age of the oldest command Redis has not answered
+//! ([`Link::oldest_unanswered`]), not the time since the last byte: a Redis
+//! that sends a byte now and then but answers nothing is lost after
+//! `--redis-timeout` like a silent one. A quiet link owes nothing, so it is
+//! pinged, and the ping is then owed. Time the thread spends not reading
+//! (the loop is behind) does not count against Redis.
 
 use super::link::{Link, State};
 use super::shard;
@@ -38,6 +45,11 @@ struct ShardConn {
     retry_at: Instant,
     backoff: Duration,
     failures: u32,
+    /// When the TCP connect started (it has `--redis-timeout` to finish).
+    connect_started: Instant,
+    /// Since when this thread has been reading the connection: an answer
+    /// is overdue only if it was owed that long while we were reading.
+    reading_since: Instant,
     last_rx: Instant,
     last_tx: Instant,
 }
@@ -75,13 +87,7 @@ pub(super) fn spawn(
         .iter()
         .enumerate()
         .map(|(i, url)| ShardConn {
-            link: Link::new(
-                i,
-                url.clone(),
-                &settings.prefix,
-                settings.max_message,
-                settings.queue_limit,
-            ),
+            link: Link::new(i, url.clone(), &settings.prefix, settings.max_message),
             stream: None,
             connecting: false,
             written: 0,
@@ -89,6 +95,8 @@ pub(super) fn spawn(
             retry_at: now,
             backoff: FIRST_BACKOFF,
             failures: 0,
+            connect_started: now,
+            reading_since: now,
             last_rx: now,
             last_tx: now,
         })
@@ -152,6 +160,7 @@ impl BackplaneThread {
             for i in 0..self.conns.len() {
                 if self.conns[i].read_paused && !self.loop_is_behind() {
                     self.conns[i].read_paused = false;
+                    self.conns[i].reading_since = Instant::now();
                     self.read(i);
                 }
             }
@@ -167,8 +176,9 @@ impl BackplaneThread {
         loop {
             match self.commands.try_recv() {
                 Ok(batch) => {
+                    let now = Instant::now();
                     for cmd in batch {
-                        self.command(cmd);
+                        self.command(cmd, now);
                     }
                 }
                 Err(TryRecvError::Empty) => return true,
@@ -189,15 +199,15 @@ impl BackplaneThread {
         shard::shard_for(&self.name, n)
     }
 
-    fn command(&mut self, cmd: Command) {
+    fn command(&mut self, cmd: Command, now: Instant) {
         match cmd {
             Command::Subscribe(room) => {
                 let i = self.shard_of(&room);
-                self.conns[i].link.subscribe(room);
+                self.conns[i].link.subscribe(room, now);
             }
             Command::Unsubscribe(room) => {
                 let i = self.shard_of(&room);
-                self.conns[i].link.unsubscribe(&room);
+                self.conns[i].link.unsubscribe(&room, now);
             }
             Command::Publish {
                 room,
@@ -207,7 +217,7 @@ impl BackplaneThread {
                 let i = self.shard_of(&room);
                 self.conns[i]
                     .link
-                    .publish(room, payload, cost, &self.shared, &mut self.out);
+                    .publish(room, payload, cost, now, &self.shared, &mut self.out);
             }
         }
     }
@@ -255,15 +265,21 @@ impl BackplaneThread {
                 }
                 continue;
             }
-            let quiet = now.duration_since(c.last_rx);
-            if c.link.awaiting() || c.connecting {
-                if quiet > self.settings.timeout {
-                    self.lost(i, &format!("no answer for {:?}", self.settings.timeout));
+            let timeout = self.settings.timeout;
+            if c.connecting {
+                if now.duration_since(c.connect_started) > timeout {
+                    self.lost(i, &format!("no connection within {timeout:?}"));
                 }
-            } else if quiet > self.settings.timeout / 2
-                && now.duration_since(c.last_tx) > self.settings.timeout / 2
+            } else if c.read_paused {
+                // Not reading is our doing, not Redis's.
+            } else if let Some(asked) = c.link.oldest_unanswered() {
+                if now.saturating_duration_since(asked.max(c.reading_since)) > timeout {
+                    self.lost(i, &format!("a command unanswered for {timeout:?}"));
+                }
+            } else if now.duration_since(c.last_rx) > timeout / 2
+                && now.duration_since(c.last_tx) > timeout / 2
             {
-                c.link.ping();
+                c.link.ping(now);
             }
         }
     }
@@ -291,7 +307,7 @@ impl BackplaneThread {
             Ok(stream) => {
                 c.stream = Some(stream);
                 c.connecting = true;
-                c.last_rx = Instant::now();
+                c.connect_started = Instant::now();
             }
             Err(e) => self.failed(i, &e.to_string()),
         }
@@ -313,10 +329,12 @@ impl BackplaneThread {
             return self.lost(i, &e.to_string());
         }
         let _ = stream.set_nodelay(true);
+        let now = Instant::now();
         c.connecting = false;
         c.written = 0;
-        c.last_rx = Instant::now();
-        c.link.connected();
+        c.reading_since = now;
+        c.last_rx = now;
+        c.link.connected(now);
     }
 
     fn read(&mut self, i: usize) {

@@ -139,12 +139,8 @@ impl FakeConn {
     pub fn confirm(&mut self, cmd: &[Vec<u8>]) -> Option<()> {
         let kind = String::from_utf8_lossy(&cmd[0]).to_lowercase();
         for (n, channel) in cmd[1..].iter().enumerate() {
-            let mut push = format!(
-                ">3\r\n${}\r\n{kind}\r\n${}\r\n",
-                kind.len(),
-                channel.len()
-            )
-            .into_bytes();
+            let mut push =
+                format!(">3\r\n${}\r\n{kind}\r\n${}\r\n", kind.len(), channel.len()).into_bytes();
             push.extend_from_slice(channel);
             push.extend_from_slice(format!("\r\n:{}\r\n", n + 1).as_bytes());
             self.write(&push).ok()?;
