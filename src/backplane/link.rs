@@ -288,16 +288,15 @@ impl Link {
             return None;
         }
         self.json.clear();
-        if let Err(e) = msgpack::decode_chat_event(payload, &mut self.json) {
+        // A member's queue must be able to hold it (--max-send-queue is at
+        // least --max-message-size plus a header), and the decoder stops as
+        // soon as it cannot fit, before building the rest.
+        if let Err(e) = msgpack::decode_chat_event_within(payload, self.max_message, &mut self.json)
+        {
             shared.drop_reason(e.label());
             return None;
         }
-        // A member's queue must be able to hold it (--max-send-queue is at
-        // least --max-message-size plus a header).
-        if self.json.len() > self.max_message {
-            shared.drop_reason("too_large");
-            return None;
-        }
+        debug_assert!(self.json.len() <= self.max_message);
         self.frame.clear();
         frame::push_header(&mut self.frame, Opcode::Text, self.json.len());
         self.frame.extend_from_slice(&self.json);

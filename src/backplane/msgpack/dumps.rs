@@ -13,10 +13,14 @@ use super::DecodeError;
 use crate::backplane::resp::push_decimal;
 
 /// Writes node `at` and its descendants; returns the index after them.
+/// Stops with [`DecodeError::TooLarge`] once `out` is longer than `limit`,
+/// checked after each element, so at most one element (whose size the
+/// reader bounded) is written past it.
 pub(super) fn write_json(
     tape: &Tape<'_>,
     at: usize,
     out: &mut Vec<u8>,
+    limit: usize,
 ) -> Result<usize, DecodeError> {
     match tape.nodes[at] {
         Node::Null => out.extend_from_slice(b"null"),
@@ -39,7 +43,10 @@ pub(super) fn write_json(
                 if i > 0 {
                     out.extend_from_slice(b", ");
                 }
-                next = write_json(tape, next, out)?;
+                next = write_json(tape, next, out, limit)?;
+                if out.len() > limit {
+                    return Err(DecodeError::TooLarge);
+                }
             }
             out.push(b']');
             return Ok(end as usize);
@@ -54,7 +61,10 @@ pub(super) fn write_json(
                 let key = tape.str_at(k).ok_or(DecodeError::Unsupported)?;
                 write_json_str(out, key);
                 out.extend_from_slice(b": ");
-                write_json(tape, v, out)?;
+                write_json(tape, v, out, limit)?;
+                if out.len() > limit {
+                    return Err(DecodeError::TooLarge);
+                }
             }
             out.push(b'}');
             return Ok(end as usize);
@@ -62,6 +72,36 @@ pub(super) fn write_json(
     }
     Ok(at + 1)
 }
+
+/// How long [`write_json_str`] writes `s` (valid UTF-8), quotes included,
+/// without writing it: one pass, one table lookup a byte.
+pub(super) fn json_str_len(s: &[u8]) -> usize {
+    2 + s
+        .iter()
+        .map(|&b| usize::from(ESCAPED_LEN[usize::from(b)]))
+        .sum::<usize>()
+}
+
+/// What each byte of UTF-8 text becomes in `json.dumps` text: printable
+/// ASCII stays (1), short escapes (2), other controls and DEL `\u00XX` (6),
+/// a lead byte the `\uXXXX` of its character (6) or surrogate pair (12),
+/// continuation bytes nothing more.
+const ESCAPED_LEN: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = match b as u8 {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0x20..=0x7e => 1,
+            0x00..=0x1f | 0x7f => 6,
+            0x80..=0xbf => 0,
+            0xc0..=0xef => 6,
+            _ => 12,
+        };
+        b += 1;
+    }
+    table
+};
 
 /// `json.dumps` with `ensure_ascii=True`: only ' ' to '~' go out as they are.
 /// `s` is UTF-8 (checked when read).
@@ -274,6 +314,23 @@ mod tests {
                 Ok(format!("{{\"message\": {{{}}}}}", members.join(", ")))
             );
         }
+    }
+
+    #[test]
+    fn json_str_len_is_what_write_json_str_writes() {
+        let mut all = String::new();
+        for c in (0..0xd800).chain(0xe000..0x11_0000).step_by(3) {
+            let ch = char::from_u32(c).unwrap();
+            all.push(ch);
+            let mut out = Vec::new();
+            let mut buf = [0; 4];
+            let one = ch.encode_utf8(&mut buf).as_bytes();
+            write_json_str(&mut out, one);
+            assert_eq!(json_str_len(one), out.len(), "U+{c:04X}");
+        }
+        let mut out = Vec::new();
+        write_json_str(&mut out, all.as_bytes());
+        assert_eq!(json_str_len(all.as_bytes()), out.len());
     }
 
     #[test]

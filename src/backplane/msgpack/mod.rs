@@ -31,6 +31,11 @@
 //!   `", "` and `": "` separators, `ensure_ascii` escapes (`\uXXXX` in lower
 //!   case, surrogate pairs above U+FFFF), every int in full, floats as
 //!   `float.__repr__` (float32 widened first).
+//! - [`decode_chat_event_within`] is the same with a limit on the text's
+//!   length, which the backplane sets to `--max-message-size`: the message
+//!   is refused ([`DecodeError::TooLarge`]) as soon as it is certain to come
+//!   out longer, not after it was decoded, so what decoding holds is bounded
+//!   by the limit, not by the payload.
 //!
 //! Deliberate differences from Python, all on inputs a chat client or a
 //! Channels worker does not produce:
@@ -44,13 +49,18 @@
 //!   (the event map is not counted), so every event encoded here decodes
 //!   here.
 //! - Inputs of 4 GiB or more are refused (as invalid JSON or malformed).
+//! - Under a limit, pairs that a repeated key drops still count while they
+//!   are read, so such a message may be refused as too large though its
+//!   last values alone would fit.
 //!
 //! Both directions are linear in the input's size and never recurse beyond
 //! the depth limit: the input is read once into a flat tape of nodes (16
 //! bytes each, growing only with bytes actually read, never by a claimed
 //! length), repeated keys are resolved once per map with a hash set sized by
-//! the keys actually present, and the tape is then written out once. On
-//! error `out` is left as it was.
+//! the keys actually present, and the tape is then written out once. When
+//! decoding, only the event's `"message"` goes on the tape; its other keys
+//! are checked and dropped as they are read. On error `out` is left as it
+//! was.
 //!
 //! The parts, each named after the Python call it mirrors:
 //!
@@ -74,8 +84,7 @@ use dumps::write_json;
 use loads::JsonReader;
 use packb::write_msgpack;
 use std::fmt;
-use tape::{Node, Tape};
-use unpackb::MsgpackReader;
+use unpackb::{Event, MsgpackReader};
 
 /// The most containers nested inside a chat message, both ways.
 pub const MAX_DEPTH: usize = 128;
@@ -131,6 +140,9 @@ pub enum DecodeError {
     Unsupported,
     /// Nested deeper than the limit.
     TooDeep,
+    /// Longer than the caller's limit once written as JSON
+    /// ([`decode_chat_event_within`]).
+    TooLarge,
 }
 
 impl DecodeError {
@@ -143,6 +155,7 @@ impl DecodeError {
             DecodeError::NoMessage => "no_message",
             DecodeError::Unsupported => "unsupported",
             DecodeError::TooDeep => "too_deep",
+            DecodeError::TooLarge => "too_large",
         }
     }
 }
@@ -156,6 +169,7 @@ impl fmt::Display for DecodeError {
             DecodeError::NoMessage => "a chat_message event without \"message\"",
             DecodeError::Unsupported => "a value JSON cannot carry (bin, ext or a non-str key)",
             DecodeError::TooDeep => "nested more than 128 levels deep",
+            DecodeError::TooLarge => "over the size limit once written as JSON",
         })
     }
 }
@@ -181,15 +195,36 @@ pub fn encode_chat_event(message_json: &str, out: &mut Vec<u8>) -> Result<(), En
 /// Decodes a Channels event and appends the JSON text of `{"message": value}`
 /// byte for byte as Python's `json.dumps({"message": value})` writes it.
 pub fn decode_chat_event(payload: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
-    let tape = MsgpackReader::read(payload)?;
-    let message = chat_message(&tape)?;
+    decode_chat_event_within(payload, usize::MAX, out)
+}
+
+/// [`decode_chat_event`], refusing as [`DecodeError::TooLarge`] a text
+/// longer than `max_len` bytes, and finding out early: the reader stops as
+/// soon as the message must come out longer (its least `json.dumps` size is
+/// counted as it is read), so the decoder holds at most about `8 × max_len`
+/// bytes of tape and `max_len` of text, whatever the payload. (A message
+/// whose repeated map keys carry more than `max_len` is refused too, though
+/// the last values alone might fit.)
+pub fn decode_chat_event_within(
+    payload: &[u8],
+    max_len: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), DecodeError> {
+    const WRAPPER: &[u8] = b"{\"message\": }";
+    let event = MsgpackReader::read_event(payload, max_len.saturating_sub(WRAPPER.len()))?;
+    check_chat_event(&event)?;
     let start = out.len();
-    out.reserve(payload.len() + 16);
-    out.extend_from_slice(b"{\"message\": ");
-    match write_json(&tape, message, out) {
-        Ok(_) => {
+    out.reserve(payload.len().min(max_len).saturating_add(16));
+    out.extend_from_slice(&WRAPPER[..WRAPPER.len() - 1]);
+    let limit = start.saturating_add(max_len);
+    match write_json(&event.tape, 0, out, limit) {
+        Ok(_) if out.len() < limit => {
             out.push(b'}');
             Ok(())
+        }
+        Ok(_) => {
+            out.truncate(start);
+            Err(DecodeError::TooLarge)
         }
         Err(e) => {
             out.truncate(start);
@@ -198,28 +233,21 @@ pub fn decode_chat_event(payload: &[u8], out: &mut Vec<u8>) -> Result<(), Decode
     }
 }
 
-/// The node of the event's "message", after the checks the consumer makes.
-fn chat_message(tape: &Tape<'_>) -> Result<usize, DecodeError> {
-    if !matches!(tape.nodes[0], Node::Map { .. }) {
+/// The checks the consumer makes before it writes the event's "message".
+fn check_chat_event(event: &Event<'_>) -> Result<(), DecodeError> {
+    if !event.is_map {
         return Err(DecodeError::NotAnEvent);
     }
-    let (mut kind, mut message) = (None, None);
-    for (k, v) in tape.entries(0) {
-        match tape.str_at(k) {
-            Some(b"type") => kind = Some(v),
-            Some(b"message") => message = Some(v),
-            _ => {}
-        }
-    }
-    let kind = kind
-        .and_then(|v| tape.str_at(v))
-        .ok_or(DecodeError::NotAnEvent)?;
+    let kind = event.kind.flatten().ok_or(DecodeError::NotAnEvent)?;
     // Channels' get_handler_name: `type.replace(".", "_")` names the method.
     let handler = kind.iter().map(|&b| if b == b'.' { b'_' } else { b });
     if !handler.eq(b"chat_message".iter().copied()) {
         return Err(DecodeError::OtherType);
     }
-    message.ok_or(DecodeError::NoMessage)
+    match event.has_message {
+        true => Ok(()),
+        false => Err(DecodeError::NoMessage),
+    }
 }
 
 #[cfg(test)]
@@ -260,6 +288,57 @@ mod tests {
         ("83a474797065ac636861745f6d657373616765a76d6573736167658ca26b3000a26b3101a26b3202a26b3303a26b3404a26b3505a26b3606a26b3007a26b3108a26b3209a26b330aa26b340ba17ac0", "{\"message\": {\"k0\": 7, \"k1\": 8, \"k2\": 9, \"k3\": 10, \"k4\": 11, \"k5\": 5, \"k6\": 6}}"),
     ];
 
+    /// The bound is exact: every event decodes within its own length and
+    /// is too large one byte under it, floats (whose length the reader can
+    /// only guess) included.
+    #[test]
+    fn decode_within_is_exact_at_the_limit() {
+        // The last event's message repeats map keys: see below.
+        let (repeats, _) = WHOLE_EVENTS[WHOLE_EVENTS.len() - 1];
+        let payloads = WHOLE_EVENTS[..WHOLE_EVENTS.len() - 1]
+            .iter()
+            .map(|(p, _)| hex(p))
+            .chain(
+                [
+                    "cb3fb999999999999a",
+                    "93cb3fb999999999999a01a3c3a978",
+                    "9f000000000000000000000000000000",
+                ]
+                .map(event),
+            )
+            .chain([event(&format!(
+                "dc0100{}",
+                "cb7fefffffffffffff".repeat(256)
+            ))]);
+        for payload in payloads {
+            let want = decode(&payload).unwrap();
+            let mut out = b"kept".to_vec();
+            assert_eq!(
+                decode_chat_event_within(&payload, want.len(), &mut out),
+                Ok(()),
+                "{want}"
+            );
+            assert_eq!(&out[4..], want.as_bytes());
+            let mut out = b"kept".to_vec();
+            assert_eq!(
+                decode_chat_event_within(&payload, want.len() - 1, &mut out),
+                Err(DecodeError::TooLarge),
+                "{want}"
+            );
+            assert_eq!(out, b"kept");
+        }
+        // Pairs a repeated key drops still count while they are read: 12
+        // pairs on the wire, 7 written.
+        let payload = hex(repeats);
+        let want = decode(&payload).unwrap();
+        let mut out = Vec::new();
+        let within = |max| decode_chat_event_within(&payload, max, &mut Vec::new());
+        assert_eq!(within(want.len()), Err(DecodeError::TooLarge));
+        assert_eq!(within(want.len() + 50), Ok(()));
+        assert_eq!(decode_chat_event_within(&payload, 200, &mut out), Ok(()));
+        assert_eq!(out, want.as_bytes());
+    }
+
     #[test]
     fn decode_events_as_channels_does() {
         for &(payload, want) in WHOLE_EVENTS {
@@ -292,6 +371,8 @@ mod tests {
                 "too_deep"
             ]
         );
+        assert_eq!(DecodeError::TooLarge.label(), "too_large");
+        assert!(super::super::DROP_REASONS.contains(&DecodeError::TooLarge.label()));
     }
 }
 

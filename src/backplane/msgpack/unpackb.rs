@@ -9,13 +9,36 @@
 //! that are there before anything is read, and containers grow only with
 //! values actually read.
 
+use super::dumps::json_str_len;
 use super::tape::{Node, Open, Span, Tape};
 use super::{DecodeError, MAX_DEPTH};
 
-/// A container being read, with the values (keys and values for a map) to go.
+/// What [`MsgpackReader::read_event`] keeps of a Channels event: its
+/// `"message"` on a tape (node 0), and what the consumer checks before it.
+pub(super) struct Event<'s> {
+    pub(super) tape: Tape<'s>,
+    /// The payload is a map (the event dict).
+    pub(super) is_map: bool,
+    /// The last `"type"`'s str, `Some(None)` when that value is not a str.
+    pub(super) kind: Option<Option<&'s [u8]>>,
+    /// There is a `"message"` key.
+    pub(super) has_message: bool,
+}
+
+/// A container being read, with the values (keys and values for a map) to
+/// go, and whether it is on the tape.
 struct Pending {
     open: Open,
     left: u64,
+    kept: bool,
+}
+
+/// What the event map's value being read is to the consumer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Message,
+    Type,
+    Other,
 }
 
 pub(super) struct MsgpackReader<'s> {
@@ -23,26 +46,67 @@ pub(super) struct MsgpackReader<'s> {
     pos: usize,
     tape: Tape<'s>,
     stack: Vec<Pending>,
+    /// Reading a Channels event: only the `"message"` value goes on the
+    /// tape, everything else is checked and dropped. Otherwise every value
+    /// goes on the tape.
+    event: bool,
+    /// What the event map's next value is, from the key just read.
+    slot: Slot,
+    is_map: bool,
+    kind: Option<Option<&'s [u8]>>,
+    has_message: bool,
+    /// The least the message on the tape takes as `json.dumps` text, so far
+    /// (the separators included), and the most it may take.
+    cost: usize,
+    budget: usize,
 }
 
 impl<'s> MsgpackReader<'s> {
+    /// The whole value on a tape (tests compare it with what packb writes).
+    #[cfg(test)]
     pub(super) fn read(src: &'s [u8]) -> Result<Tape<'s>, DecodeError> {
+        let mut reader = MsgpackReader::new(src, false, usize::MAX)?;
+        reader.values()?;
+        Ok(reader.tape)
+    }
+
+    /// A Channels event: every byte checked as `unpackb` would, its
+    /// `"message"` on the tape. Once that message's `json.dumps` text must
+    /// be longer than `budget` bytes, reading stops with
+    /// [`DecodeError::TooLarge`]: the tape never holds more than about
+    /// `budget / 2` nodes (each node writes at least 2 bytes, its
+    /// separator included, bar the first of a container).
+    pub(super) fn read_event(src: &'s [u8], budget: usize) -> Result<Event<'s>, DecodeError> {
+        let mut reader = MsgpackReader::new(src, true, budget)?;
+        reader.values()?;
+        Ok(Event {
+            tape: reader.tape,
+            is_map: reader.is_map,
+            kind: reader.kind,
+            has_message: reader.has_message,
+        })
+    }
+
+    fn new(src: &'s [u8], event: bool, budget: usize) -> Result<Self, DecodeError> {
         if u32::try_from(src.len()).is_err() {
             return Err(DecodeError::Malformed);
         }
-        let mut reader = MsgpackReader {
+        Ok(MsgpackReader {
             src,
             pos: 0,
             tape: Tape::new(src),
             stack: Vec::with_capacity(8),
-        };
-        reader.values()?;
-        if reader.pos != src.len() {
-            return Err(DecodeError::Malformed);
-        }
-        Ok(reader.tape)
+            event,
+            slot: Slot::Other,
+            is_map: false,
+            kind: None,
+            has_message: false,
+            cost: 0,
+            budget,
+        })
     }
 
+    /// Reads the one value `src` holds, and checks nothing follows it.
     fn values(&mut self) -> Result<(), DecodeError> {
         loop {
             if !self.value()? {
@@ -50,15 +114,20 @@ impl<'s> MsgpackReader<'s> {
             }
             loop {
                 let Some(top) = self.stack.last_mut() else {
-                    return Ok(());
+                    return match self.pos == self.src.len() {
+                        true => Ok(()),
+                        false => Err(DecodeError::Malformed),
+                    };
                 };
                 top.left -= 1;
                 if top.left > 0 {
                     break;
                 }
-                let open = top.open;
+                let Pending { open, kept, .. } = *top;
                 self.stack.pop();
-                self.tape.close(open.at, open.map, open.count);
+                if kept {
+                    self.tape.close(open.at, open.map, open.count);
+                }
             }
         }
     }
@@ -83,6 +152,11 @@ impl<'s> MsgpackReader<'s> {
         }
     }
 
+    /// A str's bytes, borrowed from the payload rather than the tape.
+    fn source(&self, span: Span) -> &'s [u8] {
+        &self.src[span.start as usize..][..span.len as usize]
+    }
+
     /// Reads one value, or opens a container (false) whose values come next.
     fn value(&mut self) -> Result<bool, DecodeError> {
         let marker = self.take(1)?[0];
@@ -92,10 +166,11 @@ impl<'s> MsgpackReader<'s> {
             // unpackb(strict_map_key=True) accepts only str and bytes keys.
             return Err(DecodeError::Unsupported);
         }
+        let keep = self.keep(at_key);
         let node = match marker {
             0x00..=0x7f => Node::UInt(u64::from(marker)),
-            0x80..=0x8f => return self.open(true, u64::from(marker & 0x0f)),
-            0x90..=0x9f => return self.open(false, u64::from(marker & 0x0f)),
+            0x80..=0x8f => return self.open(true, u64::from(marker & 0x0f), keep),
+            0x90..=0x9f => return self.open(false, u64::from(marker & 0x0f), keep),
             0xa0..=0xbf => self.str(usize::from(marker & 0x1f))?,
             0xc0 => Node::Null,
             0xc2 => Node::Bool(false),
@@ -120,17 +195,88 @@ impl<'s> MsgpackReader<'s> {
             }
             0xdc | 0xdd => {
                 let n = self.uint(2 << (marker - 0xdc))?;
-                return self.open(false, n);
+                return self.open(false, n, keep);
             }
             0xde | 0xdf => {
                 let n = self.uint(2 << (marker - 0xde))?;
-                return self.open(true, n);
+                return self.open(true, n, keep);
             }
             0xe0..=0xff => Node::Int(i64::from(marker as i8)),
             0xc1 => return Err(DecodeError::Malformed),
         };
-        self.tape.push(node);
+        if keep {
+            self.charge(min_json_len(&node, &self.tape))?;
+            self.tape.push(node);
+        } else if self.in_event_map() {
+            let text = match node {
+                Node::Str(span) => Some(self.source(span)),
+                _ => None,
+            };
+            if at_key {
+                self.slot = match text {
+                    Some(b"message") => Slot::Message,
+                    Some(b"type") => Slot::Type,
+                    _ => Slot::Other,
+                };
+            } else if self.slot == Slot::Type {
+                self.kind = Some(text);
+            }
+        }
         Ok(true)
+    }
+
+    /// The event map is the innermost container.
+    fn in_event_map(&self) -> bool {
+        self.event && self.stack.len() == 1 && self.is_map
+    }
+
+    /// Whether the value starting now goes on the tape; when it is the
+    /// event's `"message"`, the tape restarts with it (a later repeated
+    /// key's value is the one `unpackb` keeps).
+    fn keep(&mut self, at_key: bool) -> bool {
+        if !self.event {
+            return true;
+        }
+        match self.stack.last() {
+            None => false,
+            Some(_) if self.in_event_map() => {
+                if at_key || self.slot != Slot::Message {
+                    return false;
+                }
+                self.tape.nodes.clear();
+                self.tape.order.clear();
+                self.cost = 0;
+                self.has_message = true;
+                true
+            }
+            Some(top) => top.kept,
+        }
+    }
+
+    /// Adds a kept node's least `json.dumps` length, with the separator
+    /// before it, to the message's cost.
+    fn charge(&mut self, len: usize) -> Result<(), DecodeError> {
+        let separator = match self.stack.last() {
+            Some(p) if p.kept => {
+                let declared = if p.open.map { 2 } else { 1 } * u64::from(p.open.count);
+                let index = declared - p.left;
+                match (p.open.map, index) {
+                    (false, 0) => 0,
+                    // ", " before it.
+                    (false, _) => 2,
+                    // ": " after a key, and ", " before it but the first.
+                    (true, 0) => 2,
+                    (true, i) if i % 2 == 0 => 4,
+                    (true, _) => 0,
+                }
+            }
+            _ => 0,
+        };
+        self.cost = self.cost.saturating_add(len + separator);
+        if self.cost > self.budget {
+            return Err(DecodeError::TooLarge);
+        }
+        Ok(())
     }
 
     fn int(&mut self, width: usize) -> Result<Node, DecodeError> {
@@ -160,12 +306,23 @@ impl<'s> MsgpackReader<'s> {
         Ok(Node::Ext(kind, self.span(n)))
     }
 
-    fn open(&mut self, map: bool, count: u64) -> Result<bool, DecodeError> {
+    fn open(&mut self, map: bool, count: u64, keep: bool) -> Result<bool, DecodeError> {
         // The event map, then the message's MAX_DEPTH levels.
         if self.stack.len() > MAX_DEPTH {
             return Err(DecodeError::TooDeep);
         }
-        let at = self.tape.open();
+        if self.event && self.stack.is_empty() {
+            self.is_map = map;
+        } else if self.in_event_map() && self.slot == Slot::Type {
+            self.kind = Some(None);
+        }
+        let at = if keep {
+            // "[]" or "{}".
+            self.charge(2)?;
+            self.tape.open()
+        } else {
+            0
+        };
         // A count over u32 cannot be in a msgpack header.
         let open = Open {
             at,
@@ -173,13 +330,41 @@ impl<'s> MsgpackReader<'s> {
             map,
         };
         if count == 0 {
-            self.tape.close(at, map, 0);
+            if keep {
+                self.tape.close(at, map, 0);
+            }
             return Ok(true);
         }
         let left = if map { 2 * count } else { count };
-        self.stack.push(Pending { open, left });
+        self.stack.push(Pending {
+            open,
+            left,
+            kept: keep,
+        });
         Ok(false)
     }
+}
+
+/// The fewest bytes `json.dumps` can write for `node` (containers: their
+/// brackets), exactly for ints and strings. Bin and ext are never written
+/// (they are refused), but they cost their size so they are not free.
+fn min_json_len(node: &Node, tape: &Tape<'_>) -> usize {
+    match *node {
+        Node::Null | Node::Bool(true) => 4,
+        Node::Bool(false) => 5,
+        Node::UInt(n) => decimal_len(n),
+        Node::Int(n) => 1 + decimal_len(n.unsigned_abs()),
+        // "0.0"; repr may be longer, which the writer checks as it goes.
+        Node::Float(_) => 3,
+        Node::Str(span) => json_str_len(tape.bytes(span)),
+        Node::Bin(span) | Node::Ext(_, span) => 2 + span.len as usize,
+        Node::Array { .. } | Node::Map { .. } => 2,
+        Node::BigInt | Node::LoneSurrogate => 1,
+    }
+}
+
+fn decimal_len(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |l| l as usize + 1)
 }
 
 /// msgpack's timestamp extension: 32, 64 or 96 bits, nanoseconds below 10^9.
@@ -312,5 +497,60 @@ mod tests {
             payload.extend_from_slice(claim);
             assert_eq!(decode_err(&payload), DecodeError::Malformed);
         }
+    }
+
+    /// Issue 13, D8: an event whose message cannot come out under the
+    /// budget stops being read as soon as that is certain, with no more
+    /// than about `budget / 2` nodes on the tape, whatever the payload says.
+    #[test]
+    fn read_event_stops_at_the_budget() {
+        let n: u32 = 100_000;
+        let mut payload = EVENT_PREFIX.to_vec();
+        payload.push(0xdd);
+        payload.extend_from_slice(&n.to_be_bytes());
+        payload.resize(payload.len() + n as usize, 0x00);
+        for budget in [0, 1, 2, 3, 1000, 65_536] {
+            let mut reader = MsgpackReader::new(&payload, true, budget).unwrap();
+            assert_eq!(reader.values(), Err(DecodeError::TooLarge), "{budget}");
+            assert!(
+                reader.tape.nodes.len() <= budget / 2 + 2,
+                "{budget}: {}",
+                reader.tape.nodes.len()
+            );
+        }
+        // "[0, 0, ..., 0]" is 3n - 2 + 2 bytes: the budget that fits it.
+        let fits = 3 * n as usize;
+        let event = MsgpackReader::read_event(&payload, fits).unwrap();
+        assert_eq!(event.tape.nodes.len(), n as usize + 1);
+        assert!(matches!(
+            MsgpackReader::read_event(&payload, fits - 1),
+            Err(DecodeError::TooLarge)
+        ));
+    }
+
+    /// Only the message is kept and counted: other keys of the event, however
+    /// big, are checked and dropped, and a repeated "message" starts over.
+    #[test]
+    fn read_event_keeps_only_the_message() {
+        let mut payload = hex("83a474797065ac636861745f6d657373616765a5657874726add00010000");
+        payload.resize(payload.len() + 65_536, 0xc0);
+        payload.extend(hex("a76d657373616765a26869"));
+        let event = MsgpackReader::read_event(&payload, 4).unwrap();
+        assert_eq!(event.tape.nodes.len(), 1);
+        assert_eq!(event.kind, Some(Some(&b"chat_message"[..])));
+        assert!(event.is_map && event.has_message);
+        // The checks still reach the dropped parts.
+        let mut bad = payload.clone();
+        bad[40] = 0xc1;
+        assert!(matches!(
+            MsgpackReader::read_event(&bad, 4),
+            Err(DecodeError::Malformed)
+        ));
+        // Two "message" keys: the tape holds the last one only.
+        let twice = hex(
+            "83a474797065ac636861745f6d657373616765a76d65737361676593010203a76d657373616765a178",
+        );
+        let event = MsgpackReader::read_event(&twice, 100).unwrap();
+        assert_eq!(event.tape.nodes.len(), 1);
     }
 }

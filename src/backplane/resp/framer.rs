@@ -643,7 +643,11 @@ mod tests {
         ] {
             let mut framer = Framer::new(LIMITS, 4096);
             framer.push(bad);
-            assert!(framer.next_value().is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                framer.next_value().is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
             assert!(parse(bad, &LIMITS).is_err());
         }
     }
