@@ -131,7 +131,6 @@ pub struct Backplane {
     waker: Arc<Waker>,
     shared: Arc<Shared>,
     queue_limit: usize,
-    urls: Vec<String>,
     /// The loop's view of each shard, updated in event order.
     up: Vec<bool>,
     thread: Option<JoinHandle<()>>,
@@ -150,6 +149,10 @@ impl Backplane {
             .map(|u| RedisUrl::parse(u))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        for (i, url) in urls.iter().enumerate() {
+            // Here and not on /healthz, which is on the public port.
+            log::info!("Redis shard {i} is {url}");
+        }
         let shared = Arc::new(Shared::default());
         let settings = ThreadSettings {
             urls: urls.clone(),
@@ -169,7 +172,6 @@ impl Backplane {
             waker,
             shared,
             queue_limit: config.redis_queue,
-            urls: urls.iter().map(ToString::to_string).collect(),
             up: vec![false; urls.len()],
             thread: Some(thread),
         }))
@@ -263,26 +265,16 @@ impl Backplane {
         self.up.iter().all(|&u| u)
     }
 
-    /// `(url without password, up)` per shard, for `/healthz`.
-    pub fn shards(&self) -> impl Iterator<Item = (&str, bool)> {
-        self.urls
-            .iter()
-            .map(String::as_str)
-            .zip(self.up.iter().copied())
+    /// Whether each shard is connected, by shard index.
+    pub fn shards(&self) -> impl Iterator<Item = (usize, bool)> + '_ {
+        self.up.iter().copied().enumerate()
     }
 
-    /// The `"backplane"` value of `/healthz`.
+    /// The `"backplane"` value of `/healthz`: each shard's index and state.
+    /// `/healthz` is on the public port, so where Redis is and who the relay
+    /// logs in as stay off it (the log says so at start).
     pub fn health_json(&self) -> String {
-        let shards: Vec<String> = self
-            .shards()
-            .map(|(url, up)| {
-                format!(
-                    "{{\"redis\": {}, \"up\": {up}}}",
-                    serde_json::Value::from(url)
-                )
-            })
-            .collect();
-        format!("{{\"shards\": [{}]}}", shards.join(", "))
+        health_json(&self.up)
     }
 
     /// The backplane's lines of `/metrics`.
@@ -344,10 +336,20 @@ impl Backplane {
             s,
             "# HELP roomcast_backplane_up Whether each Redis shard is connected.\n# TYPE roomcast_backplane_up gauge"
         );
-        for (i, (_, up)) in self.shards().enumerate() {
+        for (i, up) in self.shards() {
             let _ = writeln!(s, "roomcast_backplane_up{{shard=\"{i}\"}} {}", u8::from(up));
         }
     }
+}
+
+/// `{"shards": [{"shard": 0, "up": true}, ...]}`.
+fn health_json(up: &[bool]) -> String {
+    let shards: Vec<String> = up
+        .iter()
+        .enumerate()
+        .map(|(i, up)| format!("{{\"shard\": {i}, \"up\": {up}}}"))
+        .collect();
+    format!("{{\"shards\": [{}]}}", shards.join(", "))
 }
 
 impl Drop for Backplane {
@@ -358,5 +360,19 @@ impl Drop for Backplane {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_shows_shard_states_only() {
+        assert_eq!(health_json(&[]), r#"{"shards": []}"#);
+        assert_eq!(
+            health_json(&[true, false]),
+            r#"{"shards": [{"shard": 0, "up": true}, {"shard": 1, "up": false}]}"#
+        );
     }
 }
