@@ -131,8 +131,10 @@ pub struct Config {
     #[arg(long, env = "ROOMCAST_REDIS_QUEUE", default_value = "16MiB", value_parser = parse_size)]
     pub redis_queue: usize,
 
-    /// A Redis connection that owes replies and has sent nothing for this long
-    /// is dropped and reconnected (the shard is degraded meanwhile).
+    /// A Redis connection whose oldest unanswered command is this old is
+    /// dropped and reconnected (the shard is degraded meanwhile). Bytes that
+    /// answer nothing do not count; a quiet connection is pinged at half
+    /// this, so a silent Redis is found too.
     #[arg(long, env = "ROOMCAST_REDIS_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub redis_timeout: Duration,
 
