@@ -106,7 +106,9 @@ pub struct Config {
     #[arg(long, env = "ROOMCAST_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
-    /// A Redis server for the multi-node backplane, as `redis://[user:password@]host[:port][/db]`.
+    /// A Redis server for the multi-node backplane, as
+    /// `redis://[user:password@]host[:port][/db]`, or `rediss://...` for
+    /// Redis over TLS (the certificate must name the URL's host).
     /// Repeat it (or comma-separate in the environment) for several shards;
     /// rooms are spread over them by channels_redis's consistent hash, so the
     /// list must be the same, in the same order, on every node and in Django's
@@ -118,6 +120,13 @@ pub struct Config {
         value_name = "URL"
     )]
     pub redis: Vec<String>,
+
+    /// PEM file of the certificate authorities trusted for `rediss://`
+    /// shards (a managed Redis's CA bundle, or your own CA). Default: the
+    /// Mozilla root list built into roomcast (no system store is read).
+    /// Given, it replaces that list.
+    #[arg(long, env = "ROOMCAST_REDIS_TLS_CA", value_name = "PATH")]
+    pub redis_tls_ca: Option<std::path::PathBuf>,
 
     /// The channels_redis prefix (`RedisPubSubChannelLayer(prefix=...)`); a room's
     /// Redis channel is `<prefix>__group__chat_<room>`.
@@ -177,9 +186,20 @@ impl Config {
                 self.idle_timeout, self.ping_interval
             ));
         }
+        let mut tls = false;
         for url in &self.redis {
-            crate::backplane::redis_url::RedisUrl::parse(url)
+            let url = crate::backplane::redis_url::RedisUrl::parse(url)
                 .map_err(|e| format!("--redis: {e}"))?;
+            tls |= url.tls;
+        }
+        if let Some(ca) = &self.redis_tls_ca {
+            if !tls {
+                return Err(format!(
+                    "--redis-tls-ca {} is given but no --redis URL is rediss:// (TLS)",
+                    ca.display()
+                ));
+            }
+            crate::backplane::tls_client_config(Some(ca))?;
         }
         if !self.redis.is_empty() && self.redis_queue < self.max_message_size + 256 {
             return Err(format!(

@@ -1117,6 +1117,19 @@ fn the_binary_takes_the_redis_flags() {
             "--redis-prefix",
         ),
         (vec!["--publish-token", ""], "--publish-token"),
+        (
+            vec![
+                "--redis",
+                "rediss://127.0.0.1:1",
+                "--redis-tls-ca",
+                "/nonexistent/ca.pem",
+            ],
+            "--redis-tls-ca /nonexistent/ca.pem",
+        ),
+        (
+            vec!["--redis", &redis.url(), "--redis-tls-ca", "/etc/hostname"],
+            "no --redis URL is rediss://",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_roomcast"))
             .args(["--bind", "127.0.0.1:0"])
@@ -1303,4 +1316,77 @@ fn healthz_shows_shard_states_not_redis_addresses() {
         json!({"shards": [{"shard": 0, "up": false}]})
     );
     assert_eq!(relay.metric("roomcast_backplane_up{shard=\"0\"}"), 0);
+}
+
+// ---- rediss:// (TLS) ---------------------------------------------------------
+
+/// Two nodes on a Redis that speaks TLS only (Debian's redis-server with
+/// --tls-port, a certificate for 127.0.0.1 made at test time): they connect
+/// with rustls, checking the certificate against --redis-tls-ca and the
+/// URL's host, and a room spans them both ways.
+#[test]
+fn two_nodes_share_a_room_through_redis_over_tls() {
+    let redis = RedisServer::start_tls();
+    assert!(redis.url().starts_with("rediss://"));
+    let nodes: Vec<Relay> = (0..2)
+        .map(|_| {
+            node_with(&[&redis], |c| {
+                c.redis_tls_ca = Some(redis.ca_file());
+            })
+        })
+        .collect();
+    for n in &nodes {
+        let h = wait_health(n, "ok");
+        assert_eq!(
+            h["backplane"],
+            json!({"shards": [{"shard": 0, "up": true}]})
+        );
+    }
+    // A join completes once Redis has confirmed the room's SUBSCRIBE.
+    let mut a = nodes[0].chat("tls");
+    let mut b = nodes[1].chat("tls");
+    say(&mut a, json!("over TLS"));
+    assert_eq!(recv_text(&mut b), r#"{"message": "over TLS"}"#);
+    assert_eq!(recv_text(&mut a), r#"{"message": "over TLS"}"#);
+    let big = "é".repeat(100_000);
+    say(&mut b, json!(big));
+    let want = format!("{{\"message\": \"{}\"}}", r"\u00e9".repeat(100_000));
+    assert!(recv_text(&mut a) == want, "a 200 KB message crosses");
+    assert!(recv_text(&mut b) == want);
+    for n in &nodes {
+        assert_eq!(n.metric("roomcast_backplane_fallback_total"), 0);
+        assert_eq!(n.metric("roomcast_backplane_reconnects_total"), 0);
+    }
+}
+
+/// A certificate the node cannot trust (signed by another CA than
+/// --redis-tls-ca's) is refused: the shard stays down (degraded, rooms
+/// local), and no message goes to that Redis.
+#[test]
+fn a_redis_certificate_from_another_ca_is_refused() {
+    let redis = RedisServer::start_tls();
+    let other = std::env::temp_dir().join(format!(
+        "roomcast-other-ca-{}-{}",
+        std::process::id(),
+        redis.port
+    ));
+    let pki = common::redis::TestPki::make(&other);
+    let relay = node_with(&[&redis], |c| c.redis_tls_ca = Some(pki.ca.clone()));
+    let trusting = node_with(&[&redis], |c| c.redis_tls_ca = Some(redis.ca_file()));
+    wait_health(&trusting, "ok");
+    // Long enough for several attempts (the back-off starts at 100 ms).
+    std::thread::sleep(Duration::from_millis(800));
+    let h = health(&relay);
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(relay.metric("roomcast_backplane_up{shard=\"0\"}"), 0);
+    let mut member = relay.chat("untrusted");
+    let mut far = trusting.chat("untrusted");
+    say(&mut member, json!("stays here"));
+    assert_eq!(recv_text(&mut member), r#"{"message": "stays here"}"#);
+    say(&mut far, json!("from the trusting node"));
+    assert_eq!(
+        recv_text(&mut far),
+        r#"{"message": "from the trusting node"}"#
+    );
+    let _ = std::fs::remove_dir_all(&other);
 }

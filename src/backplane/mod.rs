@@ -33,8 +33,10 @@ pub mod redis_url;
 pub mod resp;
 pub mod shard;
 mod thread;
+mod transport;
 
 pub use event::{encode_publish, PublishRefusal};
+pub(crate) use transport::client_config as tls_client_config;
 
 use crate::config::Config;
 use crate::sendq::Frame;
@@ -115,6 +117,8 @@ impl Shared {
 #[derive(Clone, Debug)]
 struct ThreadSettings {
     urls: Vec<RedisUrl>,
+    /// For the `rediss://` shards, if any.
+    tls: Option<Arc<rustls::ClientConfig>>,
     prefix: String,
     queue_limit: usize,
     max_message: usize,
@@ -153,9 +157,17 @@ impl Backplane {
             // Here and not on /healthz, which is on the public port.
             log::info!("Redis shard {i} is {url}");
         }
+        let tls = match urls.iter().any(|u| u.tls) {
+            true => Some(
+                transport::client_config(config.redis_tls_ca.as_deref())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+            ),
+            false => None,
+        };
         let shared = Arc::new(Shared::default());
         let settings = ThreadSettings {
             urls: urls.clone(),
+            tls,
             prefix: config.redis_prefix.clone(),
             queue_limit: config.redis_queue,
             max_message: config.max_message_size,

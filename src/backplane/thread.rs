@@ -11,12 +11,13 @@
 
 use super::link::{Link, State};
 use super::shard;
+use super::transport::Transport;
 use super::{Command, Event, Shared, ThreadSettings};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use log::{debug, info, warn};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -35,7 +36,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// around them (reconnect back-off, liveness).
 struct ShardConn {
     link: Link,
-    stream: Option<TcpStream>,
+    stream: Option<Transport>,
     /// The TCP connect is still in progress.
     connecting: bool,
     /// Bytes of `link.out` already written.
@@ -294,9 +295,14 @@ impl BackplaneThread {
 
     fn connect(&mut self, i: usize) {
         let result = self.resolve(i).and_then(|addr| {
-            let mut stream = TcpStream::connect(addr)?;
+            let tcp = TcpStream::connect(addr)?;
+            let url = self.conns[i].link.url();
+            let mut stream = match &self.settings.tls {
+                Some(config) if url.tls => Transport::tls(tcp, config, &url.host)?,
+                _ => Transport::Plain(tcp),
+            };
             self.poll.registry().register(
-                &mut stream,
+                stream.tcp(),
                 Token(i),
                 Interest::READABLE | Interest::WRITABLE,
             )?;
@@ -315,7 +321,7 @@ impl BackplaneThread {
 
     fn finish_connect(&mut self, i: usize) {
         let c = &mut self.conns[i];
-        let Some(stream) = c.stream.as_ref() else {
+        let Some(stream) = c.stream.as_mut().map(Transport::tcp) else {
             return;
         };
         match stream.take_error() {
@@ -369,7 +375,8 @@ impl BackplaneThread {
                         c.failures = 0;
                         c.backoff = FIRST_BACKOFF;
                     }
-                    if n < self.scratch.len() {
+                    let drained = c.stream.as_ref().is_some_and(Transport::short_read_drains);
+                    if drained && n < self.scratch.len() {
                         return;
                     }
                 }
@@ -400,6 +407,12 @@ impl BackplaneThread {
                 Err(e) => return self.lost(i, &e.to_string()),
             }
         }
+        // TLS: the handshake and records still queued go out now.
+        match stream.flush() {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) => return self.lost(i, &e.to_string()),
+        }
         c.link.out.clear();
         c.written = 0;
         // Keep the buffer unless a burst made it large.
@@ -412,7 +425,7 @@ impl BackplaneThread {
     fn lost(&mut self, i: usize, why: &str) {
         let c = &mut self.conns[i];
         if let Some(mut stream) = c.stream.take() {
-            let _ = self.poll.registry().deregister(&mut stream);
+            let _ = self.poll.registry().deregister(stream.tcp());
         }
         let was_up = c.link.state() == State::Ready;
         c.connecting = false;
