@@ -19,12 +19,31 @@
 //!   rooms are delivered to local members by the backplane thread itself
 //!   (still in queue order), so local rooms keep working; on reconnect every
 //!   live room is subscribed again. Across a reconnect delivery between nodes
-//!   is at-most-once, as with channels_redis.
+//!   is at-most-once, as with channels_redis. A shard is unreachable when it
+//!   leaves its oldest command unanswered for `--redis-timeout`, whatever
+//!   else it sends.
 //! - **Bounded.** Bytes of messages not yet confirmed by Redis are counted in
 //!   [`Shared::queue_bytes`]; the loop refuses a message that would pass
 //!   `--redis-queue` (the sender hears why). Frames handed back to the loop
 //!   are counted too, and the thread stops reading Redis while they pass the
-//!   same bound.
+//!   same bound. What Redis sends is held to one reply of about
+//!   2 × `--max-message-size` + 64 KiB per shard; a larger event is skipped
+//!   as it streams in, never buffered or decoded.
+//! - **Redis is hostile input.** No byte sequence from Redis panics, stalls
+//!   the thread or allocates past those bounds; only a framing error drops a
+//!   connection.
+//! - **The public port shows no Redis address.** `/healthz` and `/metrics`
+//!   name shards by index; hosts and users appear only in the log.
+//!
+//! The parts: `event.rs` (a chat message onto Redis: [`encode_publish`]),
+//! `link.rs` (one shard's connection as a state machine, sans-IO),
+//! `thread.rs` (the sockets, timers and reconnects), `transport.rs` (TCP, or
+//! TLS over it, for `rediss://`), and the sans-IO codecs [`resp`] (RESP2/3,
+//! and its incremental [`resp::Framer`]), [`msgpack`] (Channels events),
+//! [`shard`] (channels_redis names and consistent hash) and [`redis_url`].
+//! This folder imports only `crate::config`, `crate::frame` and
+//! `crate::sendq` from the rest of the crate; the server and the workers
+//! call it, never the other way round.
 
 mod event;
 mod link;

@@ -15,10 +15,11 @@
 //!   once when its value is whole.
 //! - **Bounded.** The value being framed never holds more than
 //!   `max_value` bytes in the buffer, nor more than `max_elements`
-//!   elements in all its aggregates together: past either, [`Framer::next_value`]
-//!   fails. With the caller taking every whole value after each
-//!   [`Framer::push`] (as `next_value` until `None` does), the buffer is at most
-//!   `max_value` plus one push.
+//!   elements in all its aggregates together (a map's pair counting one,
+//!   as [`parse`] counts them per aggregate): past either,
+//!   [`Framer::next_value`] fails. With the caller taking every whole value
+//!   after each [`Framer::push`] (calling `next_value` until `None`), the
+//!   buffer is at most `max_value` plus one push.
 //! - **Oversized strings are skipped, not errors.** A bulk string (`$`, `!`,
 //!   `=`) longer than `max_bulk` has a known length, so its bytes are
 //!   discarded as they stream in, never buffered, and the stream stays in
