@@ -266,7 +266,12 @@ impl Framer {
             ));
         }
         let pairs = matches!(kind, b'%' | b'|');
-        let left = if pairs { 2 * count } else { count };
+        // Saturating: a count near 2^64 never completes, as with `parse`.
+        let left = if pairs {
+            count.saturating_mul(2)
+        } else {
+            count
+        };
         // Counted as `parse` counts them (a map's pairs), but over the whole
         // value: each element becomes a `Value` of its own once parsed.
         self.elements = self.elements.saturating_add(count as usize);
@@ -623,6 +628,26 @@ mod tests {
         assert!(
             matches!(framer.next_value(), Err(RespError::TooLarge(ref m)) if m.contains("more than 4 elements"))
         );
+    }
+
+    /// Found by the `resp_framer` fuzz target: a map's count past 2^63 made
+    /// its element count overflow. Like `parse`, it waits for elements.
+    #[test]
+    fn huge_claimed_counts_wait_without_overflow() {
+        let roomy = Limits {
+            max_bulk: usize::MAX,
+            max_elements: usize::MAX,
+            max_depth: 4,
+        };
+        for claim in [
+            &b"%9614231845755718038\r\n"[..],
+            b"|18446744073709551615\r\n:1\r\n",
+        ] {
+            let mut framer = Framer::new(roomy, usize::MAX);
+            framer.push(claim);
+            assert_eq!(framer.next_value(), Ok(None));
+            assert_eq!(parse(claim, &roomy), Ok(None));
+        }
     }
 
     #[test]
