@@ -1295,6 +1295,43 @@ fn a_redis_that_trickles_bytes_times_out_by_its_oldest_command() {
     assert!(relay.metric("roomcast_backplane_reconnects_total") >= 1);
 }
 
+/// The same with nothing to answer: a Redis that, once the room is
+/// subscribed, trickles a reply nobody asked for. A node that only listens
+/// still pings it (every half --redis-timeout of its own silence, whatever
+/// Redis sends), the ping goes unanswered, and the shard is given up.
+#[test]
+fn a_listening_node_pings_a_redis_that_trickles_unasked() {
+    let fake = FakeRedis::start(|mut conn| {
+        if conn.hello().is_none() {
+            return;
+        }
+        while let Some(cmd) = conn.command() {
+            if cmd[0] == b"SUBSCRIBE" {
+                if conn.confirm(&cmd).is_none() {
+                    return;
+                }
+                let _ = conn.write(b"+");
+                while conn.write(b"z").is_ok() {
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                return;
+            }
+            if conn.write(b"+PONG\r\n").is_err() {
+                return;
+            }
+        }
+    });
+    let relay = Relay::start_with(|c| {
+        c.redis = vec![fake.url()];
+        c.redis_timeout = Duration::from_secs(1);
+        c.redis_retry_max = Duration::from_millis(400);
+    });
+    wait_health(&relay, "ok");
+    let _member = relay.chat("listening");
+    wait_metric_at_least(&relay, "roomcast_backplane_reconnects_total", 1);
+    fake.wait_connections(2);
+}
+
 /// /healthz is on the public port: it shows each shard's index and state,
 /// never where Redis is or who the relay logs in as (the log says that at
 /// start, and /metrics has roomcast_backplane_up{shard="N"}).

@@ -5,8 +5,9 @@
 //! Liveness is the age of the oldest command Redis has not answered
 //! ([`Link::oldest_unanswered`]), not the time since the last byte: a Redis
 //! that sends a byte now and then but answers nothing is lost after
-//! `--redis-timeout` like a silent one. A quiet link owes nothing, so it is
-//! pinged, and the ping is then owed. Time the thread spends not reading
+//! `--redis-timeout` like a silent one. A link that owes nothing is pinged
+//! when this node has sent nothing for half the timeout (whatever Redis
+//! sent meanwhile), and the ping is then owed. Time the thread spends not reading
 //! (the loop is behind) does not count against Redis.
 
 use super::link::{Link, State};
@@ -51,7 +52,6 @@ struct ShardConn {
     /// Since when this thread has been reading the connection: an answer
     /// is overdue only if it was owed that long while we were reading.
     reading_since: Instant,
-    last_rx: Instant,
     last_tx: Instant,
 }
 
@@ -98,7 +98,6 @@ pub(super) fn spawn(
             failures: 0,
             connect_started: now,
             reading_since: now,
-            last_rx: now,
             last_tx: now,
         })
         .collect();
@@ -277,9 +276,9 @@ impl BackplaneThread {
                 if now.saturating_duration_since(asked.max(c.reading_since)) > timeout {
                     self.lost(i, &format!("a command unanswered for {timeout:?}"));
                 }
-            } else if now.duration_since(c.last_rx) > timeout / 2
-                && now.duration_since(c.last_tx) > timeout / 2
-            {
+            } else if now.duration_since(c.last_tx) > timeout / 2 {
+                // Owing nothing, Redis proves nothing by what it sends (a
+                // trickle, pushes): ask it something every half timeout.
                 c.link.ping(now);
             }
         }
@@ -339,7 +338,6 @@ impl BackplaneThread {
         c.connecting = false;
         c.written = 0;
         c.reading_since = now;
-        c.last_rx = now;
         c.link.connected(now);
     }
 
@@ -359,7 +357,6 @@ impl BackplaneThread {
             match stream.read(&mut self.scratch) {
                 Ok(0) => return self.lost(i, "Redis closed the connection"),
                 Ok(n) => {
-                    c.last_rx = Instant::now();
                     if let Err(e) = c
                         .link
                         .received(&self.scratch[..n], &self.shared, &mut self.out)
