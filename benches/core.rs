@@ -362,7 +362,7 @@ fn bench_fanout(c: &mut Criterion) {
 }
 
 fn bench_backplane(c: &mut Criterion) {
-    use roomcast::{msgpack, resp, shard};
+    use roomcast::backplane::{msgpack, resp, shard};
     let mut g = c.benchmark_group("backplane");
     g.throughput(Throughput::Elements(1));
     let typical = harness_message(4242, 64);

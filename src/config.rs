@@ -117,7 +117,9 @@ pub struct Config {
     #[arg(long, env = "ROOMCAST_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
-    /// A Redis server for the multi-node backplane, as `redis://[user:password@]host[:port][/db]`.
+    /// A Redis server for the multi-node backplane, as
+    /// `redis://[user:password@]host[:port][/db]`, or `rediss://...` for
+    /// Redis over TLS (the certificate must name the URL's host).
     /// Repeat it (or comma-separate in the environment) for several shards;
     /// rooms are spread over them by channels_redis's consistent hash, so the
     /// list must be the same, in the same order, on every node and in Django's
@@ -129,6 +131,13 @@ pub struct Config {
         value_name = "URL"
     )]
     pub redis: Vec<String>,
+
+    /// PEM file of the certificate authorities trusted for `rediss://`
+    /// shards (a managed Redis's CA bundle, or your own CA). Default: the
+    /// Mozilla root list built into roomcast (no system store is read).
+    /// Given, it replaces that list.
+    #[arg(long, env = "ROOMCAST_REDIS_TLS_CA", value_name = "PATH")]
+    pub redis_tls_ca: Option<std::path::PathBuf>,
 
     /// The channels_redis prefix (`RedisPubSubChannelLayer(prefix=...)`); a room's
     /// Redis channel is `<prefix>__group__chat_<room>`.
@@ -142,8 +151,10 @@ pub struct Config {
     #[arg(long, env = "ROOMCAST_REDIS_QUEUE", default_value = "16MiB", value_parser = parse_size)]
     pub redis_queue: usize,
 
-    /// A Redis connection that owes replies and has sent nothing for this long
-    /// is dropped and reconnected (the shard is degraded meanwhile).
+    /// A Redis connection whose oldest unanswered command is this old is
+    /// dropped and reconnected (the shard is degraded meanwhile). Bytes that
+    /// answer nothing do not count; a quiet connection is pinged at half
+    /// this, so a silent Redis is found too.
     #[arg(long, env = "ROOMCAST_REDIS_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub redis_timeout: Duration,
 

@@ -30,14 +30,10 @@ pub mod chat;
 pub mod config;
 pub mod logger;
 pub mod metrics;
-pub mod msgpack;
-pub mod redis_url;
 pub mod relay;
-pub mod resp;
 pub mod server;
 pub mod session;
 pub mod settings;
-pub mod shard;
 pub mod wire;
 
 pub use config::{Config, IoUringMode};

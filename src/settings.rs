@@ -63,8 +63,20 @@ impl Settings {
                 c.idle_timeout, c.ping_interval
             ));
         }
+        let mut tls = false;
         for url in &c.redis {
-            crate::redis_url::RedisUrl::parse(url).map_err(|e| format!("--redis: {e}"))?;
+            let url = crate::backplane::redis_url::RedisUrl::parse(url)
+                .map_err(|e| format!("--redis: {e}"))?;
+            tls |= url.tls;
+        }
+        if let Some(ca) = &c.redis_tls_ca {
+            if !tls {
+                return Err(format!(
+                    "--redis-tls-ca {} is given but no --redis URL is rediss:// (TLS)",
+                    ca.display()
+                ));
+            }
+            crate::backplane::tls_client_config(Some(ca))?;
         }
         if !c.redis.is_empty() && c.redis_queue < c.max_message_size + 256 {
             return Err(format!(

@@ -11,6 +11,7 @@
 //! faults are SIGKILL, restart on the same port, and SIGSTOP/SIGCONT.
 
 mod common;
+use common::fake_redis::FakeRedis;
 use common::redis::{free_port, RedisServer};
 use common::*;
 use roomcast::Config;
@@ -703,7 +704,7 @@ fn rooms_go_to_the_shard_channels_redis_picks() {
     wait_health(&n1, "ok");
     assert_eq!(
         h["backplane"]["shards"],
-        json!([{"redis": r0.url(), "up": true}, {"redis": r1.url(), "up": true}])
+        json!([{"shard": 0, "up": true}, {"shard": 1, "up": true}])
     );
     say(&mut a0, json!("on shard 1"));
     assert_eq!(recv_text(&mut a1), r#"{"message": "on shard 1"}"#);
@@ -761,7 +762,7 @@ fn redis_lost_and_back() {
         let h = wait_health(n, "ok");
         assert_eq!(
             h["backplane"],
-            json!({"shards": [{"redis": redis.url(), "up": true}]})
+            json!({"shards": [{"shard": 0, "up": true}]})
         );
         assert_eq!(n.metric("roomcast_backplane_up{shard=\"0\"}"), 1);
     }
@@ -826,7 +827,7 @@ fn redis_down_at_start_then_appears() {
     let h = wait_health(&relay, "degraded");
     assert_eq!(
         h["backplane"],
-        json!({"shards": [{"redis": url, "up": false}]})
+        json!({"shards": [{"shard": 0, "up": false}]})
     );
     assert_eq!(relay.metric("roomcast_backplane_up{shard=\"0\"}"), 0);
     let mut member = relay.chat("early");
@@ -1116,6 +1117,19 @@ fn the_binary_takes_the_redis_flags() {
             "--redis-prefix",
         ),
         (vec!["--publish-token", ""], "--publish-token"),
+        (
+            vec![
+                "--redis",
+                "rediss://127.0.0.1:1",
+                "--redis-tls-ca",
+                "/nonexistent/ca.pem",
+            ],
+            "--redis-tls-ca /nonexistent/ca.pem",
+        ),
+        (
+            vec!["--redis", &redis.url(), "--redis-tls-ca", "/etc/hostname"],
+            "no --redis URL is rediss://",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_roomcast"))
             .args(["--bind", "127.0.0.1:0"])
@@ -1147,4 +1161,269 @@ fn without_redis_health_has_no_backplane() {
         r#"{"message": "caf\u00e9"}"#,
         "raw JSON copied through"
     );
+}
+
+// ---- a hostile or broken Redis (issue 13) --------------------------------
+
+/// One PUBLISH larger than anything the relay delivers (1 MB, with
+/// --redis-queue 256 KiB and --max-message-size 64 KiB) is still a
+/// well-framed RESP string: it is skipped as it streams by, counted as
+/// too_large, and the link stays up. It used to be taken for a framing
+/// error, so the link dropped and reconnected, and what was published
+/// meanwhile was lost (any Redis client, e.g. a Django group_send, could do
+/// that to every node).
+#[test]
+fn a_publish_larger_than_the_redis_queue_is_skipped_not_a_disconnect() {
+    let redis = RedisServer::start();
+    let relay = node_with(&[&redis], |c| {
+        c.max_message_size = 64 * 1024;
+        c.max_frame_size = 64 * 1024;
+        c.redis_queue = 256 * 1024;
+    });
+    let mut member = relay.chat("huge");
+    redis.wait_numsub(&group("huge"), 1);
+    wait_health(&relay, "ok");
+    let huge = event(&msgpack_str(&"h".repeat(1_000_000)));
+    let mut publisher = redis.client();
+    for k in 0..4 {
+        assert_eq!(publisher.publish(&group("huge"), &huge), 1);
+        let after = event(&msgpack_str(&format!("after {k}")));
+        assert_eq!(publisher.publish(&group("huge"), &after), 1);
+    }
+    for k in 0..4 {
+        assert_eq!(
+            recv_text(&mut member),
+            format!(r#"{{"message": "after {k}"}}"#),
+            "a message published right after a huge one arrives"
+        );
+    }
+    assert_eq!(
+        relay.metric("roomcast_backplane_dropped_total{reason=\"too_large\"}"),
+        4
+    );
+    assert_eq!(
+        relay.metric("roomcast_backplane_reconnects_total"),
+        0,
+        "the link never dropped"
+    );
+    assert_eq!(health(&relay)["status"], "ok");
+}
+
+/// A reply that never ends (an array of 65,536 strings of 60 KB from a
+/// hostile or broken Redis) is cut off once the relay has buffered about
+/// 2 × --max-message-size of it: that connection is dropped and the relay
+/// reconnects. It used to buffer all of it (and parse the buffer again from
+/// the start on every read).
+#[test]
+fn a_reply_that_never_ends_is_cut_off_at_the_link_bound() {
+    let (tx, rx) = mpsc::channel::<(usize, bool)>();
+    let fake = FakeRedis::start(move |mut conn| {
+        if conn.hello().is_none() {
+            return;
+        }
+        let element = format!("$60000\r\n{}\r\n", "x".repeat(60_000)).into_bytes();
+        let (mut written, mut cut) = (0, false);
+        if conn.write(b">65536\r\n").is_ok() {
+            while written < 32 << 20 {
+                if conn.write(&element).is_err() {
+                    cut = true;
+                    break;
+                }
+                written += element.len();
+            }
+        }
+        let _ = tx.send((written, cut));
+    });
+    let _relay = Relay::start_with(|c| {
+        c.redis = vec![fake.url()];
+        c.max_message_size = 64 * 1024;
+        c.max_frame_size = 64 * 1024;
+        c.redis_retry_max = Duration::from_millis(400);
+    });
+    let (written, cut) = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the fake Redis's first connection ended");
+    assert!(
+        cut && written < 16 << 20,
+        "the relay took {written} bytes of one endless reply without cutting it off"
+    );
+    fake.wait_connections(2);
+}
+
+/// A Redis that trickles one byte every 0.3 s (never a whole reply) while a
+/// PUBLISH waits for its answer is as good as dead: the relay gives up on it
+/// once its oldest unanswered command is --redis-timeout old, and delivers
+/// the message to the local members. It used to count any byte as life, so
+/// the shard stayed "up" and the sender never got its message back.
+#[test]
+fn a_redis_that_trickles_bytes_times_out_by_its_oldest_command() {
+    let fake = FakeRedis::start(|mut conn| {
+        if conn.hello().is_none() {
+            return;
+        }
+        while let Some(cmd) = conn.command() {
+            let answered = match cmd[0].as_slice() {
+                b"SUBSCRIBE" | b"UNSUBSCRIBE" => conn.confirm(&cmd),
+                b"PING" => conn.write(b"+PONG\r\n").ok(),
+                // A PUBLISH: an answer that never ends.
+                _ => {
+                    let _ = conn.write(b"+");
+                    while conn.write(b"z").is_ok() {
+                        std::thread::sleep(Duration::from_millis(300));
+                    }
+                    None
+                }
+            };
+            if answered.is_none() {
+                return;
+            }
+        }
+    });
+    let relay = Relay::start_with(|c| {
+        c.redis = vec![fake.url()];
+        c.redis_timeout = Duration::from_secs(1);
+        c.redis_retry_max = Duration::from_millis(400);
+    });
+    wait_health(&relay, "ok");
+    let mut member = relay.chat("trickle");
+    say(&mut member, json!("anyone there?"));
+    assert_eq!(
+        recv_text(&mut member),
+        r#"{"message": "anyone there?"}"#,
+        "the message comes back (locally) once the trickling Redis is given up"
+    );
+    assert!(relay.metric("roomcast_backplane_reconnects_total") >= 1);
+}
+
+/// The same with nothing to answer: a Redis that, once the room is
+/// subscribed, trickles a reply nobody asked for. A node that only listens
+/// still pings it (every half --redis-timeout of its own silence, whatever
+/// Redis sends), the ping goes unanswered, and the shard is given up.
+#[test]
+fn a_listening_node_pings_a_redis_that_trickles_unasked() {
+    let fake = FakeRedis::start(|mut conn| {
+        if conn.hello().is_none() {
+            return;
+        }
+        while let Some(cmd) = conn.command() {
+            if cmd[0] == b"SUBSCRIBE" {
+                if conn.confirm(&cmd).is_none() {
+                    return;
+                }
+                let _ = conn.write(b"+");
+                while conn.write(b"z").is_ok() {
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                return;
+            }
+            if conn.write(b"+PONG\r\n").is_err() {
+                return;
+            }
+        }
+    });
+    let relay = Relay::start_with(|c| {
+        c.redis = vec![fake.url()];
+        c.redis_timeout = Duration::from_secs(1);
+        c.redis_retry_max = Duration::from_millis(400);
+    });
+    wait_health(&relay, "ok");
+    let _member = relay.chat("listening");
+    wait_metric_at_least(&relay, "roomcast_backplane_reconnects_total", 1);
+    fake.wait_connections(2);
+}
+
+/// /healthz is on the public port: it shows each shard's index and state,
+/// never where Redis is or who the relay logs in as (the log says that at
+/// start, and /metrics has roomcast_backplane_up{shard="N"}).
+#[test]
+fn healthz_shows_shard_states_not_redis_addresses() {
+    let port = free_port();
+    let relay = Relay::start_with(|c| {
+        c.redis = vec![format!("redis://opsuser:hunter2@127.0.0.1:{port}/0")];
+        c.redis_retry_max = Duration::from_millis(400);
+    });
+    let (status, _, body) = relay.get("/healthz");
+    assert_eq!(status, 200);
+    for secret in ["opsuser", "hunter2", "127.0.0.1", &format!(":{port}")] {
+        assert!(!body.contains(secret), "/healthz shows {secret:?}: {body}");
+    }
+    let h: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        h["backplane"],
+        json!({"shards": [{"shard": 0, "up": false}]})
+    );
+    assert_eq!(relay.metric("roomcast_backplane_up{shard=\"0\"}"), 0);
+}
+
+// ---- rediss:// (TLS) ---------------------------------------------------------
+
+/// Two nodes on a Redis that speaks TLS only (Debian's redis-server with
+/// --tls-port, a certificate for 127.0.0.1 made at test time): they connect
+/// with rustls, checking the certificate against --redis-tls-ca and the
+/// URL's host, and a room spans them both ways.
+#[test]
+fn two_nodes_share_a_room_through_redis_over_tls() {
+    let redis = RedisServer::start_tls();
+    assert!(redis.url().starts_with("rediss://"));
+    let nodes: Vec<Relay> = (0..2)
+        .map(|_| {
+            node_with(&[&redis], |c| {
+                c.redis_tls_ca = Some(redis.ca_file());
+            })
+        })
+        .collect();
+    for n in &nodes {
+        let h = wait_health(n, "ok");
+        assert_eq!(
+            h["backplane"],
+            json!({"shards": [{"shard": 0, "up": true}]})
+        );
+    }
+    // A join completes once Redis has confirmed the room's SUBSCRIBE.
+    let mut a = nodes[0].chat("tls");
+    let mut b = nodes[1].chat("tls");
+    say(&mut a, json!("over TLS"));
+    assert_eq!(recv_text(&mut b), r#"{"message": "over TLS"}"#);
+    assert_eq!(recv_text(&mut a), r#"{"message": "over TLS"}"#);
+    let big = "é".repeat(100_000);
+    say(&mut b, json!(big));
+    let want = format!("{{\"message\": \"{}\"}}", r"\u00e9".repeat(100_000));
+    assert!(recv_text(&mut a) == want, "a 200 KB message crosses");
+    assert!(recv_text(&mut b) == want);
+    for n in &nodes {
+        assert_eq!(n.metric("roomcast_backplane_fallback_total"), 0);
+        assert_eq!(n.metric("roomcast_backplane_reconnects_total"), 0);
+    }
+}
+
+/// A certificate the node cannot trust (signed by another CA than
+/// --redis-tls-ca's) is refused: the shard stays down (degraded, rooms
+/// local), and no message goes to that Redis.
+#[test]
+fn a_redis_certificate_from_another_ca_is_refused() {
+    let redis = RedisServer::start_tls();
+    let other = std::env::temp_dir().join(format!(
+        "roomcast-other-ca-{}-{}",
+        std::process::id(),
+        redis.port
+    ));
+    let pki = common::redis::TestPki::make(&other);
+    let relay = node_with(&[&redis], |c| c.redis_tls_ca = Some(pki.ca.clone()));
+    let trusting = node_with(&[&redis], |c| c.redis_tls_ca = Some(redis.ca_file()));
+    wait_health(&trusting, "ok");
+    // Long enough for several attempts (the back-off starts at 100 ms).
+    std::thread::sleep(Duration::from_millis(800));
+    let h = health(&relay);
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(relay.metric("roomcast_backplane_up{shard=\"0\"}"), 0);
+    let mut member = relay.chat("untrusted");
+    let mut far = trusting.chat("untrusted");
+    say(&mut member, json!("stays here"));
+    assert_eq!(recv_text(&mut member), r#"{"message": "stays here"}"#);
+    say(&mut far, json!("from the trusting node"));
+    assert_eq!(
+        recv_text(&mut far),
+        r#"{"message": "from the trusting node"}"#
+    );
+    let _ = std::fs::remove_dir_all(&other);
 }

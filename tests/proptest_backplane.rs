@@ -18,8 +18,8 @@ use prop_support::{config, cuts};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
-use roomcast::msgpack::{self, DecodeError, EncodeError, MAX_DEPTH};
-use roomcast::resp::{self, Limits, RespError, Value};
+use roomcast::backplane::msgpack::{self, DecodeError, EncodeError, MAX_DEPTH};
+use roomcast::backplane::resp::{self, Limits, RespError, Value};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
@@ -666,6 +666,35 @@ fn read_stream(stream: &[u8], cuts: &[usize], limits: &Limits) -> (Vec<String>, 
     (values, None)
 }
 
+/// What the backplane's [`resp::Framer`] makes of a stream pushed in these
+/// pieces: the values framed (as `Debug` text), the error if any, and the
+/// bytes it holds of a value not yet whole.
+fn frame_stream(
+    stream: &[u8],
+    cuts: &[usize],
+    limits: &Limits,
+) -> (Vec<String>, Option<RespError>, usize) {
+    let mut framer = resp::Framer::new(*limits, usize::MAX);
+    let mut values = Vec::new();
+    let mut start = 0;
+    for end in cuts.iter().copied().chain([stream.len()]) {
+        framer.push(&stream[start..end]);
+        start = end;
+        loop {
+            match framer.next_value() {
+                Err(e) => return (values, Some(e), framer.buffered()),
+                Ok(None) => break,
+                Ok(Some(f)) => {
+                    assert_eq!(f.skipped, 0, "nothing is over max_bulk here");
+                    values.push(format!("{:?}", f.value));
+                }
+            }
+        }
+    }
+    let held = framer.buffered();
+    (values, None, held)
+}
+
 proptest! {
     #![proptest_config(config(256))]
 
@@ -746,6 +775,39 @@ proptest! {
         let whole = read_stream(&bytes, &[], &limits);
         let split = read_stream(&bytes, &cuts(&indices, bytes.len()), &limits);
         prop_assert_eq!(split, whole);
+    }
+
+    /// The incremental framer the link reads with agrees with `parse`: the
+    /// same values from well-formed and hostile streams, cut anywhere; what
+    /// `parse` refuses the framer refuses too, or is still waiting for the
+    /// line that would show the fault.
+    #[test]
+    fn resp_framer_agrees_with_parse(
+        rs in vec(resp_value(), 1..4),
+        flips in vec((any::<Index>(), any::<u8>()), 0..4),
+        noise in vec(any::<u8>(), 0..64),
+        use_noise in any::<bool>(),
+        indices in vec(any::<Index>(), 0..8),
+        max_depth in 0..5usize,
+    ) {
+        let mut bytes = Vec::new();
+        if use_noise {
+            bytes = noise;
+        } else {
+            for r in &rs {
+                r.write(&mut bytes, 0);
+            }
+            for (i, b) in &flips {
+                let at = i.index(bytes.len());
+                bytes[at] = *b;
+            }
+        }
+        let limits = Limits { max_depth, ..ROOMY };
+        let (want, parse_error) = read_stream(&bytes, &[], &limits);
+        let (got, frame_error, held) = frame_stream(&bytes, &cuts(&indices, bytes.len()), &limits);
+        prop_assert_eq!(got, want);
+        prop_assert!(frame_error.is_none() || parse_error.is_some(), "{:?}", frame_error);
+        prop_assert!(parse_error.is_none() || frame_error.is_some() || held > 0, "{:?}", parse_error);
     }
 
     /// Commands are arrays of bulk strings.

@@ -4,11 +4,14 @@
 //! error; a delivered event is ASCII JSON `{"message": ...}`; encoding what
 //! was delivered and decoding it again gives the same text; JSON serde_json
 //! reads is carried (unless an integer is out of range) and comes back as
-//! the same value.
+//! the same value. Under a length limit (`decode_chat_event_within`, the
+//! limit from the payload's first byte) a text is never longer than the
+//! limit and is the same text, and a refusal is the unlimited refusal or
+//! `TooLarge`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use roomcast::msgpack::{self, EncodeError};
+use roomcast::backplane::msgpack::{self, DecodeError, EncodeError};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -64,7 +67,38 @@ fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// The limited decode agrees with the unlimited one, `full`.
+fn check_within(payload: &[u8], max_len: usize, full: &Result<String, DecodeError>) {
+    let mut out = b"kept".to_vec();
+    match (msgpack::decode_chat_event_within(payload, max_len, &mut out), full) {
+        (Ok(()), Ok(text)) => {
+            assert!(out.len() - 4 <= max_len);
+            assert_eq!(&out[4..], text.as_bytes());
+        }
+        (Ok(()), Err(e)) => panic!("within {max_len}: delivered what is refused as {e:?}"),
+        (Err(e), full) => {
+            assert_eq!(out, b"kept");
+            assert!(
+                e == DecodeError::TooLarge || full.as_ref().err() == Some(&e),
+                "within {max_len}: {e:?}, unlimited: {full:?}"
+            );
+            if let Ok(text) = full {
+                // Only pairs a repeated key drops may make it refuse a fit.
+                assert!(e == DecodeError::TooLarge && (text.len() > max_len || text.contains(':')));
+            }
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    let mut full = Vec::new();
+    let full = msgpack::decode_chat_event(data, &mut full)
+        .map(|()| String::from_utf8(full).expect("ASCII"));
+    let limit = usize::from(data.first().copied().unwrap_or(0)) * 8;
+    check_within(data, limit, &full);
+    if let Ok(text) = &full {
+        check_within(data, text.len(), &full);
+    }
     if let Some(out) = decode(data) {
         let inner = &out[FRAME.len()..out.len() - 1];
         assert_eq!(encode(inner).as_deref(), Ok(&*out));

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use roomcast::resp::{self, Limits, RespError, Value};
+use roomcast::backplane::resp::{self, Limits, RespError, Value};
 
 /// Whether every string, line and aggregate in `value` is within `limits`.
 fn within(value: &Value<'_>, limits: &Limits, depth: usize) -> bool {

@@ -1,11 +1,20 @@
-//! One shard's Redis connection as a state machine, without the socket:
-//! the thread feeds it the bytes it read and writes out what it queued.
+//! One shard's Redis connection as a state machine, without the socket or
+//! the clock: the thread feeds it the bytes it read (plain bytes: TLS, if
+//! any, is below) and the time, and writes out what it queued.
 //!
 //! Invariants:
-//! - `pending` lists, in order, what Redis still owes an answer for: the
-//!   `HELLO`, each `PUBLISH` (one reply) and each `SUBSCRIBE`/`UNSUBSCRIBE`
-//!   (one confirmation push per channel, or one error reply). Pushes of kind
-//!   `message` never consume an entry.
+//! - `pending` lists, in order, what Redis still owes an answer for, each
+//!   with the time it was asked: the `HELLO`, each `PUBLISH` (one reply),
+//!   each `PING`, and each `SUBSCRIBE`/`UNSUBSCRIBE` (one confirmation push
+//!   per channel, or one error reply). Pushes of kind `message` never
+//!   consume an entry, so a Redis that sends anything but answers cannot
+//!   make the oldest entry younger ([`Link::oldest_unanswered`]).
+//! - What Redis sends is framed incrementally and within a bound
+//!   ([`resp::Framer`]): a `message` whose payload is over `max_payload`
+//!   (about 2 × `--max-message-size`, more than any deliverable event takes)
+//!   is skipped as it streams in and counted `too_large`; the input buffer
+//!   holds at most `max_payload` plus 64 KiB of one reply plus one read.
+//!   Only a framing error drops the connection.
 //! - A publish leaves `pending` exactly once: acknowledged by its reply, or
 //!   delivered locally when the connection is lost before the reply (unless
 //!   its own message was the last thing Redis sent, which means it was
@@ -13,18 +22,30 @@
 //! - `rooms` is the set of rooms with local members (desired subscriptions),
 //!   kept across reconnects so every live room is subscribed again.
 
+use super::msgpack;
+use super::redis_url::RedisUrl;
+use super::resp::{self, Framed, Framer, Value};
 use super::{Event, Shared};
-use crate::msgpack;
-use crate::redis_url::RedisUrl;
-use crate::resp::{self, Value};
-use crate::wire::frame::Frame;
-use crate::wire::frame::{self, Opcode};
+use crate::wire::frame::{self, Frame, Opcode};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Channels per `SUBSCRIBE` when resubscribing after a reconnect.
 const SUBSCRIBE_CHUNK: usize = 512;
+
+/// What one reply may hold in the input buffer beyond its largest string:
+/// the push's framing and channel name, or a `HELLO` reply.
+const REPLY_OVERHEAD: usize = 64 * 1024;
+
+/// What one event's msgpack may take beyond twice `--max-message-size`: the
+/// event map and an extra key or two.
+const EVENT_OVERHEAD: usize = 1024;
+
+/// Most elements in one reply, all its aggregates together: a `HELLO`
+/// reply has about twenty, a push three or four.
+const MAX_REPLY_ELEMENTS: usize = 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
@@ -34,6 +55,14 @@ pub enum State {
     Hello,
     /// `HELLO` answered: messages go through Redis.
     Ready,
+}
+
+/// One command Redis has not fully answered yet.
+#[derive(Debug)]
+struct Owed {
+    /// When it was queued for Redis.
+    since: Instant,
+    what: Pending,
 }
 
 #[derive(Debug)]
@@ -62,46 +91,40 @@ pub struct Link {
     channel_prefix: Vec<u8>,
     /// Desired subscriptions: channel name to room.
     rooms: HashMap<Box<[u8]>, Arc<str>>,
-    pending: VecDeque<Pending>,
+    pending: VecDeque<Owed>,
     /// The last thing received was a `message` push equal to the oldest
     /// pending publish: if the connection dies now, that one was delivered.
     head_echoed: bool,
     /// Bytes queued for the socket.
     pub out: Vec<u8>,
-    inbuf: Vec<u8>,
+    /// Bytes from Redis, cut into whole replies.
+    framer: Framer,
     max_message: usize,
-    limits: resp::Limits,
+    /// The largest event payload worth decoding: a bigger one could not
+    /// come out under `max_message` (msgpack is at most 1.8 times the size
+    /// of the `json.dumps` text, a float64's 9 bytes against `0.0, `).
+    max_payload: usize,
     json: Vec<u8>,
     frame: Vec<u8>,
     name: Vec<u8>,
 }
 
 impl Link {
-    /// `max_message`: the largest chat message delivered to clients;
-    /// `max_reply`: the largest single reply read from Redis.
-    pub fn new(
-        shard: usize,
-        url: RedisUrl,
-        prefix: &str,
-        max_message: usize,
-        max_reply: usize,
-    ) -> Link {
+    /// `max_message`: the largest chat message delivered to clients.
+    pub fn new(shard: usize, url: RedisUrl, prefix: &str, max_message: usize) -> Link {
+        let max_payload = max_message.saturating_mul(2).saturating_add(EVENT_OVERHEAD);
         Link {
             shard,
             state: State::Down,
             url,
-            channel_prefix: crate::shard::group_channel(prefix, "").into_bytes(),
+            channel_prefix: super::shard::group_channel(prefix, "").into_bytes(),
             rooms: HashMap::new(),
             pending: VecDeque::new(),
             head_echoed: false,
             out: Vec::new(),
-            inbuf: Vec::new(),
+            framer: new_framer(max_payload),
             max_message,
-            limits: resp::Limits {
-                max_bulk: max_reply,
-                max_elements: 1 << 16,
-                max_depth: 16,
-            },
+            max_payload,
             json: Vec::new(),
             frame: Vec::new(),
             name: Vec::new(),
@@ -121,6 +144,22 @@ impl Link {
         !self.pending.is_empty()
     }
 
+    /// When the oldest command Redis has not answered was asked: the
+    /// connection's liveness. Bytes that answer nothing do not count.
+    pub fn oldest_unanswered(&self) -> Option<Instant> {
+        self.pending.front().map(|owed| owed.since)
+    }
+
+    /// Bytes held of a reply not yet whole.
+    #[cfg(test)]
+    pub fn buffered(&self) -> usize {
+        self.framer.buffered()
+    }
+
+    fn owe(&mut self, since: Instant, what: Pending) {
+        self.pending.push_back(Owed { since, what });
+    }
+
     pub fn channel(&self, room: &str) -> Vec<u8> {
         let mut c = Vec::with_capacity(self.channel_prefix.len() + room.len());
         c.extend_from_slice(&self.channel_prefix);
@@ -133,11 +172,11 @@ impl Link {
         channel.strip_prefix(&self.channel_prefix[..]) == Some(room.as_bytes())
     }
 
-    /// A fresh TCP connection: say hello (RESP3, credentials, a name) and
+    /// A fresh connection: say hello (RESP3, credentials, a name) and
     /// subscribe every live room, all pipelined.
-    pub fn connected(&mut self) {
+    pub fn connected(&mut self, now: Instant) {
         self.out.clear();
-        self.inbuf.clear();
+        self.framer = new_framer(self.max_payload);
         self.pending.clear();
         self.head_echoed = false;
         let mut args: Vec<&[u8]> = vec![b"HELLO", b"3"];
@@ -150,7 +189,7 @@ impl Link {
         }
         args.extend_from_slice(&[b"SETNAME", b"roomcast"]);
         resp::write_command(&mut self.out, &args);
-        self.pending.push_back(Pending::Hello);
+        self.owe(now, Pending::Hello);
         self.state = State::Hello;
         let channels: Vec<&[u8]> = self.rooms.keys().map(|c| &c[..]).collect();
         for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
@@ -158,24 +197,27 @@ impl Link {
             args.push(b"SUBSCRIBE");
             args.extend_from_slice(chunk);
             resp::write_command(&mut self.out, &args);
-            self.pending.push_back(Pending::Subscribe(chunk.len()));
+            self.pending.push_back(Owed {
+                since: now,
+                what: Pending::Subscribe(chunk.len()),
+            });
         }
     }
 
-    pub fn subscribe(&mut self, room: Arc<str>) {
+    pub fn subscribe(&mut self, room: Arc<str>, now: Instant) {
         let channel = self.channel(&room).into_boxed_slice();
         if self.state != State::Down {
             resp::write_command(&mut self.out, &[b"SUBSCRIBE", &channel]);
-            self.pending.push_back(Pending::Subscribe(1));
+            self.owe(now, Pending::Subscribe(1));
         }
         self.rooms.insert(channel, room);
     }
 
-    pub fn unsubscribe(&mut self, room: &str) {
+    pub fn unsubscribe(&mut self, room: &str, now: Instant) {
         let channel = self.channel(room);
         if self.rooms.remove(&channel[..]).is_some() && self.state != State::Down {
             resp::write_command(&mut self.out, &[b"UNSUBSCRIBE", &channel]);
-            self.pending.push_back(Pending::Unsubscribe(1));
+            self.owe(now, Pending::Unsubscribe(1));
         }
     }
 
@@ -186,6 +228,7 @@ impl Link {
         room: Arc<str>,
         payload: Vec<u8>,
         cost: usize,
+        now: Instant,
         shared: &Shared,
         events: &mut Vec<Event>,
     ) {
@@ -200,18 +243,21 @@ impl Link {
         channel.extend_from_slice(room.as_bytes());
         resp::write_command(&mut self.out, &[b"PUBLISH", &channel, &payload]);
         self.name = channel;
-        self.pending.push_back(Pending::Publish {
-            room,
-            payload,
-            cost,
-        });
+        self.owe(
+            now,
+            Pending::Publish {
+                room,
+                payload,
+                cost,
+            },
+        );
     }
 
     /// A liveness probe for a quiet connection.
-    pub fn ping(&mut self) {
+    pub fn ping(&mut self, now: Instant) {
         if self.state == State::Ready {
             resp::write_command(&mut self.out, &[b"PING"]);
-            self.pending.push_back(Pending::Ping);
+            self.owe(now, Pending::Ping);
         }
     }
 
@@ -235,17 +281,21 @@ impl Link {
     /// The WebSocket text frame for a Channels event, or `None` (counted)
     /// when it is not a chat message a consumer could send.
     fn frame_for(&mut self, payload: &[u8], shared: &Shared) -> Option<Frame> {
-        self.json.clear();
-        if let Err(e) = msgpack::decode_chat_event(payload, &mut self.json) {
-            shared.drop_reason(e.label());
-            return None;
-        }
-        // A member's queue must be able to hold it (--max-send-queue is at
-        // least --max-message-size plus a header).
-        if self.json.len() > self.max_message {
+        if payload.len() > self.max_payload {
+            // Too large to come out under the limit: not worth decoding.
             shared.drop_reason("too_large");
             return None;
         }
+        self.json.clear();
+        // A member's queue must be able to hold it (--max-send-queue is at
+        // least --max-message-size plus a header), and the decoder stops as
+        // soon as it cannot fit, before building the rest.
+        if let Err(e) = msgpack::decode_chat_event_within(payload, self.max_message, &mut self.json)
+        {
+            shared.drop_reason(e.label());
+            return None;
+        }
+        debug_assert!(self.json.len() <= self.max_message);
         self.frame.clear();
         frame::push_header(&mut self.frame, Opcode::Text, self.json.len());
         self.frame.extend_from_slice(&self.json);
@@ -258,12 +308,12 @@ impl Link {
         let was_ready = self.state == State::Ready;
         self.state = State::Down;
         let mut skip_first = self.head_echoed;
-        for p in std::mem::take(&mut self.pending) {
+        for owed in std::mem::take(&mut self.pending) {
             if let Pending::Publish {
                 room,
                 payload,
                 cost,
-            } = p
+            } = owed.what
             {
                 if std::mem::take(&mut skip_first) {
                     shared.queue_bytes.fetch_sub(cost, Ordering::AcqRel);
@@ -275,7 +325,7 @@ impl Link {
         }
         self.head_echoed = false;
         self.out = Vec::new();
-        self.inbuf = Vec::new();
+        self.framer = new_framer(self.max_payload);
         if was_ready {
             events.push(Event::Down(self.shard));
         }
@@ -288,41 +338,43 @@ impl Link {
         shared: &Shared,
         events: &mut Vec<Event>,
     ) -> Result<(), LinkError> {
-        self.inbuf.extend_from_slice(bytes);
-        let mut buf = std::mem::take(&mut self.inbuf);
-        let mut at = 0;
+        // Replies borrow from the framer while they update the rest of the
+        // link: take it out meanwhile (an empty one allocates nothing).
+        let mut framer = std::mem::replace(&mut self.framer, new_framer(0));
+        framer.push(bytes);
         let result = loop {
-            match resp::parse(&buf[at..], &self.limits) {
+            match framer.next_value() {
                 Ok(None) => break Ok(()),
-                Ok(Some((value, used))) => {
-                    at += used;
-                    if let Err(e) = self.on_value(value, shared, events) {
+                Ok(Some(framed)) => {
+                    if let Err(e) = self.on_value(framed, shared, events) {
                         break Err(e);
                     }
                 }
-                Err(e) => break Err(LinkError(format!("bad reply from Redis: {e:?}"))),
+                Err(e) => break Err(LinkError(format!("bad reply from Redis: {e}"))),
             }
         };
-        buf.drain(..at);
-        self.inbuf = buf;
+        self.framer = framer;
         result
     }
 
     fn on_value(
         &mut self,
-        value: Value<'_>,
+        framed: Framed<'_>,
         shared: &Shared,
         events: &mut Vec<Event>,
     ) -> Result<(), LinkError> {
-        match value {
-            Value::Push(items) => self.on_push(&items, shared, events),
+        match framed.value {
+            Value::Push(items) => self.on_push(&items, framed.skipped, shared, events),
             other => self.on_reply(other, shared, events),
         }
     }
 
+    /// `skipped`: strings in the push that were over `max_payload` (each
+    /// is a null in `items`).
     fn on_push(
         &mut self,
         items: &[Value<'_>],
+        skipped: usize,
         shared: &Shared,
         events: &mut Vec<Event>,
     ) -> Result<(), LinkError> {
@@ -332,21 +384,32 @@ impl Link {
         };
         match kind {
             b"message" => {
-                let (Some(Value::Bulk(channel)), Some(Value::Bulk(payload))) =
-                    (items.get(1), items.get(2))
-                else {
+                let payload = match items.get(2) {
+                    Some(Value::Bulk(payload)) => Some(*payload),
+                    // Over `max_payload`: skipped on the way in.
+                    Some(Value::Null) if skipped > 0 => None,
+                    _ => return Ok(()),
+                };
+                let Some(Value::Bulk(channel)) = items.get(1) else {
                     return Ok(());
                 };
-                self.head_echoed = matches!(
-                    self.pending.front(),
-                    Some(Pending::Publish { room, payload: p, .. })
-                        if p[..] == payload[..] && self.is_channel_of(channel, room)
-                );
+                // Our own publishes are never over `max_payload`.
+                self.head_echoed = payload.is_some_and(|payload| {
+                    matches!(
+                        self.pending.front().map(|owed| &owed.what),
+                        Some(Pending::Publish { room, payload: p, .. })
+                            if p[..] == payload[..] && self.is_channel_of(channel, room)
+                    )
+                });
                 let Some(room) = self.rooms.get(*channel).cloned() else {
                     // Unsubscribed meanwhile: no local members to deliver to.
                     return Ok(());
                 };
                 shared.received.fetch_add(1, Ordering::Relaxed);
+                let Some(payload) = payload else {
+                    shared.drop_reason("too_large");
+                    return Ok(());
+                };
                 if let Some(frame) = self.frame_for(payload, shared) {
                     shared.event_bytes.fetch_add(frame.len(), Ordering::AcqRel);
                     events.push(Event::Deliver { room, frame });
@@ -362,7 +425,11 @@ impl Link {
                     }
                     _ => None,
                 };
-                match self.pending.front_mut().and_then(confirms) {
+                match self
+                    .pending
+                    .front_mut()
+                    .and_then(|owed| confirms(&mut owed.what))
+                {
                     Some(true) => {
                         self.pending.pop_front();
                     }
@@ -388,7 +455,7 @@ impl Link {
         events: &mut Vec<Event>,
     ) -> Result<(), LinkError> {
         self.head_echoed = false;
-        let Some(head) = self.pending.pop_front() else {
+        let Some(Owed { what: head, .. }) = self.pending.pop_front() else {
             return Err(LinkError(
                 "a reply from Redis that nothing asked for".into(),
             ));
@@ -440,13 +507,27 @@ impl Link {
     }
 }
 
+/// A framer for replies whose strings are at most `max_payload` bytes.
+fn new_framer(max_payload: usize) -> Framer {
+    let limits = resp::Limits {
+        max_bulk: max_payload,
+        max_elements: MAX_REPLY_ELEMENTS,
+        max_depth: 16,
+    };
+    Framer::new(limits, max_payload.saturating_add(REPLY_OVERHEAD))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn now() -> Instant {
+        Instant::now()
+    }
+
     fn link() -> Link {
         let url = RedisUrl::parse("redis://127.0.0.1:6379/0").unwrap();
-        Link::new(0, url, "asgi", 1 << 20, 16 << 20)
+        Link::new(0, url, "asgi", 1 << 20)
     }
 
     fn event(message: &str) -> Vec<u8> {
@@ -465,7 +546,7 @@ mod tests {
     }
 
     fn ready(l: &mut Link, shared: &Shared, ev: &mut Vec<Event>) {
-        l.connected();
+        l.connected(now());
         l.received(b"%1\r\n$6\r\nserver\r\n$5\r\nredis\r\n", shared, ev)
             .unwrap();
         assert_eq!(l.state(), State::Ready);
@@ -488,8 +569,8 @@ mod tests {
         let shared = Shared::default();
         let mut ev = Vec::new();
         let mut l = link();
-        l.subscribe("lobby".into());
-        l.connected();
+        l.subscribe("lobby".into(), now());
+        l.connected(now());
         let out = String::from_utf8_lossy(&l.out).into_owned();
         let hello = out.find("HELLO").unwrap();
         let sub = out.find("asgi__group__chat_lobby").unwrap();
@@ -505,7 +586,7 @@ mod tests {
         assert!(!l.awaiting());
         let p = event("\"hi\"");
         shared.queue_bytes.fetch_add(100, Ordering::AcqRel);
-        l.publish("lobby".into(), p.clone(), 100, &shared, &mut ev);
+        l.publish("lobby".into(), p.clone(), 100, now(), &shared, &mut ev);
         assert!(l.awaiting());
         l.received(&push(b"asgi__group__chat_lobby", &p), &shared, &mut ev)
             .unwrap();
@@ -520,7 +601,7 @@ mod tests {
         let shared = Shared::default();
         let mut ev = Vec::new();
         let mut l = link();
-        l.subscribe("r".into());
+        l.subscribe("r".into(), now());
         ready(&mut l, &shared, &mut ev);
         l.received(
             b">3\r\n$9\r\nsubscribe\r\n$19\r\nasgi__group__chat_r\r\n:1\r\n",
@@ -532,7 +613,7 @@ mod tests {
         let (a, b, c) = (event("1"), event("2"), event("3"));
         for p in [&a, &b, &c] {
             shared.queue_bytes.fetch_add(10, Ordering::AcqRel);
-            l.publish("r".into(), p.clone(), 10, &shared, &mut ev);
+            l.publish("r".into(), p.clone(), 10, now(), &shared, &mut ev);
         }
         // Redis ran the first (its echo arrived) but the reply was lost.
         l.received(&push(b"asgi__group__chat_r", &a), &shared, &mut ev)
@@ -552,10 +633,10 @@ mod tests {
         // While down, publishes are delivered at once.
         ev.clear();
         shared.queue_bytes.fetch_add(10, Ordering::AcqRel);
-        l.publish("r".into(), event("4"), 10, &shared, &mut ev);
+        l.publish("r".into(), event("4"), 10, now(), &shared, &mut ev);
         assert_eq!(delivered(&ev), vec![r#"{"message": 4}"#]);
         // Reconnecting subscribes the live room again.
-        l.connected();
+        l.connected(now());
         assert!(String::from_utf8_lossy(&l.out).contains("asgi__group__chat_r"));
     }
 
@@ -567,7 +648,7 @@ mod tests {
         ready(&mut l, &shared, &mut ev);
         assert!(l.received(b":1\r\n", &shared, &mut ev).is_err());
         let mut l = link();
-        l.connected();
+        l.connected(now());
         let e = l
             .received(b"-ERR unknown command 'HELLO'\r\n", &shared, &mut ev)
             .unwrap_err();
@@ -577,7 +658,7 @@ mod tests {
         assert!(l.received(b"?what\r\n", &shared, &mut ev).is_err());
         // Foreign and undecodable messages are dropped and counted.
         let mut l = link();
-        l.subscribe("r".into());
+        l.subscribe("r".into(), now());
         ready(&mut l, &shared, &mut ev);
         ev.clear();
         l.received(&push(b"asgi__group__chat_r", b"\xc1junk"), &shared, &mut ev)
@@ -586,5 +667,102 @@ mod tests {
             .unwrap();
         assert!(delivered(&ev).is_empty());
         assert_eq!(shared.dropped[1].load(Ordering::Acquire), 1);
+    }
+
+    fn dropped(shared: &Shared, reason: &str) -> u64 {
+        let i = super::super::DROP_REASONS.iter().position(|r| *r == reason);
+        shared.dropped[i.unwrap()].load(Ordering::Acquire)
+    }
+
+    /// Issue 13, D4: a `message` over `max_payload` is skipped as it
+    /// streams in (never buffered), counted `too_large`, and what follows it
+    /// is delivered: the link stays up.
+    #[test]
+    fn an_oversized_message_is_skipped_and_the_link_stays_up() {
+        let shared = Shared::default();
+        let mut ev = Vec::new();
+        let url = RedisUrl::parse("redis://127.0.0.1:6379/0").unwrap();
+        let mut l = Link::new(0, url, "asgi", 1000);
+        l.subscribe("r".into(), now());
+        ready(&mut l, &shared, &mut ev);
+        ev.clear();
+        let mut stream = push(b"asgi__group__chat_r", &vec![0xa5; 1_000_000]);
+        stream.extend(push(b"asgi__group__chat_r", &event("\"after\"")));
+        let mut most = 0;
+        for piece in stream.chunks(64 * 1024) {
+            l.received(piece, &shared, &mut ev).unwrap();
+            most = most.max(l.buffered());
+        }
+        assert_eq!(delivered(&ev), vec![r#"{"message": "after"}"#]);
+        assert_eq!(dropped(&shared, "too_large"), 1);
+        assert_eq!(shared.received.load(Ordering::Acquire), 2);
+        assert!(most <= 2 * 1000 + EVENT_OVERHEAD + REPLY_OVERHEAD, "{most}");
+        assert_eq!(l.state(), State::Ready);
+    }
+
+    /// Issue 13, D6: a reply that never ends is a framing error once it
+    /// passes the link's bound, and the link never held more than that.
+    #[test]
+    fn a_reply_that_never_ends_is_an_error_at_the_bound() {
+        let shared = Shared::default();
+        let mut ev = Vec::new();
+        let url = RedisUrl::parse("redis://127.0.0.1:6379/0").unwrap();
+        let mut l = Link::new(0, url, "asgi", 1000);
+        ready(&mut l, &shared, &mut ev);
+        let bound = 2 * 1000 + EVENT_OVERHEAD + REPLY_OVERHEAD;
+        l.received(b">1000\r\n", &shared, &mut ev).unwrap();
+        let element = format!("${}\r\n{}\r\n", 2000, "x".repeat(2000));
+        let mut fed = 0;
+        let err = loop {
+            match l.received(element.as_bytes(), &shared, &mut ev) {
+                Ok(()) => assert!(l.buffered() <= bound + element.len()),
+                Err(e) => break e,
+            }
+            fed += element.len();
+            assert!(fed < 10 * bound, "never refused");
+        };
+        assert!(err.0.contains("bytes"), "{}", err.0);
+    }
+
+    /// Issue 13, D7: bytes that answer nothing (a reply trickled in, pushes)
+    /// leave the oldest unanswered command as old as it was; an answer
+    /// moves it on to the next.
+    #[test]
+    fn only_answers_make_the_link_younger() {
+        let shared = Shared::default();
+        let mut ev = Vec::new();
+        let mut l = link();
+        l.subscribe("r".into(), now());
+        ready(&mut l, &shared, &mut ev);
+        l.received(
+            b">3\r\n$9\r\nsubscribe\r\n$19\r\nasgi__group__chat_r\r\n:1\r\n",
+            &shared,
+            &mut ev,
+        )
+        .unwrap();
+        assert_eq!(l.oldest_unanswered(), None);
+        let t0 = now();
+        let t1 = t0 + std::time::Duration::from_secs(1);
+        l.publish("r".into(), event("1"), 10, t0, &shared, &mut ev);
+        l.publish("r".into(), event("2"), 10, t1, &shared, &mut ev);
+        assert_eq!(l.oldest_unanswered(), Some(t0));
+        l.received(
+            &push(b"asgi__group__chat_r", &event("\"x\"")),
+            &shared,
+            &mut ev,
+        )
+        .unwrap();
+        for b in b"+trickled, never ending" {
+            l.received(&[*b], &shared, &mut ev).unwrap();
+        }
+        assert_eq!(l.oldest_unanswered(), Some(t0));
+        let mut l = link();
+        ready(&mut l, &shared, &mut ev);
+        l.publish("r".into(), event("1"), 10, t0, &shared, &mut ev);
+        l.publish("r".into(), event("2"), 10, t1, &shared, &mut ev);
+        l.received(b":1\r\n", &shared, &mut ev).unwrap();
+        assert_eq!(l.oldest_unanswered(), Some(t1));
+        l.received(b":1\r\n", &shared, &mut ev).unwrap();
+        assert_eq!(l.oldest_unanswered(), None);
     }
 }

@@ -19,21 +19,49 @@
 //!   rooms are delivered to local members by the backplane thread itself
 //!   (still in queue order), so local rooms keep working; on reconnect every
 //!   live room is subscribed again. Across a reconnect delivery between nodes
-//!   is at-most-once, as with channels_redis.
+//!   is at-most-once, as with channels_redis. A shard is unreachable when it
+//!   leaves its oldest command unanswered for `--redis-timeout`, whatever
+//!   else it sends.
 //! - **Bounded.** Bytes of messages not yet confirmed by Redis are counted in
 //!   [`Shared::queue_bytes`]; the loop refuses a message that would pass
 //!   `--redis-queue` (the sender hears why). Frames handed back to the loop
 //!   are counted too, and the thread stops reading Redis while they pass the
-//!   same bound.
+//!   same bound. What Redis sends is held to one reply of about
+//!   2 × `--max-message-size` + 64 KiB per shard; a larger event is skipped
+//!   as it streams in, never buffered or decoded.
+//! - **Redis is hostile input.** No byte sequence from Redis panics, stalls
+//!   the thread or allocates past those bounds; only a framing error drops a
+//!   connection.
+//! - **The public port shows no Redis address.** `/healthz` and `/metrics`
+//!   name shards by index; hosts and users appear only in the log.
+//!
+//! The parts: `event.rs` (a chat message onto Redis: [`encode_publish`]),
+//! `link.rs` (one shard's connection as a state machine, sans-IO),
+//! `thread.rs` (the sockets, timers and reconnects), `transport.rs` (TCP, or
+//! TLS over it, for `rediss://`), and the sans-IO codecs [`resp`] (RESP2/3,
+//! and its incremental [`resp::Framer`]), [`msgpack`] (Channels events),
+//! [`shard`] (channels_redis names and consistent hash) and [`redis_url`].
+//! This folder imports only `crate::config`, `crate::frame` and
+//! `crate::sendq` from the rest of the crate; the server and the workers
+//! call it, never the other way round.
 
+mod event;
 mod link;
+pub mod msgpack;
+pub mod redis_url;
+pub mod resp;
+pub mod shard;
 mod thread;
+mod transport;
+
+pub use event::{encode_publish, PublishRefusal};
+pub(crate) use transport::client_config as tls_client_config;
 
 use crate::config::Config;
-use crate::redis_url::RedisUrl;
 use crate::wire::frame::Frame;
 use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
+use redis_url::RedisUrl;
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -81,50 +109,6 @@ pub const DROP_REASONS: [&str; 7] = [
     "too_deep",
 ];
 
-/// Most a chat message's JSON text can grow when written back as Python's
-/// `json.dumps` does: a raw DEL byte becomes `\u007f`.
-const DUMPS_GROWTH: usize = 6;
-
-/// A message whose delivered form is over `--max-message-size`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TooLarge {
-    pub size: usize,
-    pub max: usize,
-}
-
-impl std::fmt::Display for TooLarge {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the message is {} bytes once written as Django Channels writes it (json.dumps escapes non-ASCII as \\uXXXX), over --max-message-size ({}); it was not sent",
-            self.size, self.max
-        )
-    }
-}
-
-/// Refuses, before it is published, a message whose `json.dumps` form (what
-/// every node delivers) would pass `max_message`: no node could deliver it
-/// (`\u00e9` for each `é` triples non-ASCII text). Only messages that could
-/// grow past the limit are measured, so small ones cost nothing here.
-pub fn check_delivered_size(
-    raw_len: usize,
-    payload: &[u8],
-    max_message: usize,
-) -> Result<(), TooLarge> {
-    if raw_len.saturating_mul(DUMPS_GROWTH).saturating_add(16) <= max_message {
-        return Ok(());
-    }
-    let mut json = Vec::new();
-    // An event this relay just encoded always decodes.
-    if crate::msgpack::decode_chat_event(payload, &mut json).is_ok() && json.len() > max_message {
-        return Err(TooLarge {
-            size: json.len(),
-            max: max_message,
-        });
-    }
-    Ok(())
-}
-
 /// Counters and state shared by the loop and the backplane thread.
 #[derive(Debug, Default)]
 pub struct Shared {
@@ -148,10 +132,12 @@ impl Shared {
     }
 }
 
-/// Settings the backplane thread needs.
+/// What the backplane thread needs from the flags.
 #[derive(Clone, Debug)]
-struct Settings {
+struct ThreadSettings {
     urls: Vec<RedisUrl>,
+    /// For the `rediss://` shards, if any.
+    tls: Option<Arc<rustls::ClientConfig>>,
     prefix: String,
     queue_limit: usize,
     max_message: usize,
@@ -168,7 +154,6 @@ pub struct Backplane {
     waker: Arc<Waker>,
     shared: Arc<Shared>,
     queue_limit: usize,
-    urls: Vec<String>,
     /// The loop's view of each shard, updated in event order.
     up: Vec<bool>,
     thread: Option<JoinHandle<()>>,
@@ -187,9 +172,21 @@ impl Backplane {
             .map(|u| RedisUrl::parse(u))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        for (i, url) in urls.iter().enumerate() {
+            // Here and not on /healthz, which is on the public port.
+            log::info!("Redis shard {i} is {url}");
+        }
+        let tls = match urls.iter().any(|u| u.tls) {
+            true => Some(
+                transport::client_config(config.redis_tls_ca.as_deref())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+            ),
+            false => None,
+        };
         let shared = Arc::new(Shared::default());
-        let settings = Settings {
+        let settings = ThreadSettings {
             urls: urls.clone(),
+            tls,
             prefix: config.redis_prefix.clone(),
             queue_limit: config.redis_queue,
             max_message: config.max_message_size,
@@ -206,7 +203,6 @@ impl Backplane {
             waker,
             shared,
             queue_limit: config.redis_queue,
-            urls: urls.iter().map(ToString::to_string).collect(),
             up: vec![false; urls.len()],
             thread: Some(thread),
         }))
@@ -300,26 +296,16 @@ impl Backplane {
         self.up.iter().all(|&u| u)
     }
 
-    /// `(url without password, up)` per shard, for `/healthz`.
-    pub fn shards(&self) -> impl Iterator<Item = (&str, bool)> {
-        self.urls
-            .iter()
-            .map(String::as_str)
-            .zip(self.up.iter().copied())
+    /// Whether each shard is connected, by shard index.
+    pub fn shards(&self) -> impl Iterator<Item = (usize, bool)> + '_ {
+        self.up.iter().copied().enumerate()
     }
 
-    /// The `"backplane"` value of `/healthz`.
+    /// The `"backplane"` value of `/healthz`: each shard's index and state.
+    /// `/healthz` is on the public port, so where Redis is and who the relay
+    /// logs in as stay off it (the log says so at start).
     pub fn health_json(&self) -> String {
-        let shards: Vec<String> = self
-            .shards()
-            .map(|(url, up)| {
-                format!(
-                    "{{\"redis\": {}, \"up\": {up}}}",
-                    serde_json::Value::from(url)
-                )
-            })
-            .collect();
-        format!("{{\"shards\": [{}]}}", shards.join(", "))
+        health_json(&self.up)
     }
 
     /// The backplane's lines of `/metrics`.
@@ -381,10 +367,20 @@ impl Backplane {
             s,
             "# HELP roomcast_backplane_up Whether each Redis shard is connected.\n# TYPE roomcast_backplane_up gauge"
         );
-        for (i, (_, up)) in self.shards().enumerate() {
+        for (i, up) in self.shards() {
             let _ = writeln!(s, "roomcast_backplane_up{{shard=\"{i}\"}} {}", u8::from(up));
         }
     }
+}
+
+/// `{"shards": [{"shard": 0, "up": true}, ...]}`.
+fn health_json(up: &[bool]) -> String {
+    let shards: Vec<String> = up
+        .iter()
+        .enumerate()
+        .map(|(i, up)| format!("{{\"shard\": {i}, \"up\": {up}}}"))
+        .collect();
+    format!("{{\"shards\": [{}]}}", shards.join(", "))
 }
 
 impl Drop for Backplane {
@@ -402,29 +398,12 @@ impl Drop for Backplane {
 mod tests {
     use super::*;
 
-    fn event(json: &str) -> Vec<u8> {
-        let mut out = Vec::new();
-        crate::msgpack::encode_chat_event(json, &mut out).unwrap();
-        out
-    }
-
     #[test]
-    fn the_delivered_size_counts_python_escapes() {
-        // 1,000 'é' are 2,002 bytes of JSON text but 6,000 once escaped.
-        let text = format!("\"{}\"", "é".repeat(1000));
-        let e = check_delivered_size(text.len(), &event(&text), 4096).unwrap_err();
-        assert_eq!(e.size, r#"{"message": ""}"#.len() + 6000);
-        assert!(e.to_string().contains("--max-message-size (4096)"));
+    fn health_shows_shard_states_only() {
+        assert_eq!(health_json(&[]), r#"{"shards": []}"#);
         assert_eq!(
-            check_delivered_size(text.len(), &event(&text), 8192),
-            Ok(())
+            health_json(&[true, false]),
+            r#"{"shards": [{"shard": 0, "up": true}, {"shard": 1, "up": false}]}"#
         );
-        // ASCII does not grow; and small messages are not even measured.
-        let ascii = format!("\"{}\"", "a".repeat(4000));
-        assert_eq!(
-            check_delivered_size(ascii.len(), &event(&ascii), 4096),
-            Ok(())
-        );
-        assert_eq!(check_delivered_size(3, b"not even msgpack", 4096), Ok(()));
     }
 }

@@ -1,30 +1,43 @@
 //! The backplane thread: one mio `Poll` for every shard's connection, the
 //! loop's commands (through a channel and a waker), reconnects with back-off
 //! and liveness pings. The only code that touches Redis sockets.
+//!
+//! Liveness is the age of the oldest command Redis has not answered
+//! ([`Link::oldest_unanswered`]), not the time since the last byte: a Redis
+//! that sends a byte now and then but answers nothing is lost after
+//! `--redis-timeout` like a silent one. A link that owes nothing is pinged
+//! when this node has sent nothing for half the timeout (whatever Redis
+//! sent meanwhile), and the ping is then owed. Time the thread spends not reading
+//! (the loop is behind) does not count against Redis.
 
 use super::link::{Link, State};
-use super::{Command, Event, Settings, Shared};
-use crate::shard;
+use super::shard;
+use super::transport::Transport;
+use super::{Command, Event, Shared, ThreadSettings};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use log::{debug, info, warn};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-const WAKER: Token = Token(usize::MAX);
+/// The token of the waker the loop rings when it hands over commands;
+/// shard `i`'s socket is `Token(i)`.
+const THREAD_WAKER: Token = Token(usize::MAX);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// How often timers (reconnects, pings, timeouts) are looked at.
-const TICK: Duration = Duration::from_millis(50);
+const THREAD_TICK: Duration = Duration::from_millis(50);
 const READ_CHUNK: usize = 64 * 1024;
 
-struct Conn {
+/// One shard: its protocol state ([`Link`]), its socket, and the timers
+/// around them (reconnect back-off, liveness).
+struct ShardConn {
     link: Link,
-    stream: Option<TcpStream>,
+    stream: Option<Transport>,
     /// The TCP connect is still in progress.
     connecting: bool,
     /// Bytes of `link.out` already written.
@@ -34,14 +47,20 @@ struct Conn {
     retry_at: Instant,
     backoff: Duration,
     failures: u32,
-    last_rx: Instant,
+    /// When the TCP connect started (it has `--redis-timeout` to finish).
+    connect_started: Instant,
+    /// Since when this thread has been reading the connection: an answer
+    /// is overdue only if it was owed that long while we were reading.
+    reading_since: Instant,
     last_tx: Instant,
 }
 
-struct Backplane {
+/// Everything the backplane thread owns: its `Poll`, every shard, and both
+/// ends of its channels to the loop.
+struct BackplaneThread {
     poll: Poll,
-    conns: Vec<Conn>,
-    settings: Settings,
+    conns: Vec<ShardConn>,
+    settings: ThreadSettings,
     commands: Receiver<Vec<Command>>,
     events: Sender<Vec<Event>>,
     loop_waker: Arc<Waker>,
@@ -55,27 +74,21 @@ struct Backplane {
 }
 
 pub(super) fn spawn(
-    settings: Settings,
+    settings: ThreadSettings,
     commands: Receiver<Vec<Command>>,
     events: Sender<Vec<Event>>,
     loop_waker: Arc<Waker>,
     shared: Arc<Shared>,
 ) -> io::Result<(JoinHandle<()>, Arc<Waker>)> {
     let poll = Poll::new()?;
-    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let waker = Arc::new(Waker::new(poll.registry(), THREAD_WAKER)?);
     let now = Instant::now();
     let conns = settings
         .urls
         .iter()
         .enumerate()
-        .map(|(i, url)| Conn {
-            link: Link::new(
-                i,
-                url.clone(),
-                &settings.prefix,
-                settings.max_message,
-                settings.queue_limit,
-            ),
+        .map(|(i, url)| ShardConn {
+            link: Link::new(i, url.clone(), &settings.prefix, settings.max_message),
             stream: None,
             connecting: false,
             written: 0,
@@ -83,13 +96,14 @@ pub(super) fn spawn(
             retry_at: now,
             backoff: FIRST_BACKOFF,
             failures: 0,
-            last_rx: now,
+            connect_started: now,
+            reading_since: now,
             last_tx: now,
         })
         .collect();
     let seed = std::process::id() as u64 ^ now.elapsed().as_nanos() as u64 ^ 0x9E37_79B9_7F4A_7C15;
     let channel_prefix = shard::group_channel(&settings.prefix, "");
-    let mut bp = Backplane {
+    let mut bp = BackplaneThread {
         poll,
         conns,
         settings,
@@ -109,7 +123,7 @@ pub(super) fn spawn(
     Ok((handle, waker))
 }
 
-impl Backplane {
+impl BackplaneThread {
     fn run(&mut self) {
         let mut events = Events::with_capacity(64);
         loop {
@@ -122,7 +136,7 @@ impl Backplane {
                 }
             }
             for event in events.iter() {
-                if event.token() == WAKER {
+                if event.token() == THREAD_WAKER {
                     continue;
                 }
                 let i = event.token().0;
@@ -146,6 +160,7 @@ impl Backplane {
             for i in 0..self.conns.len() {
                 if self.conns[i].read_paused && !self.loop_is_behind() {
                     self.conns[i].read_paused = false;
+                    self.conns[i].reading_since = Instant::now();
                     self.read(i);
                 }
             }
@@ -161,8 +176,9 @@ impl Backplane {
         loop {
             match self.commands.try_recv() {
                 Ok(batch) => {
+                    let now = Instant::now();
                     for cmd in batch {
-                        self.command(cmd);
+                        self.command(cmd, now);
                     }
                 }
                 Err(TryRecvError::Empty) => return true,
@@ -183,15 +199,15 @@ impl Backplane {
         shard::shard_for(&self.name, n)
     }
 
-    fn command(&mut self, cmd: Command) {
+    fn command(&mut self, cmd: Command, now: Instant) {
         match cmd {
             Command::Subscribe(room) => {
                 let i = self.shard_of(&room);
-                self.conns[i].link.subscribe(room);
+                self.conns[i].link.subscribe(room, now);
             }
             Command::Unsubscribe(room) => {
                 let i = self.shard_of(&room);
-                self.conns[i].link.unsubscribe(&room);
+                self.conns[i].link.unsubscribe(&room, now);
             }
             Command::Publish {
                 room,
@@ -201,7 +217,7 @@ impl Backplane {
                 let i = self.shard_of(&room);
                 self.conns[i]
                     .link
-                    .publish(room, payload, cost, &self.shared, &mut self.out);
+                    .publish(room, payload, cost, now, &self.shared, &mut self.out);
             }
         }
     }
@@ -232,7 +248,7 @@ impl Backplane {
             if c.stream.is_none() {
                 wait = wait.min(c.retry_at.saturating_duration_since(now));
             } else if c.connecting || c.link.awaiting() {
-                wait = wait.min(TICK);
+                wait = wait.min(THREAD_TICK);
             }
         }
         wait.max(Duration::from_millis(1))
@@ -249,15 +265,21 @@ impl Backplane {
                 }
                 continue;
             }
-            let quiet = now.duration_since(c.last_rx);
-            if c.link.awaiting() || c.connecting {
-                if quiet > self.settings.timeout {
-                    self.lost(i, &format!("no answer for {:?}", self.settings.timeout));
+            let timeout = self.settings.timeout;
+            if c.connecting {
+                if now.duration_since(c.connect_started) > timeout {
+                    self.lost(i, &format!("no connection within {timeout:?}"));
                 }
-            } else if quiet > self.settings.timeout / 2
-                && now.duration_since(c.last_tx) > self.settings.timeout / 2
-            {
-                c.link.ping();
+            } else if c.read_paused {
+                // Not reading is our doing, not Redis's.
+            } else if let Some(asked) = c.link.oldest_unanswered() {
+                if now.saturating_duration_since(asked.max(c.reading_since)) > timeout {
+                    self.lost(i, &format!("a command unanswered for {timeout:?}"));
+                }
+            } else if now.duration_since(c.last_tx) > timeout / 2 {
+                // Owing nothing, Redis proves nothing by what it sends (a
+                // trickle, pushes): ask it something every half timeout.
+                c.link.ping(now);
             }
         }
     }
@@ -272,9 +294,14 @@ impl Backplane {
 
     fn connect(&mut self, i: usize) {
         let result = self.resolve(i).and_then(|addr| {
-            let mut stream = TcpStream::connect(addr)?;
+            let tcp = TcpStream::connect(addr)?;
+            let url = self.conns[i].link.url();
+            let mut stream = match &self.settings.tls {
+                Some(config) if url.tls => Transport::tls(tcp, config, &url.host)?,
+                _ => Transport::Plain(tcp),
+            };
             self.poll.registry().register(
-                &mut stream,
+                stream.tcp(),
                 Token(i),
                 Interest::READABLE | Interest::WRITABLE,
             )?;
@@ -285,7 +312,7 @@ impl Backplane {
             Ok(stream) => {
                 c.stream = Some(stream);
                 c.connecting = true;
-                c.last_rx = Instant::now();
+                c.connect_started = Instant::now();
             }
             Err(e) => self.failed(i, &e.to_string()),
         }
@@ -293,7 +320,7 @@ impl Backplane {
 
     fn finish_connect(&mut self, i: usize) {
         let c = &mut self.conns[i];
-        let Some(stream) = c.stream.as_ref() else {
+        let Some(stream) = c.stream.as_mut().map(Transport::tcp) else {
             return;
         };
         match stream.take_error() {
@@ -307,10 +334,11 @@ impl Backplane {
             return self.lost(i, &e.to_string());
         }
         let _ = stream.set_nodelay(true);
+        let now = Instant::now();
         c.connecting = false;
         c.written = 0;
-        c.last_rx = Instant::now();
-        c.link.connected();
+        c.reading_since = now;
+        c.link.connected(now);
     }
 
     fn read(&mut self, i: usize) {
@@ -329,7 +357,6 @@ impl Backplane {
             match stream.read(&mut self.scratch) {
                 Ok(0) => return self.lost(i, "Redis closed the connection"),
                 Ok(n) => {
-                    c.last_rx = Instant::now();
                     if let Err(e) = c
                         .link
                         .received(&self.scratch[..n], &self.shared, &mut self.out)
@@ -345,7 +372,8 @@ impl Backplane {
                         c.failures = 0;
                         c.backoff = FIRST_BACKOFF;
                     }
-                    if n < self.scratch.len() {
+                    let drained = c.stream.as_ref().is_some_and(Transport::short_read_drains);
+                    if drained && n < self.scratch.len() {
                         return;
                     }
                 }
@@ -376,6 +404,12 @@ impl Backplane {
                 Err(e) => return self.lost(i, &e.to_string()),
             }
         }
+        // TLS: the handshake and records still queued go out now.
+        match stream.flush() {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) => return self.lost(i, &e.to_string()),
+        }
         c.link.out.clear();
         c.written = 0;
         // Keep the buffer unless a burst made it large.
@@ -388,7 +422,7 @@ impl Backplane {
     fn lost(&mut self, i: usize, why: &str) {
         let c = &mut self.conns[i];
         if let Some(mut stream) = c.stream.take() {
-            let _ = self.poll.registry().deregister(&mut stream);
+            let _ = self.poll.registry().deregister(stream.tcp());
         }
         let was_up = c.link.state() == State::Ready;
         c.connecting = false;

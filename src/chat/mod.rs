@@ -361,7 +361,7 @@ mod tests {
             let text = format!(r#"{{"message": {value}}}"#);
             let local = decode(&text);
             let mut payload = Vec::new();
-            let redis = crate::msgpack::encode_chat_event(&value, &mut payload);
+            let redis = crate::backplane::msgpack::encode_chat_event(&value, &mut payload);
             assert_eq!(local.is_ok(), ok, "{value}: {local:?}");
             assert_eq!(redis.is_ok(), ok, "the encoder agrees on {value}");
         }

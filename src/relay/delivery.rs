@@ -98,19 +98,13 @@ impl Delivery {
         let n = messages.len();
         let mut payloads = Vec::with_capacity(n);
         for (i, raw) in messages.iter().enumerate() {
-            let mut payload = Vec::with_capacity(raw.len() + 32);
-            let refuse = |status, e: String| {
-                let reason = if n == 1 {
-                    e
-                } else {
-                    format!("batch element {i}: {e}")
+            let payload = backplane::encode_publish(raw, max_message).map_err(|refusal| {
+                let reason = match n {
+                    1 => refusal.reason,
+                    _ => format!("batch element {i}: {}", refusal.reason),
                 };
-                Rejection::new(status, reason)
-            };
-            crate::msgpack::encode_chat_event(raw, &mut payload)
-                .map_err(|e| refuse(400, e.to_string()))?;
-            backplane::check_delivered_size(raw.len(), &payload, max_message)
-                .map_err(|e| refuse(413, e.to_string()))?;
+                Rejection::new(refusal.status, reason)
+            })?;
             payloads.push(payload);
         }
         let name: Arc<str> = known.cloned().unwrap_or_else(|| room.into());

@@ -9,7 +9,6 @@
 //! section 2). With no workers the loop calls [`decode_batch`] itself.
 
 use crate::chat;
-use crate::msgpack;
 use crate::relay::room::RoomId;
 use crate::relay::sendq::Frame;
 use crate::relay::ConnId;
@@ -133,22 +132,15 @@ fn publish_outcome(text: &str, room: &Arc<str>, sender: ConnId, max_message: usi
             }
         }
     };
-    let mut payload = Vec::with_capacity(raw.len() + 32);
-    let encoded = msgpack::encode_chat_event(raw, &mut payload)
-        .map_err(|e| e.to_string())
-        .and_then(|()| {
-            crate::backplane::check_delivered_size(raw.len(), &payload, max_message)
-                .map_err(|e| e.to_string())
-        });
-    match encoded {
-        Ok(()) => Outcome::Publish {
+    match crate::backplane::encode_publish(raw, max_message) {
+        Ok(payload) => Outcome::Publish {
             room: room.clone(),
             sender,
             payload,
         },
-        Err(e) => Outcome::Error {
+        Err(refusal) => Outcome::Error {
             sender,
-            frame: Frame::from(chat::error_text_frame(&e)),
+            frame: Frame::from(chat::error_text_frame(&refusal.reason)),
         },
     }
 }

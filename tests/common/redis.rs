@@ -2,7 +2,9 @@
 //! tiny blocking RESP2 client written over `std::net::TcpStream`, so the
 //! backplane tests talk to Redis the way channels_redis does without a Redis
 //! crate. Every read has a deadline; the server is SIGKILLed when dropped.
-//! Only PIDs this file started are ever signalled.
+//! Only PIDs this file started are ever signalled. A server may serve TLS
+//! only ([`RedisServer::start_tls`]), with a CA and a certificate made at
+//! test time in its own directory (never committed, removed with it).
 
 use super::TIMEOUT;
 use std::io::{ErrorKind, Read, Write};
@@ -18,6 +20,50 @@ pub struct RedisServer {
     child: Option<Child>,
     dir: PathBuf,
     paused: bool,
+    /// TLS only, with these files.
+    tls: Option<TestPki>,
+}
+
+/// A certificate authority and a server certificate it signed, for
+/// `127.0.0.1` and `localhost`, as PEM files.
+pub struct TestPki {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TestPki {
+    /// Makes a new CA, and a server certificate signed by it, in `dir`.
+    pub fn make(dir: &std::path::Path) -> TestPki {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+            KeyUsagePurpose, SanType,
+        };
+        std::fs::create_dir_all(dir).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::default();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "roomcast test CA");
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        leaf.subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        leaf.distinguished_name.push(DnType::CommonName, "redis");
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+        let pki = TestPki {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("redis.pem"),
+            key: dir.join("redis.key"),
+        };
+        std::fs::write(&pki.ca, ca.pem()).unwrap();
+        std::fs::write(&pki.cert, cert.pem()).unwrap();
+        std::fs::write(&pki.key, key.serialize_pem()).unwrap();
+        pki
+    }
 }
 
 impl RedisServer {
@@ -53,14 +99,47 @@ impl RedisServer {
             child: None,
             dir,
             paused: false,
+            tls: None,
         };
         server.spawn()?;
         Ok(server)
     }
 
-    /// `redis://127.0.0.1:PORT/0`, as given to `--redis`.
+    /// A server that speaks TLS only, with a certificate for 127.0.0.1
+    /// signed by a CA of its own ([`RedisServer::ca_file`]).
+    pub fn start_tls() -> RedisServer {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!(
+            "roomcast-redis-{}-{port}-{}",
+            std::process::id(),
+            unique()
+        ));
+        let mut server = RedisServer {
+            port,
+            child: None,
+            tls: Some(TestPki::make(&dir.join("pki"))),
+            dir,
+            paused: false,
+        };
+        server
+            .spawn()
+            .unwrap_or_else(|why| panic!("redis-server with TLS did not start: {why}"));
+        server
+    }
+
+    /// `redis://127.0.0.1:PORT/0` (`rediss://` with TLS), as given to `--redis`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The PEM file of the CA that signed a TLS server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.tls.as_ref().expect("a TLS server").ca.clone()
     }
 
     pub fn pid(&self) -> u32 {
@@ -169,8 +248,19 @@ impl RedisServer {
                 Ok(())
             });
         }
+        match &self.tls {
+            None => cmd.args(["--port", &self.port.to_string()]),
+            Some(pki) => cmd
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(&pki.cert)
+                .arg("--tls-key-file")
+                .arg(&pki.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&pki.ca)
+                .args(["--tls-auth-clients", "no"]),
+        };
         let mut child = cmd
-            .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
@@ -202,7 +292,12 @@ impl RedisServer {
                     self.port
                 ));
             }
-            if ping(self.port) {
+            // A TLS server cannot be PINGed in clear: listening is enough.
+            let up = match self.tls {
+                None => ping(self.port),
+                Some(_) => TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
+            };
+            if up {
                 self.child = Some(child);
                 self.paused = false;
                 return Ok(());

@@ -1,10 +1,11 @@
-//! `redis://` URLs for --redis, sans-IO.
+//! `redis://` and `rediss://` URLs for --redis, sans-IO.
 //!
-//! Accepts `redis://[[username][:password]@]host[:port][/db]`, the subset of
-//! redis-py's `from_url` that a plain TCP connection needs:
+//! Accepts `redis[s]://[[username][:password]@]host[:port][/db]`, the subset
+//! of redis-py's `from_url` that a TCP connection, or TLS over one, needs:
 //!
-//! - the scheme is matched without regard to case; `rediss://` (TLS) and
-//!   `unix://` are refused with a message that says so;
+//! - the scheme is matched without regard to case; `rediss://` is Redis over
+//!   TLS (the host is also the name the server's certificate must carry);
+//!   `unix://` is refused with a message that says so;
 //! - the user info is split at the last `@` (so an unescaped `@` in a
 //!   password still works) and at its first `:`; both parts are
 //!   percent-decoded and must be UTF-8; an empty username or password counts
@@ -28,6 +29,8 @@ pub struct RedisUrl {
     pub username: Option<String>,
     pub password: Option<String>,
     pub db: u32,
+    /// `rediss://`: TLS, the certificate checked against `host`.
+    pub tls: bool,
 }
 
 /// Redis's well-known port.
@@ -35,7 +38,7 @@ pub const DEFAULT_PORT: u16 = 6379;
 
 impl RedisUrl {
     pub fn parse(s: &str) -> Result<RedisUrl, String> {
-        let rest = strip_scheme(s)?;
+        let (rest, tls) = strip_scheme(s)?;
         if rest.contains(['?', '#']) {
             // Not echoed: redis-py takes ?password=... there.
             return Err(
@@ -60,27 +63,26 @@ impl RedisUrl {
             username,
             password,
             db: parse_db(path)?,
+            tls,
         })
     }
 }
 
-fn strip_scheme(s: &str) -> Result<&str, String> {
+/// The rest of the URL, and whether it is `rediss://`.
+fn strip_scheme(s: &str) -> Result<(&str, bool), String> {
     let Some((scheme, rest)) = s.split_once("://") else {
         // Not echoed: the text may hold a password.
         return Err("expected a redis://host[:port][/db] URL (no scheme)".to_string());
     };
     match scheme.to_ascii_lowercase().as_str() {
-        "redis" => Ok(rest),
-        "rediss" => Err(
-            "rediss:// (Redis over TLS) is not supported; use a redis:// URL \
-             (for example through a TLS-terminating proxy)"
+        "redis" => Ok((rest, false)),
+        "rediss" => Ok((rest, true)),
+        "unix" => Err(
+            "unix:// sockets are not supported; only redis:// and rediss:// (TLS) URLs are supported"
                 .to_string(),
         ),
-        "unix" => Err(
-            "unix:// sockets are not supported; only redis:// TCP URLs are supported".to_string(),
-        ),
         _ => Err(format!(
-            "unsupported scheme {scheme:?}; only redis:// TCP URLs are supported"
+            "unsupported scheme {scheme:?}; only redis:// and rediss:// (TLS) URLs are supported"
         )),
     }
 }
@@ -204,10 +206,10 @@ fn parse_db(path: &str) -> Result<u32, String> {
         .map_err(|_| format!("the Redis URL's database number {db} is too large"))
 }
 
-/// `redis://[user@]host:port/db`, never the password.
+/// `redis[s]://[user@]host:port/db`, never the password.
 impl fmt::Display for RedisUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("redis://")?;
+        f.write_str(if self.tls { "rediss://" } else { "redis://" })?;
         if let Some(user) = &self.username {
             write_escaped(f, user)?;
             f.write_str("@")?;
@@ -243,6 +245,7 @@ mod tests {
             username: user.map(str::to_string),
             password: pass.map(str::to_string),
             db,
+            tls: false,
         }
     }
 
@@ -292,6 +295,21 @@ mod tests {
         for (s, want) in cases {
             assert_eq!(RedisUrl::parse(s), Ok(want), "{s}");
         }
+        // rediss:// is the same URL over TLS.
+        for (s, want) in [
+            ("rediss://h", url("h", 6379, None, None, 0)),
+            (
+                "REDISS://u:p@10.0.0.5:6380/2",
+                url("10.0.0.5", 6380, Some("u"), Some("p"), 2),
+            ),
+            ("rediss://[::1]:7000", url("::1", 7000, None, None, 0)),
+        ] {
+            assert_eq!(
+                RedisUrl::parse(s),
+                Ok(RedisUrl { tls: true, ..want }),
+                "{s}"
+            );
+        }
     }
 
     fn err(s: &str) -> String {
@@ -299,9 +317,8 @@ mod tests {
     }
 
     #[test]
-    fn refuses_tls_unix_and_junk_with_reasons() {
-        assert!(err("rediss://h:6380").contains("TLS"));
-        assert!(err("unix:///tmp/redis.sock").contains("only redis:// TCP URLs"));
+    fn refuses_unix_and_junk_with_reasons() {
+        assert!(err("unix:///tmp/redis.sock").contains("only redis:// and rediss://"));
         assert!(err("http://h").contains("unsupported scheme"));
         assert!(err("localhost:6379").contains("no scheme"));
         assert!(err("").contains("no scheme"));
@@ -349,6 +366,7 @@ mod tests {
             ("redis://[::1]:6390/2", "redis://[::1]:6390/2"),
             ("redis://a%40b:c@h", "redis://a%40b@h:6379/0"),
             ("redis://%C3%A9:%3A@h", "redis://%C3%A9@h:6379/0"),
+            ("rediss://u:secret@h", "rediss://u@h:6379/0"),
         ];
         for (s, shown) in cases {
             let parsed = RedisUrl::parse(s).unwrap();

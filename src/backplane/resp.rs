@@ -3,8 +3,10 @@
 //! [`parse`] reads one value from the start of a buffer and borrows its
 //! strings from it. It is incremental in the simplest way: until a whole
 //! value is there it answers `Ok(None)`, and the caller calls again with more
-//! bytes (the same prefix and the new ones). What it guarantees, whatever the
-//! bytes:
+//! bytes (the same prefix and the new ones). A connection reads through a
+//! [`Framer`] instead, which remembers where it stopped, bounds what one
+//! value may buffer, skips strings too long to keep, and calls [`parse`]
+//! once per whole value. What [`parse`] guarantees, whatever the bytes:
 //!
 //! - no panic, and `consumed` is never more than the buffer's length;
 //! - nothing is allocated by a claimed length: a bulk string's length is
@@ -31,6 +33,10 @@
 //! lengths, non-digits, overflow, a missing CRLF, bare LF in a line, RESP3
 //! streamed strings and aggregates (`$?`, `*?`: Redis never sends them), and
 //! unknown type bytes.
+
+mod framer;
+
+pub use framer::{Framed, Framer};
 
 use std::fmt;
 

@@ -1,0 +1,364 @@
+//! Python's `float.__repr__`, without allocating: the shortest digits that
+//! read back as the same float (Rust's `{:e}` finds the same ones), laid
+//! out as repr does (positional for exponents -4 to 15, else `d.ddde+XX`).
+//! NaN and the infinities are written `null` (Python writes `NaN` and
+//! `Infinity`, which are not JSON).
+
+use crate::backplane::resp::push_decimal;
+use std::fmt::{self, Write as _};
+
+/// Python's `float.__repr__`, or `null` for NaN and infinities.
+pub(super) fn write_py_float(out: &mut Vec<u8>, f: f64) {
+    if !f.is_finite() {
+        out.extend_from_slice(b"null");
+        return;
+    }
+    // `{:e}` has the shortest digits that read back as `f` (ties to the
+    // closest), the same digits as repr; only the layout differs.
+    let mut buf = StackText::default();
+    if write!(buf, "{f:e}").is_err() {
+        out.extend_from_slice(b"null");
+        return;
+    }
+    let text = buf.as_bytes();
+    let (negative, text) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let (mantissa, exponent) = match text.iter().position(|&b| b == b'e') {
+        Some(e) => (&text[..e], &text[e + 1..]),
+        None => (text, &b"0"[..]),
+    };
+    let exponent = std::str::from_utf8(exponent)
+        .ok()
+        .and_then(|x| x.parse().ok());
+    let mut digits = StackText::default();
+    for &d in mantissa.iter().filter(|&&d| d != b'.') {
+        let _ = digits.write_char(char::from(d));
+    }
+    if negative {
+        out.push(b'-');
+    }
+    layout_py_float(out, digits.as_bytes(), exponent.unwrap_or(0));
+}
+
+/// repr's layout of `0.DIGITS x 10^(exponent + 1)`: positional when
+/// `-4 <= exponent < 16`, else `d.ddde+XX` with at least two exponent digits.
+fn layout_py_float(out: &mut Vec<u8>, digits: &[u8], exponent: i32) {
+    let point = exponent + 1;
+    let n = digits.len() as i32;
+    if (-4..16).contains(&exponent) {
+        if point <= 0 {
+            out.extend_from_slice(b"0.");
+            out.resize(out.len() + (-point) as usize, b'0');
+            out.extend_from_slice(digits);
+        } else if point < n {
+            out.extend_from_slice(&digits[..point as usize]);
+            out.push(b'.');
+            out.extend_from_slice(&digits[point as usize..]);
+        } else {
+            out.extend_from_slice(digits);
+            out.resize(out.len() + (point - n) as usize, b'0');
+            out.extend_from_slice(b".0");
+        }
+        return;
+    }
+    out.extend_from_slice(&digits[..1]);
+    if digits.len() > 1 {
+        out.push(b'.');
+        out.extend_from_slice(&digits[1..]);
+    }
+    out.push(b'e');
+    out.push(if exponent < 0 { b'-' } else { b'+' });
+    let magnitude = exponent.unsigned_abs();
+    if magnitude < 10 {
+        out.push(b'0');
+    }
+    push_decimal(out, u64::from(magnitude));
+}
+
+/// Room for any `{:e}` of an f64 (at most 24 bytes) without allocating.
+#[derive(Default)]
+struct StackText {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl StackText {
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// f64 bits and Python's repr: random bit patterns, short decimals, and
+    /// powers of ten and their neighbours around repr's layout switches.
+    const FLOAT_REPR: &str = "\
+d1a6e55e9b9b1325 -2.2239649050108196e+85
+566bf9d7c55a45f8 2.0532095845172635e+108
+cf0c26ef4243ed52 -6.217554322597633e+72
+5d96cf7f265beda9 6.953979603744903e+142
+c1d77cffb7decc0c -1576271583.481204
+5e6a0a2edd70e34d 6.503171038669016e+146
+0463513755ac0ecd 1.5857673189191353e-287
+b37523a53b4a3ee2 -8.221863336486e-61
+4de45321ad915a36 1.7123553371149197e+67
+9823beb1e6ba3ad7 -2.1638530463091063e-192
+dd4eabbd1fcfb980 -2.9219572677923937e+141
+683447c10cc8af11 9.252761636154696e+193
+bfb637dd5bae2d26 -0.08678992737093391
+aed09b824ca87fc2 -3.419513645011445e-83
+158d003d9a0b2361 7.226450560613817e-205
+1ff135342e825ce1 8.021365036472743e-155
+33f5f28807f0cbd4 2.1852629101185172e-58
+00d9f4ad53a2f2b6 1.4784897218736648e-304
+4cc346363c234038 6.194509959718476e+61
+d330a5494d14cf1a -5.425245977872505e+92
+668dc8f46a423cf9 1.0124757898277046e+186
+d178403035c9a8c4 -2.944446857366267e+84
+765890e0f94855d0 1.2086749044087354e+262
+af5d8bb09f2e9ea4 -1.5573811799210805e-80
+a9dfdec6baecde5b -5.42808465396562e-107
+699f071a5fd8e665 5.937551093150185e+200
+f82d5644ef7d9967 -7.749285522714588e+270
+fdfb462fd6fad8db -7.134888966143026e+298
+db18bd763f20134c -6.859608543352666e+130
+0e46c215b5fa5b0c 6.826063143799301e-240
+bf416c30f1f0742a -0.0005316962232232482
+422acab59248b974 57535023396.36221
+476354b65ed08d6b 8.02974492705291e+35
+3a7cfb366088155f 5.852726618138463e-27
+37c990fad57dcafd 5.869740909421409e-40
+26ad41ef88c279d9 2.2129413115836295e-122
+6dbb8cb8ef65ed78 3.8900364282728575e+220
+0e0bc896afbec9a6 5.2083625442892846e-241
+dd63d2a5d1764460 -7.553946583906249e+141
+da0aea0eaa72870b -5.693391869688787e+125
+07bda21c604af42a 2.1911047409340847e-271
+d17737815438a5b5 -2.818911778819916e+84
+eee45145f585675f -1.5040991579148302e+226
+84d0c3f0b2e73ae0 -1.761642662237934e-285
+5c80f9be67fd4c1e 3.948318576242007e+137
+aa5bf36518677db7 -1.2186953655621338e-104
+ea394aba6a42ed19 -4.956084037695639e+203
+70faf36fb78eda4f 1.7138399726928506e+236
+ca1ab21554c6c4b3 -9.753929657132168e+48
+0f4bf777e1030fe1 5.49736026339521e-235
+908a3e291dd257d5 -5.409083994422672e-229
+2e0126319a72180d 4.310374302572617e-87
+fed5ce26af1ac6da -9.345817125499125e+302
+cc31d7b90ff191f0 -1.1200023960706483e+59
+f768f221a91b4e9d -1.608733339066941e+267
+4a66b263ab8474cc 2.6537167274827663e+50
+c689c846b6b81ec6 -6.53659696798518e+31
+535f2002b9f7f89e 4.0577810885461344e+93
+355cca5db3c7b88e 1.2023470587576948e-51
+857ce06bf9a21be1 -3.107068645161848e-282
+02c89680e98c5884 3.0077087603228884e-295
+d6442260559d7e79 -3.6942359140577326e+107
+0473b8248ac03649 3.2375449474128926e-287
+3cc89b41f339a684 6.8296687940174e-16
+d68c20053f91ed95 -8.256618527360458e+108
+5f4e45815c00d3d2 1.2386307567357675e+151
+86f4f14cc599fac7 -3.7805423472813974e-275
+d2e06b36b9ea43d4 -1.6722847020612747e+91
+b2a57e606d09cf94 -1.0204724682369557e-64
+8d1eac030bab1534 -1.7547066843945634e-245
+4080a80000000000 533.0
+407e61d35daad602 486.114103
+40844b120afa2f06 649.38381
+c07da83333333333 -474.5125
+407d270a3d70a3d7 466.44
+406e7c00d1b71759 243.8751
+c086cf3333333333 -729.9
+40866cb851eb851f 717.59
+c072fa2d0e560419 -303.636
+c06f000000000000 -248.0
+c07a966666666666 -425.4
+c02b9cb923a29c78 -13.8061
+4077f4cccccccccd 383.3
+c083bc2e48e8a71e -631.5226
+c08ba35f0d413123 -884.421412
+405b800000000000 110.0
+4079b212b90a7829 411.129571
+408016d672b88440 514.854711
+c0748b22d0e56042 -328.696
+408365b020c49ba6 620.711
+c0701195810624dd -257.099
+c08922d1782d3847 -804.35228
+c07a891eb851eb85 -424.57
+407a2e6666666666 418.9
+c081b26666666666 -566.3
+408a152f1a9fbe77 834.648
+4080ef2a7ef9db23 541.89575
+4068400000000000 194.0
+c07329eb851eb852 -306.62
+c0629eb851eb851f -148.96
+c08a480000000000 -841.0
+c0659b3b645a1cac -172.851
+4053f053b8e4b87c 79.75511
+c0792b11f1cfbb95 -402.691881
+c07fd5f4299d883c -509.37211
+4055455f6ba0620b 85.083949
+408a5fc28f5c28f6 843.97
+408713295e9e1b09 738.3952
+c08162e9003eea21 -556.36377
+c0601d70a3d70a3d -128.92
+3e45798ee2308c3a 1e-08
+be501b2b29a4692c -1.5000000000000002e-08
+3e3d6edffdde7e28 6.852928861449288e-09
+3e7ad7f29abcaf48 1e-07
+be8421f5f40d8376 -1.5e-07
+3e74cfc24a91bb94 7.752909660247297e-08
+3eb0c6f7a0b5ed8d 1e-06
+beb92a737110e454 -1.5e-06
+3e9c6e098758efc9 4.2363752270394247e-07
+3ee4f8b588e368f1 1e-05
+beef75104d551d6a -1.5000000000000002e-05
+3edbeb61806f5869 6.656517149891425e-06
+3f1a36e2eb1c432d 0.0001
+bf23a92a30553262 -0.00015000000000000001
+3f083d42a157a28b 4.62327917992211e-05
+3f50624dd2f1a9fc 0.001
+bf589374bc6a7efa -0.0015
+3efb5bf24d58576d 2.6091733920173056e-05
+3f847ae147ae147b 0.01
+bf8eb851eb851eb8 -0.015
+3f1422068921e571 7.680096521935576e-05
+3fb999999999999a 0.1
+bfc3333333333334 -0.15000000000000002
+3fb57dfeecbaebe4 0.08395379333062142
+3ff0000000000000 1.0
+bff8000000000000 -1.5
+3fd7428a964b0e10 0.36343636204785046
+4024000000000000 10.0
+c02e000000000000 -15.0
+4016dc0715ab8c66 5.714870775790677
+4059000000000000 100.0
+c062c00000000000 -150.0
+403f989f877f4e43 31.596184223728653
+408f400000000000 1000.0
+c097700000000000 -1500.0
+407580123bf7a591 344.0044517205907
+40c3880000000000 10000.0
+c0cd4c0000000000 -15000.0
+40bc13125ec0a8c4 7187.0717583095575
+40f86a0000000000 100000.0
+c1024f8000000000 -150000.0
+40e9baf3b5ae738b 52695.61592791144
+412e848000000000 1000000.0
+c136e36000000000 -1500000.0
+412c9d547fd3d2e4 937642.2496629623
+416312d000000000 10000000.0
+c16c9c3800000000 -15000000.0
+4154169a0fe6bafc 5266024.2484576665
+4197d78400000000 100000000.0
+c1a1e1a300000000 -150000000.0
+418dbd7510414988 62369442.03187853
+41cdcd6500000000 1000000000.0
+c1d65a0bc0000000 -1500000000.0
+41c82a6076627bc8 810860780.7694025
+4202a05f20000000 10000000000.0
+c20bf08eb0000000 -15000000000.0
+41fe5f747597af5b 8153155417.480311
+42374876e8000000 100000000000.0
+c24176592e000000 -150000000000.0
+42323c41d3d4c321 78320358356.76222
+426d1a94a2000000 1000000000000.0
+c275d3ef79800000 -1500000000000.0
+4268e827653ebd83 855792888309.9222
+42a2309ce5400000 10000000000000.0
+c2ab48eb57e00000 -15000000000000.0
+428ff4eec9859403 4392104833202.5015
+42d6bcc41e900000 100000000000000.0
+c2e10d9316ec0000 -150000000000000.0
+42cbcee99ed5a68e 61150993427277.11
+430c6bf526340000 1000000000000000.0
+c31550f7dca70000 -1500000000000000.0
+42bc79234e88574c 31306608969815.297
+4341c37937e08000 1e+16
+c34aa535d3d0c000 -1.5e+16
+433278fb86b1293e 5199571272673598.0
+4376345785d8a000 1e+17
+c380a741a4627800 -1.5e+17
+433335dd7371138d 5407249798337421.0
+43abc16d674ec800 1e+18
+c3b4d1120d7b1600 -1.5e+18
+43974cf5e06c2f03 4.19746776334713e+17
+43e158e460913d00 1e+19
+c3ea055690d9db80 -1.5e+19
+43c3ba686396ddd5 2.8431268186619684e+18
+4415af1d78b58c40 1e+20
+c42043561a882930 -1.5e+20
+44110eab979f703e 7.86629386254124e+19
+444b1ae4d6e2ef50 1e+21
+c454542ba12a337c -1.5e+21
+4443a298a3472e2e 7.244088627143972e+20
+4480f0cf064dd592 1e+22
+c48969368974c05b -1.5e+22
+4476f5534925526d 6.776094768137839e+21
+44b52d02c7e14af7 1.0000000000000001e+23
+c4bfc3842bd1f072 -1.5e+23
+44981e3625635598 2.8473524886238558e+22
+4340000000000000 9007199254740992.0
+4340000000000000 9007199254740992.0
+4340000000000001 9007199254740994.0
+4341c37937e07fff 9999999999999998.0
+4341c37937e07fff 9999999999999998.0
+3f1a36e2eb1c432c 9.999999999999999e-05
+3f1a36e2eb1c432d 0.0001
+3f19f3c70c996b76 9.9e-05
+0010000000000000 2.2250738585072014e-308
+000fffffffffffff 2.225073858507201e-308
+0000000000000001 5e-324
+44b52d02c7e14af6 1e+23
+447c7e83209e90b2 8.41e+21
+00005c0ab9347ed7 5e-310
+3fd5555555555555 0.3333333333333333
+3fe5555555555555 0.6666666666666666
+3fd3333333333334 0.30000000000000004
+3ff199999999999a 1.1
+4005666666666666 2.675
+3e7ad7f29abcaf48 1e-07
+3c36b082c2148b8e 1.23e-18
+421bf08eb0000000 30000000000.0
+";
+
+    #[test]
+    fn floats_match_python_repr() {
+        let mut checked = 0;
+        for line in FLOAT_REPR.lines() {
+            let (bits, repr) = line.split_once(' ').unwrap();
+            let f = f64::from_bits(u64::from_str_radix(bits, 16).unwrap());
+            let mut out = Vec::new();
+            write_py_float(&mut out, f);
+            assert_eq!(std::str::from_utf8(&out).unwrap(), repr, "{bits}");
+            checked += 1;
+        }
+        assert!(checked > 200);
+        for (f, want) in [
+            (f64::NAN, "null"),
+            (f64::INFINITY, "null"),
+            (f64::NEG_INFINITY, "null"),
+        ] {
+            let mut out = Vec::new();
+            write_py_float(&mut out, f);
+            assert_eq!(out, want.as_bytes());
+        }
+    }
+}
