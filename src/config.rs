@@ -146,6 +146,83 @@ pub struct Config {
     #[arg(long, env = "ROOMCAST_PUBLISH_TOKEN", hide_env_values = true)]
     pub publish_token: Option<String>,
 
+    /// Turns on signed join tokens (SPEC section 9): the key that signs the
+    /// `?token=` every chat join must then carry, made by Django's
+    /// `signing.dumps(payload, key=KEY, salt=--auth-salt)` or as an HS256 JWT
+    /// with `exp`. Django's SECRET_KEY will do; at least 16 bytes. Without it
+    /// (and without --auth-url) rooms are open.
+    #[arg(long, env = "ROOMCAST_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+
+    /// Older keys that still verify join tokens of both formats,
+    /// comma-separated, like Django's SECRET_KEY_FALLBACKS (for rotating
+    /// --auth-secret). Needs --auth-secret.
+    #[arg(
+        long,
+        env = "ROOMCAST_AUTH_SECRET_FALLBACKS",
+        value_delimiter = ',',
+        hide_env_values = true,
+        value_name = "KEYS"
+    )]
+    pub auth_secret_fallbacks: Vec<String>,
+
+    /// The salt Django-format join tokens are signed with
+    /// (`signing.dumps(..., salt=THIS)`).
+    #[arg(long, env = "ROOMCAST_AUTH_SALT", default_value = "roomcast")]
+    pub auth_salt: String,
+
+    /// How long a Django-format join token stays valid after it was signed
+    /// (JWTs carry their own `exp`).
+    #[arg(long, env = "ROOMCAST_AUTH_MAX_AGE", default_value = "1h", value_parser = parse_duration)]
+    pub auth_max_age: Duration,
+
+    /// Ask this back end about every chat join: `GET URL?room=<room>` with the
+    /// client's Cookie and Origin headers. 200 with `{"user": ..., "write":
+    /// ...}` admits; 401 or 403 refuses with that status; anything else, or
+    /// no answer within --auth-timeout, refuses with 503. http:// only (keep
+    /// the back end on a private address). With --auth-secret as well, a join
+    /// carrying `?token=` is decided by the token alone, others by the back
+    /// end. The host name is resolved once, at start.
+    #[arg(long, env = "ROOMCAST_AUTH_URL", value_name = "URL")]
+    pub auth_url: Option<String>,
+
+    /// How long a join waits for the --auth-url back end's answer (waiting
+    /// for a free connection included) before it is refused with 503.
+    #[arg(long, env = "ROOMCAST_AUTH_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub auth_timeout: Duration,
+
+    /// How long the back end's 200, 401 or 403 is reused for joins with the
+    /// same room, Cookie and Origin (at most 16,384 decisions are kept). 0,
+    /// the default, asks for every join, so a logout takes effect at once.
+    #[arg(long, env = "ROOMCAST_AUTH_CACHE_TTL", default_value = "0s", value_parser = parse_duration)]
+    pub auth_cache_ttl: Duration,
+
+    /// Most keep-alive connections to the --auth-url back end; joins beyond
+    /// them wait for one (within --auth-timeout), so a back end that hangs
+    /// holds at most this many.
+    #[arg(long, env = "ROOMCAST_AUTH_CONNECTIONS", default_value_t = 8)]
+    pub auth_connections: usize,
+
+    /// Chat messages one connection may send per second, on average (a token
+    /// bucket of --rate-burst messages; fractions allowed, 0.5 is one every
+    /// 2 s). A message over it gets {"error": "rate limited ..."} and is not
+    /// broadcast; a client refused more than 10 messages plus one per second
+    /// is closed with 1008. 0, the default: no limit.
+    #[arg(long, env = "ROOMCAST_MAX_MESSAGES_PER_SECOND", default_value_t = 0.0)]
+    pub max_messages_per_second: f64,
+
+    /// Messages a connection may send back to back before
+    /// --max-messages-per-second applies (the bucket's size). Default: one
+    /// second's worth, the rate rounded up (at least 1).
+    #[arg(long, env = "ROOMCAST_RATE_BURST")]
+    pub rate_burst: Option<u32>,
+
+    /// Most open connections from one client IP address (IPv6: one /64); one
+    /// more gets 429. Counted by the TCP peer, so behind a reverse proxy this
+    /// counts the proxy. 0, the default: no limit.
+    #[arg(long, env = "ROOMCAST_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: u32,
+
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, env = "ROOMCAST_LOG_LEVEL", default_value = "info", value_parser = parse_level)]
     pub log_level: log::LevelFilter,
@@ -201,7 +278,81 @@ impl Config {
         if self.handshake_timeout.is_zero() || self.close_timeout.is_zero() {
             return Err("--handshake-timeout and --close-timeout must be above zero".into());
         }
+        self.validate_auth()
+    }
+
+    /// The rules of section 9's flags.
+    fn validate_auth(&self) -> Result<(), String> {
+        if let Some(secret) = &self.auth_secret {
+            if secret.len() < MIN_AUTH_SECRET {
+                return Err(format!(
+                    "--auth-secret must be at least {MIN_AUTH_SECRET} bytes (Django's SECRET_KEY will do, or python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                ));
+            }
+        } else if !self.auth_secret_fallbacks.is_empty() {
+            return Err("--auth-secret-fallbacks needs --auth-secret".into());
+        }
+        if self
+            .auth_secret_fallbacks
+            .iter()
+            .any(|k| k.len() < MIN_AUTH_SECRET)
+        {
+            return Err(format!(
+                "every --auth-secret-fallbacks key must be at least {MIN_AUTH_SECRET} bytes (no empty entries between commas)"
+            ));
+        }
+        if self.auth_max_age < Duration::from_secs(1) {
+            return Err("--auth-max-age must be at least 1s".into());
+        }
+        if let Some(url) = &self.auth_url {
+            crate::auth::AuthUrl::parse(url).map_err(|e| format!("--auth-url: {e}"))?;
+        }
+        if self.auth_timeout < Duration::from_millis(10)
+            || self.auth_timeout > Duration::from_secs(60)
+        {
+            return Err("--auth-timeout must be between 10ms and 60s".into());
+        }
+        if self.auth_cache_ttl > Duration::from_secs(3600) {
+            return Err("--auth-cache-ttl must be at most 1h".into());
+        }
+        if !(1..=1024).contains(&self.auth_connections) {
+            return Err("--auth-connections must be between 1 and 1024".into());
+        }
+        let rate = self.max_messages_per_second;
+        if !(0.0..=1_000_000.0).contains(&rate) {
+            return Err(
+                "--max-messages-per-second must be a number from 0 (no limit) to 1,000,000".into(),
+            );
+        }
+        if rate == 0.0 {
+            if self.rate_burst.is_some() {
+                return Err("--rate-burst needs --max-messages-per-second".into());
+            }
+            return Ok(());
+        }
+        let burst = self.rate_burst();
+        if burst == 0 || burst > 1_000_000 {
+            return Err("--rate-burst must be between 1 and 1,000,000 messages".into());
+        }
+        if crate::auth::RateLimit::new(rate, burst).is_none() {
+            return Err(format!(
+                "--rate-burst ({burst}) at --max-messages-per-second ({rate}) takes too long to refill: keep burst / rate under 24 days"
+            ));
+        }
         Ok(())
+    }
+
+    /// `--rate-burst` after applying the default: one second's worth of
+    /// `--max-messages-per-second`, at least 1.
+    pub fn rate_burst(&self) -> u32 {
+        self.rate_burst
+            .unwrap_or_else(|| self.max_messages_per_second.ceil().clamp(1.0, 1_000_000.0) as u32)
+    }
+
+    /// Whether a chat join must pass a check (`--auth-secret` or
+    /// `--auth-url`).
+    pub fn auth_enabled(&self) -> bool {
+        self.auth_secret.is_some() || self.auth_url.is_some()
     }
 
     /// The connection cap after applying the default. An explicit value is
@@ -233,6 +384,9 @@ impl Config {
         c
     }
 }
+
+/// The shortest `--auth-secret` (and fallback) accepted, in bytes.
+pub const MIN_AUTH_SECRET: usize = 16;
 
 /// Parses a log level name.
 pub fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
@@ -324,5 +478,69 @@ mod tests {
         ]);
         assert!(c.validate().is_err());
         assert!(Config::try_parse_from(["roomcast", "--max-frame-size", "lots"]).is_err());
+    }
+
+    #[test]
+    fn auth_flags_and_their_rules() {
+        let c = Config::parse_from(["roomcast"]);
+        assert!(!c.auth_enabled());
+        assert_eq!(c.auth_salt, "roomcast");
+        assert_eq!(c.auth_max_age, Duration::from_secs(3600));
+        assert_eq!(c.auth_timeout, Duration::from_secs(2));
+        assert!(c.auth_cache_ttl.is_zero());
+        assert_eq!(c.auth_connections, 8);
+        let c = Config::parse_from([
+            "roomcast",
+            "--auth-secret",
+            "0123456789abcdef",
+            "--auth-secret-fallbacks",
+            "old-key-0123456789,older-key-0123456789",
+            "--auth-url",
+            "http://127.0.0.1:8001/roomcast/auth/",
+            "--max-messages-per-second",
+            "2.5",
+            "--max-connections-per-ip",
+            "20",
+        ]);
+        c.validate().unwrap();
+        assert!(c.auth_enabled());
+        assert_eq!(c.auth_secret_fallbacks.len(), 2);
+        assert_eq!(c.rate_burst(), 3);
+        let bad: [(&[&str], &str); 9] = [
+            (&["--auth-secret", "short"], "at least 16"),
+            (
+                &["--auth-secret-fallbacks", "0123456789abcdef"],
+                "needs --auth-secret",
+            ),
+            (
+                &[
+                    "--auth-secret",
+                    "0123456789abcdef",
+                    "--auth-secret-fallbacks",
+                    "0123456789abcdef,",
+                ],
+                "no empty entries",
+            ),
+            (&["--auth-url", "https://example.com/auth"], "http://"),
+            (&["--auth-url", "http://"], "--auth-url"),
+            (&["--auth-timeout", "0s"], "--auth-timeout"),
+            (&["--auth-connections", "0"], "--auth-connections"),
+            (&["--rate-burst", "5"], "needs --max-messages-per-second"),
+            (
+                &[
+                    "--max-messages-per-second",
+                    "0.0001",
+                    "--rate-burst",
+                    "100000",
+                ],
+                "24 days",
+            ),
+        ];
+        for (args, want) in bad {
+            let c = Config::parse_from(std::iter::once(&"roomcast").chain(args));
+            let err = c.validate().unwrap_err();
+            assert!(err.contains(want), "{args:?}: {err}");
+        }
+        assert!(Config::try_parse_from(["roomcast", "--max-messages-per-second", "fast"]).is_err());
     }
 }

@@ -12,8 +12,11 @@
 //! - [`room`], [`sendq`], [`timer`]: rooms, shared-frame send queues and the
 //!   timing wheel (pure data structures);
 //! - [`worker`]: ordered batches of JSON decoding on worker threads;
+//! - [`auth`]: who may join and write (join tokens, the back end, rate
+//!   limits);
 //! - [`server`], [`conn`]: the mio event loop, the only code with sockets.
 
+pub mod auth;
 pub mod backplane;
 pub mod chat;
 pub mod close;
