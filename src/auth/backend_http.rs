@@ -46,7 +46,7 @@ pub struct ResponseLimits {
 }
 
 /// What [`parse_response`] found in the buffer.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Parsed {
     /// Not a whole response yet: read more and call again with all of it.
     Partial,
@@ -54,7 +54,7 @@ pub enum Parsed {
 }
 
 /// One complete response.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
     /// The body, de-chunked; empty when it was skipped (a non-200 whose
@@ -292,6 +292,9 @@ pub fn parse_response(
                 return complete(rest[..n].to_vec(), n, reusable);
             }
             Length::Chunked => match dechunk(rest, limits.body)? {
+                // The raw bound applies whole or in pieces, so a response
+                // is judged the same however it arrives.
+                Dechunked::Done { len, .. } if body_start + len > max_raw => return over(status),
                 Dechunked::Done { body, len } => return complete(body, len, reusable),
                 Dechunked::TooLarge => return over(status),
                 Dechunked::Partial if buf.len() > max_raw => return over(status),
