@@ -146,7 +146,7 @@ pub struct Config {
     #[arg(long, env = "ROOMCAST_PUBLISH_TOKEN", hide_env_values = true)]
     pub publish_token: Option<String>,
 
-    /// Turns on signed join tokens (SPEC section 9): the key that signs the
+    /// Turns on signed join tokens: the key that signs the
     /// `?token=` every chat join must then carry, made by Django's
     /// `signing.dumps(payload, key=KEY, salt=--auth-salt)` or as an HS256 JWT
     /// with `exp`. Django's SECRET_KEY will do; at least 16 bytes. Without it
@@ -205,7 +205,7 @@ pub struct Config {
 
     /// Chat messages one connection may send per second, on average (a token
     /// bucket of --rate-burst messages; fractions allowed, 0.5 is one every
-    /// 2 s). A message over it gets {"error": "rate limited ..."} and is not
+    /// 2 s; at most 1,000). A message over it gets {"error": "rate limited ..."} and is not
     /// broadcast; a client refused more than 10 messages plus one per second
     /// is closed with 1008. 0, the default: no limit.
     #[arg(long, env = "ROOMCAST_MAX_MESSAGES_PER_SECOND", default_value_t = 0.0)]
@@ -319,9 +319,9 @@ impl Config {
             return Err("--auth-connections must be between 1 and 1024".into());
         }
         let rate = self.max_messages_per_second;
-        if !(0.0..=1_000_000.0).contains(&rate) {
+        if !(0.0..=1_000.0).contains(&rate) {
             return Err(
-                "--max-messages-per-second must be a number from 0 (no limit) to 1,000,000".into(),
+                "--max-messages-per-second must be a number from 0 (no limit) to 1,000 (the bucket counts whole milliseconds)".into(),
             );
         }
         if rate == 0.0 {

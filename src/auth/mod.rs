@@ -2,6 +2,8 @@
 //!
 //! Every piece here is either sans-IO (no sockets, threads or clock reads:
 //! time is passed in) or runs off the event loop:
+//! - [`policy`]: which check decides a join (open rooms, the token, or the
+//!   back end);
 //! - [`token`]: signed join tokens, Django's `signing.dumps` format and
 //!   HS256 JWTs, checked against `--auth-secret` and its fallbacks;
 //! - [`bucket`]: the per-connection message rate limit (8 bytes a
@@ -30,6 +32,7 @@ mod backend_thread;
 pub mod bucket;
 mod cache;
 pub mod per_ip;
+pub mod policy;
 pub mod token;
 
 pub use backend::{AuthClient, BackendSettings};
@@ -40,6 +43,7 @@ pub use backend_http::{
 pub use bucket::{Admission, Bucket, RateLimit};
 pub use cache::DecisionCache;
 pub use per_ip::PerIpLimit;
+pub use policy::{JoinCheck, JoinPolicy};
 pub use token::{percent_decode, query_param, TokenVerifier};
 
 use std::fmt;
@@ -245,6 +249,13 @@ mod tests {
         }
         let statuses: Vec<u16> = all.iter().map(|r| r.status()).collect();
         assert_eq!(statuses, [401, 403, 403, 403, 403, 403, 401, 403, 503]);
+    }
+
+    #[test]
+    fn per_connection_state_is_small() {
+        // What a session keeps: its grant and its rate bucket.
+        assert_eq!(std::mem::size_of::<Grant>(), 24);
+        assert_eq!(std::mem::size_of::<Bucket>(), 8);
     }
 
     #[test]
