@@ -119,8 +119,8 @@ impl AuthThread {
             let timeout = self.next_timeout(Instant::now());
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    warn!("auth thread poll failed: {e}");
-                    return;
+                    warn!("auth thread poll failed: {e}; joins that need the back end are refused from now on");
+                    return self.stop();
                 }
             }
             for event in events.iter() {
@@ -451,6 +451,21 @@ impl AuthThread {
         if self.answers.send(batch).is_ok() {
             let _ = self.loop_waker.wake();
         }
+    }
+
+    /// Answers every job still held with a 503, as the thread ends (the
+    /// loop's handle answers later asks itself once the channel is closed).
+    fn stop(&mut self) {
+        let _ = self.take_asks();
+        let held: Vec<Job> = self
+            .queue
+            .drain(..)
+            .chain(self.slots.iter_mut().flatten().filter_map(|c| c.job.take()))
+            .collect();
+        for job in held {
+            self.answer(job, Err(Refusal::BackendUnavailable(Unavailable::Stopped)));
+        }
+        self.hand_over();
     }
 
     /// Until the next deadline or idle expiry, at most [`QUIET`].
