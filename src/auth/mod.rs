@@ -127,6 +127,11 @@ pub const REFUSAL_REASONS: [&str; 9] = [
     "backend_unavailable",
 ];
 
+/// The error text for a message from a read-only member (the loop wraps it
+/// as `{"error": ...}`; the member still receives the room).
+pub const READ_ONLY: &str =
+    "read-only: your join does not allow writing in this room; the message was not sent";
+
 /// The longest identity (raw JSON text) a grant may carry: it is copied
 /// into every frame the member's messages produce.
 pub const MAX_IDENTITY: usize = 1_024;
