@@ -20,13 +20,13 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use roomcast::chat;
-use roomcast::frame::{self, Opcode};
-use roomcast::mask::unmask;
-use roomcast::message::{Decoded, Decoder, Event, Limits};
-use roomcast::room::RoomId;
-use roomcast::sendq::{Frame, SendQueue};
-use roomcast::utf8::{self, Utf8Validator};
-use roomcast::worker::{self, Batch, ConnRef};
+use roomcast::relay::room::RoomId;
+use roomcast::relay::sendq::{Frame, SendQueue};
+use roomcast::relay::worker::{self, Batch};
+use roomcast::wire::frame::{self, Opcode};
+use roomcast::wire::mask::unmask;
+use roomcast::wire::message::{Decoded, Decoder, Event, Limits};
+use roomcast::wire::utf8::{self, Utf8Validator};
 use std::hint::black_box;
 use std::io::{self, IoSlice, Write};
 use std::time::{Duration, Instant};
@@ -343,7 +343,7 @@ fn bench_fanout(c: &mut Criterion) {
         generation: 1,
     };
     for seq in 0..100u32 {
-        let sender = ConnRef {
+        let sender = roomcast::relay::ConnId {
             key: seq,
             generation: 1,
         };

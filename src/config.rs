@@ -1,8 +1,10 @@
 //! Command-line flags (clap), each also readable from `ROOMCAST_<FLAG>`.
 //!
 //! Sizes accept `KiB`/`MiB`/`GiB` suffixes (`K`, `M`, `G` mean the same),
-//! durations `ms`/`s`/`m`/`h` (a bare number is seconds). Cross-flag rules
-//! are checked in [`Config::validate`] so a bad combination fails at start.
+//! durations `ms`/`s`/`m`/`h` (a bare number is seconds). The flags are
+//! parsed once more, into the [`crate::settings::Settings`] the loop uses,
+//! where the rules that involve several flags are checked, so a bad
+//! combination fails at start.
 
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
@@ -66,11 +68,20 @@ pub struct Config {
     #[arg(long, env = "ROOMCAST_MAX_FRAME_SIZE", default_value = "1MiB", value_parser = parse_size)]
     pub max_frame_size: usize,
 
-    /// Most bytes queued for one client that is not reading; past this the
-    /// client is closed with 1008 "slow consumer". At least max-message-size
-    /// plus a frame header.
+    /// What the frames queued for one client may cost (their bytes plus 64
+    /// per frame). Past half of it the client is behind: its room's senders
+    /// wait while it drains, and it is closed with 1008 "slow consumer" if
+    /// it stays behind past --slow-consumer-grace, or passes this limit while
+    /// not reading. A client whose own echoes or pongs pass it is not read
+    /// until they drain. At least max-message-size plus 64; at most 1GiB.
     #[arg(long, env = "ROOMCAST_MAX_SEND_QUEUE", default_value = "4MiB", value_parser = parse_size)]
     pub max_send_queue: usize,
+
+    /// How long a client may stay behind (its queue over half of
+    /// --max-send-queue) before it is closed with 1008 "slow consumer".
+    /// While behind and still reading, it holds its room's senders back.
+    #[arg(long, env = "ROOMCAST_SLOW_CONSUMER_GRACE", default_value = "2s", value_parser = parse_duration)]
+    pub slow_consumer_grace: Duration,
 
     /// Largest HTTP request head (bytes); larger ones get 431.
     #[arg(long, env = "ROOMCAST_MAX_HEADER_SIZE", default_value = "8KiB", value_parser = parse_size)]
@@ -229,152 +240,11 @@ pub struct Config {
 }
 
 impl Config {
-    /// Checks the rules that involve several flags.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.max_frame_size == 0 || self.max_message_size == 0 {
-            return Err("--max-frame-size and --max-message-size must be at least 1 byte".into());
-        }
-        if self.max_send_queue < self.max_message_size + 64 {
-            return Err(format!(
-                "--max-send-queue ({}) must be at least --max-message-size ({}) plus 64 bytes, or no message that size could be delivered",
-                self.max_send_queue, self.max_message_size
-            ));
-        }
-        if self.max_header_size < 256 {
-            return Err("--max-header-size must be at least 256 bytes".into());
-        }
-        if self.max_connections == Some(0) {
-            return Err("--max-connections must be at least 1".into());
-        }
-        if !self.ping_interval.is_zero() && self.idle_timeout <= self.ping_interval {
-            return Err(format!(
-                "--idle-timeout ({:?}) must be longer than --ping-interval ({:?}) so a client has time to answer the ping",
-                self.idle_timeout, self.ping_interval
-            ));
-        }
-        for url in &self.redis {
-            crate::redis_url::RedisUrl::parse(url).map_err(|e| format!("--redis: {e}"))?;
-        }
-        if !self.redis.is_empty() && self.redis_queue < self.max_message_size + 256 {
-            return Err(format!(
-                "--redis-queue ({}) must be at least --max-message-size ({}) plus 256 bytes, or no message that size could cross the backplane",
-                self.redis_queue, self.max_message_size
-            ));
-        }
-        if self.redis_prefix.is_empty() {
-            return Err("--redis-prefix must not be empty".into());
-        }
-        if self.redis_timeout.is_zero() || self.redis_retry_max < Duration::from_millis(100) {
-            return Err(
-                "--redis-timeout must be above zero and --redis-retry-max at least 100ms".into(),
-            );
-        }
-        if self.publish_token.as_deref() == Some("") {
-            return Err(
-                "--publish-token must not be empty (leave it unset to disable the publish API)"
-                    .into(),
-            );
-        }
-        if self.handshake_timeout.is_zero() || self.close_timeout.is_zero() {
-            return Err("--handshake-timeout and --close-timeout must be above zero".into());
-        }
-        self.validate_auth()
-    }
-
-    /// The rules of section 9's flags.
-    fn validate_auth(&self) -> Result<(), String> {
-        if let Some(secret) = &self.auth_secret {
-            if secret.len() < MIN_AUTH_SECRET {
-                return Err(format!(
-                    "--auth-secret must be at least {MIN_AUTH_SECRET} bytes (Django's SECRET_KEY will do, or python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
-                ));
-            }
-        } else if !self.auth_secret_fallbacks.is_empty() {
-            return Err("--auth-secret-fallbacks needs --auth-secret".into());
-        }
-        if self
-            .auth_secret_fallbacks
-            .iter()
-            .any(|k| k.len() < MIN_AUTH_SECRET)
-        {
-            return Err(format!(
-                "every --auth-secret-fallbacks key must be at least {MIN_AUTH_SECRET} bytes (no empty entries between commas)"
-            ));
-        }
-        if self.auth_max_age < Duration::from_secs(1) {
-            return Err("--auth-max-age must be at least 1s".into());
-        }
-        if let Some(url) = &self.auth_url {
-            crate::auth::AuthUrl::parse(url).map_err(|e| format!("--auth-url: {e}"))?;
-        }
-        if self.auth_timeout < Duration::from_millis(10)
-            || self.auth_timeout > Duration::from_secs(60)
-        {
-            return Err("--auth-timeout must be between 10ms and 60s".into());
-        }
-        if self.auth_cache_ttl > Duration::from_secs(3600) {
-            return Err("--auth-cache-ttl must be at most 1h".into());
-        }
-        if !(1..=1024).contains(&self.auth_connections) {
-            return Err("--auth-connections must be between 1 and 1024".into());
-        }
-        let rate = self.max_messages_per_second;
-        if !(0.0..=1_000.0).contains(&rate) {
-            return Err(
-                "--max-messages-per-second must be a number from 0 (no limit) to 1,000 (the bucket counts whole milliseconds)".into(),
-            );
-        }
-        if rate == 0.0 {
-            if self.rate_burst.is_some() {
-                return Err("--rate-burst needs --max-messages-per-second".into());
-            }
-            return Ok(());
-        }
-        let burst = self.rate_burst();
-        if burst == 0 || burst > 1_000_000 {
-            return Err("--rate-burst must be between 1 and 1,000,000 messages".into());
-        }
-        if crate::auth::RateLimit::new(rate, burst).is_none() {
-            return Err(format!(
-                "--rate-burst ({burst}) at --max-messages-per-second ({rate}) takes too long to refill: keep burst / rate under 24 days"
-            ));
-        }
-        Ok(())
-    }
-
     /// `--rate-burst` after applying the default: one second's worth of
     /// `--max-messages-per-second`, at least 1.
     pub fn rate_burst(&self) -> u32 {
         self.rate_burst
             .unwrap_or_else(|| self.max_messages_per_second.ceil().clamp(1.0, 1_000_000.0) as u32)
-    }
-
-    /// Whether a chat join must pass a check (`--auth-secret` or
-    /// `--auth-url`).
-    pub fn auth_enabled(&self) -> bool {
-        self.auth_secret.is_some() || self.auth_url.is_some()
-    }
-
-    /// The connection cap after applying the default. An explicit value is
-    /// honoured even past the open-file limit (accepts then fail with EMFILE,
-    /// which the loop survives); the default stays within it.
-    pub fn connection_limit(&self) -> usize {
-        self.max_connections
-            .unwrap_or_else(|| 100_000.min(crate::limits::connection_capacity()))
-    }
-
-    /// The JSON decoding thread count after applying the default.
-    ///
-    /// SPEC section 5 asks for "cores minus one, at least one". Measured
-    /// here (README, "Workers"), a worker sharing the loop's only core made
-    /// the loop slower: `saturate` fell from 400k to 97k deliveries/s, as
-    /// every batch handed off waited for the scheduler to run the worker.
-    /// So "at least one" applies only when there is a core to spare; the
-    /// core count is the affinity mask's (`taskset` is honoured).
-    pub fn worker_threads(&self) -> usize {
-        self.workers.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(0, |n| n.get().saturating_sub(1))
-        })
     }
 
     /// A configuration for tests and embedding: defaults, bound to `bind`.
@@ -384,9 +254,6 @@ impl Config {
         c
     }
 }
-
-/// The shortest `--auth-secret` (and fallback) accepted, in bytes.
-pub const MIN_AUTH_SECRET: usize = 16;
 
 /// Parses a log level name.
 pub fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
@@ -463,84 +330,11 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_valid_and_bad_combinations_are_not() {
-        let c = Config::parse_from(["roomcast"]);
-        c.validate().unwrap();
-        assert_eq!(c.bind.to_string(), "127.0.0.1:8000");
-        let c = Config::parse_from(["roomcast", "--max-message-size", "8MiB"]);
-        assert!(c.validate().unwrap_err().contains("--max-send-queue"));
-        let c = Config::parse_from([
-            "roomcast",
-            "--ping-interval",
-            "60s",
-            "--idle-timeout",
-            "30s",
-        ]);
-        assert!(c.validate().is_err());
+    fn bad_values_fail_to_parse() {
+        assert_eq!(
+            Config::parse_from(["roomcast"]).bind.to_string(),
+            "127.0.0.1:8000"
+        );
         assert!(Config::try_parse_from(["roomcast", "--max-frame-size", "lots"]).is_err());
-    }
-
-    #[test]
-    fn auth_flags_and_their_rules() {
-        let c = Config::parse_from(["roomcast"]);
-        assert!(!c.auth_enabled());
-        assert_eq!(c.auth_salt, "roomcast");
-        assert_eq!(c.auth_max_age, Duration::from_secs(3600));
-        assert_eq!(c.auth_timeout, Duration::from_secs(2));
-        assert!(c.auth_cache_ttl.is_zero());
-        assert_eq!(c.auth_connections, 8);
-        let c = Config::parse_from([
-            "roomcast",
-            "--auth-secret",
-            "0123456789abcdef",
-            "--auth-secret-fallbacks",
-            "old-key-0123456789,older-key-0123456789",
-            "--auth-url",
-            "http://127.0.0.1:8001/roomcast/auth/",
-            "--max-messages-per-second",
-            "2.5",
-            "--max-connections-per-ip",
-            "20",
-        ]);
-        c.validate().unwrap();
-        assert!(c.auth_enabled());
-        assert_eq!(c.auth_secret_fallbacks.len(), 2);
-        assert_eq!(c.rate_burst(), 3);
-        let bad: [(&[&str], &str); 9] = [
-            (&["--auth-secret", "short"], "at least 16"),
-            (
-                &["--auth-secret-fallbacks", "0123456789abcdef"],
-                "needs --auth-secret",
-            ),
-            (
-                &[
-                    "--auth-secret",
-                    "0123456789abcdef",
-                    "--auth-secret-fallbacks",
-                    "0123456789abcdef,",
-                ],
-                "no empty entries",
-            ),
-            (&["--auth-url", "https://example.com/auth"], "http://"),
-            (&["--auth-url", "http://"], "--auth-url"),
-            (&["--auth-timeout", "0s"], "--auth-timeout"),
-            (&["--auth-connections", "0"], "--auth-connections"),
-            (&["--rate-burst", "5"], "needs --max-messages-per-second"),
-            (
-                &[
-                    "--max-messages-per-second",
-                    "0.0001",
-                    "--rate-burst",
-                    "100000",
-                ],
-                "24 days",
-            ),
-        ];
-        for (args, want) in bad {
-            let c = Config::parse_from(std::iter::once(&"roomcast").chain(args));
-            let err = c.validate().unwrap_err();
-            assert!(err.contains(want), "{args:?}: {err}");
-        }
-        assert!(Config::try_parse_from(["roomcast", "--max-messages-per-second", "fast"]).is_err());
     }
 }

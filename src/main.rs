@@ -3,21 +3,25 @@
 
 use clap::Parser;
 use log::{error, info, warn};
-use roomcast::{Config, Server};
+use roomcast::{Config, Server, Settings};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let config = Config::parse();
     roomcast::logger::init(config.log_level);
-    if let Err(e) = config.validate() {
-        eprintln!("roomcast: {e}");
-        return ExitCode::from(2);
-    }
-    let nofile = roomcast::limits::raise_open_file_limit();
-    let server = match Server::bind_with_signals(&config) {
+    let settings = match Settings::from_config(config) {
         Ok(s) => s,
         Err(e) => {
-            error!("cannot start on {}: {e}", config.bind);
+            eprintln!("roomcast: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let nofile = roomcast::server::sys::raise_open_file_limit();
+    let bind = settings.bind;
+    let server = match Server::new(settings, true) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("cannot start on {bind}: {e}");
             return ExitCode::from(1);
         }
     };
@@ -25,8 +29,8 @@ fn main() -> ExitCode {
         "roomcast {} listening on {} (workers {}, max connections {}, open-file limit {nofile})",
         env!("CARGO_PKG_VERSION"),
         server.local_addr(),
-        config.worker_threads(),
-        config.connection_limit(),
+        server.workers(),
+        server.max_connections(),
     );
     if server.origins_allow_any() {
         warn!("accepting WebSocket upgrades from any Origin; set --allowed-origins to restrict browsers");

@@ -18,11 +18,11 @@ use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use roomcast::chat;
-use roomcast::error::ProtocolError;
-use roomcast::frame::{self, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
-use roomcast::http::{self, Decision, OriginPolicy, Rejection, Request, WsRoute};
-use roomcast::mask::unmask;
-use roomcast::message::{DataKind, Decoded, Decoder, Event, Limits};
+use roomcast::wire::error::ProtocolError;
+use roomcast::wire::frame::{self, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use roomcast::wire::http::{self, Decision, OriginPolicy, Rejection, Request, WsRoute};
+use roomcast::wire::mask::unmask;
+use roomcast::wire::message::{DataKind, Decoded, Decoder, Event, Limits};
 use serde_json::Value;
 
 /// The chunks a reader would see: `cuts` resolved, or fixed-size reads.

@@ -79,8 +79,10 @@ fn a_fin_queued_behind_data_is_noticed_at_once() {
 #[test]
 fn a_malformed_head_gets_the_same_status_however_it_is_split() {
     let head = b"GET / HTTP/1.1\r\nH\x01st: x\r\n\r\n";
-    let whole = roomcast::http::parse_head(head, 20).unwrap_err().status;
-    let first_read = roomcast::http::parse_head(&head[..20], 20)
+    let whole = roomcast::wire::http::parse_head(head, 20)
+        .unwrap_err()
+        .status;
+    let first_read = roomcast::wire::http::parse_head(&head[..20], 20)
         .unwrap_err()
         .status;
     assert_eq!((whole, first_read), (400, 400));

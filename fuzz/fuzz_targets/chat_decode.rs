@@ -4,7 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use roomcast::{chat, frame};
+use roomcast::chat;
+use roomcast::wire::frame;
 use serde_json::Value;
 
 fn payload(f: &[u8]) -> Value {

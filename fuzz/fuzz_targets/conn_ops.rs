@@ -1,33 +1,33 @@
-//! The connection state machine under arbitrary operation sequences. The
-//! event loop owns sockets, so this drives its sans-IO pieces the way the
-//! loop does: request bytes -> `parse_head` -> `decide` -> a `Decoder` over
-//! reads, with the replies in a `SendQueue` that a sink drains by arbitrary
-//! amounts (checked against a model: the bytes out are the queued frames,
-//! whole and in order, minus only frames a discard dropped unstarted), and a
-//! `TimerWheel` checked against a list (no entry lost, none duplicated).
+//! The connection machine itself under arbitrary operation sequences: the
+//! real `Session`, driven through `session::pair` as the event loop drives
+//! it (no copy of the loop here), on a virtual clock, with a client that
+//! reads arbitrary amounts or stops reading. Checked after every operation:
+//! the effects make sense (at most one end, and nothing after it; a room
+//! membership exactly while open; every leave after an open), the session
+//! always has a deadline unless it ended, its queue stays bounded; and at
+//! the end, once the client reads everything, the bytes it got are HTTP
+//! answers then whole frames, with a close frame (if any) last. A timing
+//! wheel with arbitrary schedules and jumps is checked against a list.
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use roomcast::chat::{self, ChatError};
-use roomcast::close::CloseCode;
-use roomcast::frame::{self, Opcode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
-use roomcast::http::{self, Decision, OriginPolicy, WsRoute};
-use roomcast::message::{DataKind, Decoded, Decoder, Event, Limits};
-use roomcast::sendq::{Frame, SendQueue, Written};
-use roomcast::timer::{Entry, TimerWheel};
-use std::collections::VecDeque;
-use std::io::{self, IoSlice, Write};
+use roomcast::relay::ConnId;
+use roomcast::server::wheel::{Entry, TimerWheel};
+use roomcast::session::pair::{upgrade_request, Pair};
+use roomcast::session::{Effect, Policy, Tick};
+use roomcast::wire::frame::{self, Frame, Opcode};
+use roomcast::wire::message::Limits;
 
 /// One thing that happens to a connection. The input is a plain byte
 /// format so seeds can be written by hand (see README.md): a tag byte, then
 /// the operation's fields, integers little-endian; missing bytes read as 0.
 #[derive(Debug)]
 enum Op<'a> {
-    /// 0: bytes from the client (u16 length, bytes).
+    /// 0: bytes from the client (u16 length, bytes); length 0 is its EOF.
     Read(&'a [u8]),
-    /// 1: a valid upgrade request, so the open phase is easy to reach
-    /// (u8: odd for /ws/echo/, even for /ws/chat/lobby/).
+    /// 1: a valid upgrade request (u8: odd for /ws/echo/, even for
+    /// /ws/chat/lobby/).
     Upgrade { echo: bool },
     /// 2: a masked client frame, any opcode (u8 flags: 0x80 FIN, low
     /// nibble opcode; 4 mask bytes; u16 length; payload).
@@ -37,17 +37,18 @@ enum Op<'a> {
         mask: [u8; 4],
         payload: &'a [u8],
     },
-    /// 3: a broadcast from the room lands in this connection's queue
-    /// (u16 payload length, u8 fill).
+    /// 3: a broadcast to the room lands in this connection's queue (u16
+    /// payload length, u8 fill), as the loop's fan-out does.
     Broadcast { len: u16, fill: u8 },
-    /// 4: the queue passed --max-send-queue.
+    /// 4: the loop closes the connection as a slow consumer.
     SlowConsumer,
-    /// 5: the socket is writable: one write call per amount (u8 count,
-    /// u16 amounts).
+    /// 5: the client reads: the socket takes the sum of the amounts (u8
+    /// count, u16 amounts), then stops taking again.
     Writable(Vec<u16>),
-    /// 6: a timer (u8 key, u8 generation, u16 delay in ticks).
+    /// 6: a timer on the wheel (u8 key, u8 generation, u16 delay in ticks,
+    /// up to 8 ticks in the past).
     Schedule { key: u8, generation: u8, delay: u16 },
-    /// 7: time passes (u16 ticks).
+    /// 7: time passes (u16 ticks), for the session and the wheel.
     Tick(u16),
 }
 
@@ -100,276 +101,139 @@ fn next_op<'a>(u: &mut Unstructured<'a>) -> Option<Op<'a>> {
     })
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    Handshake,
-    Open,
-    Closing,
-    Closed,
-    Done,
+/// Broadcast bytes queued at most, so a run stays small.
+const MAX_PUSHED_BYTES: usize = 1 << 22;
+
+fuzz_target!(|data: &[u8]| {
+    let mut u = Unstructured::new(data);
+    let max_header: u16 = int(&mut u);
+    let bits: u8 = int(&mut u);
+    let limits = Limits {
+        max_frame_size: 1 << (bits & 0x0F),
+        max_message_size: 1 << ((bits >> 4) + 1),
+    };
+    let policy = Policy {
+        limits,
+        max_header_size: usize::from(max_header % 4096) + 16,
+        max_send_queue: (limits.max_message_size as usize + 64).max(4096),
+        ..Policy::default()
+    };
+    let mut pair = Pair::new(policy.clone());
+    pair.window = Some(0);
+    let mut timers = Timers::default();
+    let mut pushed = 0;
+    while let Some(op) = next_op(&mut u) {
+        match op {
+            Op::Read([]) => pair.client_eof(),
+            Op::Read(bytes) => pair.client_sends(bytes),
+            Op::Upgrade { echo } => {
+                let path = if echo { "/ws/echo/" } else { "/ws/chat/lobby/" };
+                pair.client_sends(&upgrade_request(path));
+            }
+            Op::ClientFrame {
+                fin,
+                opcode,
+                mask,
+                payload,
+            } => pair.client_sends(&frame::encode_client_frame(fin, opcode, payload, mask)),
+            Op::Broadcast { len, fill } => {
+                pushed += usize::from(len);
+                if pair.session.membership().is_some() && pushed <= MAX_PUSHED_BYTES {
+                    let frame = Frame::from(frame::encode_frame(
+                        Opcode::Text,
+                        &vec![fill; usize::from(len)],
+                    ));
+                    if pair.session.queue(frame, &policy) {
+                        pair.input(|s, cx| s.close_slow_consumer(cx));
+                    }
+                }
+            }
+            Op::SlowConsumer => pair.input(|s, cx| s.close_slow_consumer(cx)),
+            Op::Writable(amounts) => {
+                pair.window = Some(amounts.iter().map(|&a| usize::from(a)).sum());
+                pair.drive();
+                pair.window = Some(0);
+            }
+            Op::Schedule {
+                key,
+                generation,
+                delay,
+            } => timers.schedule(key, generation, delay),
+            Op::Tick(by) => {
+                pair.advance(u32::from(by));
+                timers.tick(by);
+            }
+        }
+        check(&pair, &policy);
+    }
+    // The client reads everything: what it got must be well formed.
+    pair.window = None;
+    pair.drive();
+    check(&pair, &policy);
+    check_stream(&mut pair);
+});
+
+/// What must hold after every operation.
+fn check(pair: &Pair, policy: &Policy) {
+    let effects = &pair.log.effects;
+    let ends = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Ended { .. }))
+        .count();
+    assert!(ends <= 1, "ended twice: {effects:?}");
+    if ends == 1 {
+        assert!(
+            matches!(effects.last(), Some(Effect::Ended { .. })),
+            "nothing after the end: {effects:?}"
+        );
+        assert!(pair.session.is_ended());
+    }
+    assert_eq!(pair.session.is_ended(), pair.ended.is_some());
+    let opens = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Upgrade(_)))
+        .count();
+    let leaves = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Left(_)))
+        .count();
+    assert!(opens <= 1 && leaves <= opens, "{effects:?}");
+    assert_eq!(leaves + usize::from(pair.session.is_open()), opens);
+    // A member exactly while open in a chat room.
+    assert_eq!(
+        pair.session.membership().is_some(),
+        !pair.rooms.is_empty(),
+        "room membership and the open stage disagree"
+    );
+    assert!(pair.session.is_ended() || pair.session.deadline(policy).is_some());
+    let bound = policy.max_send_queue + 2 * (policy.limits.max_message_size as usize + 14) + 65_536;
+    assert!(pair.session.queued() <= bound, "queue {} over {bound}", pair.session.queued());
 }
 
-/// Takes what each call's amount allows: 0 is WouldBlock, 1 is EINTR,
-/// n is up to n - 1 bytes; out of amounts, it blocks.
-struct Sink {
-    out: Vec<u8>,
-    amounts: VecDeque<u16>,
-}
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_vectored(&[IoSlice::new(buf)])
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let room = match self.amounts.pop_front() {
-            None | Some(0) => return Err(io::ErrorKind::WouldBlock.into()),
-            Some(1) => return Err(io::ErrorKind::Interrupted.into()),
-            Some(n) => usize::from(n - 1),
-        };
-        let mut taken = 0;
-        for b in bufs {
-            let take = b.len().min(room - taken);
-            self.out.extend_from_slice(&b[..take]);
-            taken += take;
-        }
-        Ok(taken)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-struct Conn {
-    phase: Phase,
-    echo: bool,
-    rx: Vec<u8>,
-    decoder: Decoder,
-    limits: Limits,
-    max_header: usize,
-    tx: SendQueue,
-    sink: Sink,
-    /// Every frame queued, in order, and whether a discard dropped it.
-    pushed: Vec<(Frame, bool)>,
-    /// Model of the queue: indices into `pushed` and the front's offset.
-    model: VecDeque<usize>,
-    model_offset: usize,
-}
-
-impl Conn {
-    fn push(&mut self, bytes: Vec<u8>) {
-        let frame = Frame::from(bytes);
-        self.model.push_back(self.pushed.len());
-        self.pushed.push((frame.clone(), false));
-        self.tx.push(frame);
-    }
-
-    fn model_queued(&self) -> usize {
-        self.model
-            .iter()
-            .map(|&i| self.pushed[i].0.len())
-            .sum::<usize>()
-            - self.model_offset
-    }
-
-    fn discard(&mut self) {
-        let keep = usize::from(self.model_offset > 0);
-        let dropped: Vec<usize> = self.model.drain(keep..).collect();
-        for &i in &dropped {
-            self.pushed[i].1 = true;
-        }
-        assert_eq!(self.tx.discard_unstarted(), dropped.len());
-    }
-
-    fn writable(&mut self, amounts: Vec<u16>) {
-        let before = self.sink.out.len();
-        self.sink.amounts = amounts.into();
-        let Written { bytes, drained } = self.tx.write_to(&mut self.sink).expect("no error");
-        assert_eq!(bytes, self.sink.out.len() - before);
-        // What the model says went out, byte for byte.
-        let mut left = bytes;
-        let mut at = before;
-        while left > 0 {
-            let front = &self.pushed[*self.model.front().expect("wrote more than queued")].0;
-            let take = (front.len() - self.model_offset).min(left);
-            assert_eq!(
-                &self.sink.out[at..at + take],
-                &front[self.model_offset..self.model_offset + take]
-            );
-            at += take;
-            left -= take;
-            self.model_offset += take;
-            if self.model_offset == front.len() {
-                self.model.pop_front();
-                self.model_offset = 0;
-            }
-        }
-        assert_eq!(drained, self.model.is_empty());
-    }
-
-    fn read(&mut self, bytes: &[u8]) {
-        match self.phase {
-            Phase::Handshake | Phase::Open | Phase::Closing => self.rx.extend_from_slice(bytes),
-            Phase::Closed | Phase::Done => return,
-        }
-        if self.phase == Phase::Handshake {
-            self.handshake();
-        }
-        if matches!(self.phase, Phase::Open | Phase::Closing) {
-            self.decode();
+/// The client's whole byte stream: HTTP answers, then (after a 101) whole
+/// frames only, a close frame last.
+fn check_stream(pair: &mut Pair) {
+    let mut upgraded = false;
+    while let Some((status, _, _)) = pair.next_http() {
+        if status == 101 {
+            upgraded = true;
+            break;
         }
     }
-
-    /// As `on_request_bytes`: one head at a time, pipelined pages served.
-    fn handshake(&mut self) {
-        while self.phase == Phase::Handshake {
-            let (req, n) = match http::parse_head(&self.rx, self.max_header) {
-                Ok(None) => {
-                    assert!(self.rx.len() <= self.max_header);
-                    return;
-                }
-                Ok(Some(parsed)) => parsed,
-                Err(rej) => return self.respond(http::rejection_response(&rej)),
-            };
-            assert!(n <= self.max_header && n <= self.rx.len());
-            if req.content_length.is_some_and(|n| n > 0) || req.chunked {
-                let rej = http::Rejection::new(400, "request bodies are not accepted here");
-                return self.respond(http::rejection_response(&rej));
-            }
-            self.rx.drain(..n);
-            let policy = OriginPolicy::new(&["*.example.com".to_string()]);
-            match http::decide(&req, &policy) {
-                Decision::Reject(rej) => self.respond(http::rejection_response(&rej)),
-                Decision::Serve { head_only, .. } => {
-                    let keep_alive = req.http11 && !req.connection_close;
-                    let page =
-                        http::response(200, "text/plain", "", b"ok\n", head_only, !keep_alive);
-                    if keep_alive {
-                        self.push(page);
-                    } else {
-                        self.respond(page);
-                    }
-                }
-                Decision::Upgrade { route, accept } => {
-                    self.push(http::upgrade_response(&accept));
-                    self.echo = route == WsRoute::Echo;
-                    self.phase = Phase::Open;
-                }
-            }
-        }
+    if !upgraded {
+        return;
     }
-
-    fn respond(&mut self, bytes: Vec<u8>) {
-        self.rx = Vec::new();
-        self.push(bytes);
-        self.phase = Phase::Done;
+    let frames = pair.frames();
+    assert!(pair.inbox.is_empty(), "a partial frame was left: {:?}", pair.inbox);
+    if let Some(i) = frames.iter().position(|f| f.opcode == 0x8) {
+        assert_eq!(i + 1, frames.len(), "frames after the close");
     }
-
-    /// As `decode_frames`: decode until no event, keep the rest.
-    fn decode(&mut self) {
-        let mut input = std::mem::take(&mut self.rx);
-        let mut pos = 0;
-        let mut replies = Vec::new();
-        while matches!(self.phase, Phase::Open | Phase::Closing) {
-            let closing = self.phase == Phase::Closing;
-            let available = input.len() - pos;
-            let Decoded { consumed, event } =
-                match self.decoder.decode(&mut input[pos..], &self.limits) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        if closing {
-                            self.phase = Phase::Done;
-                        } else {
-                            replies.push(frame::encode_close(e.close_code().0, e.reason()));
-                            self.phase = Phase::Closing;
-                        }
-                        break;
-                    }
-                };
-            assert!(consumed <= available);
-            pos += consumed;
-            let Some(event) = event else { break };
-            assert!(consumed > 0, "an event that consumes nothing");
-            match event {
-                Event::Message(..) | Event::Ping(_) if closing => {}
-                Event::Message(kind, payload) => match (self.echo, kind) {
-                    (true, DataKind::Text) => {
-                        let text = std::str::from_utf8(payload).expect("text is UTF-8");
-                        replies.push(frame::encode_frame(Opcode::Text, text.as_bytes()));
-                    }
-                    (true, DataKind::Binary) => {
-                        replies.push(frame::encode_frame(Opcode::Binary, payload))
-                    }
-                    (false, DataKind::Text) => {
-                        let text = std::str::from_utf8(payload).expect("text is UTF-8");
-                        replies.push(chat::process(text).unwrap_or_else(|e| e));
-                    }
-                    (false, DataKind::Binary) => {
-                        replies.push(chat::error_frame(&ChatError::Binary))
-                    }
-                },
-                Event::Ping(p) => {
-                    assert!(p.len() <= MAX_CONTROL_PAYLOAD);
-                    replies.push(frame::encode_frame(Opcode::Pong, p));
-                }
-                Event::Pong(p) => assert!(p.len() <= MAX_CONTROL_PAYLOAD),
-                Event::Close(status) => {
-                    if !closing {
-                        let code = status.map_or(CloseCode::NORMAL, |(code, _)| code);
-                        assert!(code.is_valid_on_wire());
-                        replies.push(frame::encode_close(code.0, ""));
-                    }
-                    self.phase = Phase::Closed;
-                }
-            }
-        }
-        input.drain(..pos);
-        if self.phase == Phase::Open {
-            assert!(input.len() < MAX_HEADER_LEN + MAX_CONTROL_PAYLOAD);
-        }
-        if matches!(self.phase, Phase::Open | Phase::Closing) {
-            self.rx = input;
-        }
-        self.decoder.release_buffer();
-        for r in replies {
-            self.push(r);
-        }
-    }
-
-    /// As `close_slow_consumer`.
-    fn slow_consumer(&mut self) {
-        if self.phase == Phase::Open {
-            self.discard();
-            self.push(frame::encode_close(
-                CloseCode::POLICY_VIOLATION.0,
-                "slow consumer",
-            ));
-            self.phase = Phase::Closing;
-        }
-    }
-
-    /// The bytes out are the frames not discarded, whole and in order; only
-    /// a frame still being written may be cut.
-    fn check_output(&self) {
-        let mut at = 0;
-        for (frame, discarded) in &self.pushed {
-            if *discarded {
-                continue;
-            }
-            let rest = &self.sink.out[at..];
-            if rest.len() < frame.len() {
-                assert_eq!(rest, &frame[..rest.len()]);
-                assert_eq!(rest.len(), self.model_offset);
-                return;
-            }
-            assert_eq!(&rest[..frame.len()], &frame[..]);
-            at += frame.len();
-        }
-        assert_eq!(at, self.sink.out.len());
+    for f in &frames {
+        assert!(f.fin && f.rsv == 0);
     }
 }
 
+#[derive(Default)]
 struct Timers {
     wheel: TimerWheel,
     now: u32,
@@ -381,12 +245,14 @@ impl Timers {
     fn schedule(&mut self, key: u8, generation: u8, delay: u16) {
         // Up to 8 ticks in the past: the wheel fires those on the next tick.
         let due = (self.now + u32::from(delay)).saturating_sub(8);
-        self.wheel
-            .schedule(u32::from(key), u32::from(generation), due);
-        self.live.push(Entry {
+        let conn = ConnId {
             key: u32::from(key),
             generation: u32::from(generation),
-            due: due.max(self.now + 1),
+        };
+        self.wheel.schedule(conn, Tick(due));
+        self.live.push(Entry {
+            conn,
+            due: Tick(due.max(self.now + 1)),
         });
         assert_eq!(self.wheel.len(), self.live.len());
     }
@@ -396,13 +262,18 @@ impl Timers {
             return;
         }
         let now = self.now + u32::from(by);
-        self.wheel.expire(now, &mut self.out);
+        self.wheel.expire(Tick(now), &mut self.out);
         if now > self.now {
             self.now = now;
         }
-        let key = |e: &Entry| (e.due, e.key, e.generation);
-        let mut want: Vec<Entry> = self.live.iter().filter(|e| e.due <= now).copied().collect();
-        self.live.retain(|e| e.due > now);
+        let key = |e: &Entry| (e.due, e.conn.key, e.conn.generation);
+        let mut want: Vec<Entry> = self
+            .live
+            .iter()
+            .filter(|e| e.due <= Tick(now))
+            .copied()
+            .collect();
+        self.live.retain(|e| e.due > Tick(now));
         want.sort_by_key(key);
         self.out.sort_by_key(key);
         assert_eq!(self.out, want);
@@ -411,82 +282,3 @@ impl Timers {
         assert_eq!(self.wheel.is_empty(), self.live.is_empty());
     }
 }
-
-/// Broadcast frames queued at most, so a run stays small.
-const MAX_PUSHED_BYTES: usize = 1 << 22;
-
-fuzz_target!(|data: &[u8]| {
-    let mut u = Unstructured::new(data);
-    let max_header: u16 = int(&mut u);
-    let bits: u8 = int(&mut u);
-    let mut conn = Conn {
-        phase: Phase::Handshake,
-        echo: false,
-        rx: Vec::new(),
-        decoder: Decoder::default(),
-        limits: Limits {
-            max_frame_size: 1 << (bits & 0x0F),
-            max_message_size: 1 << ((bits >> 4) + 1),
-        },
-        max_header: usize::from(max_header % 4096) + 16,
-        tx: SendQueue::default(),
-        sink: Sink {
-            out: Vec::new(),
-            amounts: VecDeque::new(),
-        },
-        pushed: Vec::new(),
-        model: VecDeque::new(),
-        model_offset: 0,
-    };
-    let mut timers = Timers {
-        wheel: TimerWheel::default(),
-        now: 0,
-        live: Vec::new(),
-        out: Vec::new(),
-    };
-    let mut pushed_bytes = 0;
-    while let Some(op) = next_op(&mut u) {
-        match op {
-            Op::Read(bytes) => conn.read(bytes),
-            Op::Upgrade { echo } => {
-                let path = if echo { "/ws/echo/" } else { "/ws/chat/lobby/" };
-                let head = format!(
-                    "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                );
-                conn.read(head.as_bytes());
-            }
-            Op::ClientFrame {
-                fin,
-                opcode,
-                mask,
-                payload,
-            } => conn.read(&roomcast::frame::encode_client_frame(
-                fin, opcode, payload, mask,
-            )),
-            Op::Broadcast { len, fill } => {
-                pushed_bytes += usize::from(len);
-                if conn.phase == Phase::Open && pushed_bytes <= MAX_PUSHED_BYTES {
-                    conn.push(frame::encode_frame(
-                        Opcode::Text,
-                        &vec![fill; usize::from(len)],
-                    ));
-                }
-            }
-            Op::SlowConsumer => conn.slow_consumer(),
-            Op::Writable(amounts) => conn.writable(amounts),
-            Op::Schedule {
-                key,
-                generation,
-                delay,
-            } => timers.schedule(key, generation, delay),
-            Op::Tick(by) => timers.tick(by),
-        }
-        assert_eq!(conn.tx.queued(), conn.model_queued());
-        assert_eq!(conn.tx.is_empty(), conn.model.is_empty());
-    }
-    // Drain what is left, then check the whole byte stream.
-    let calls = 2 + conn.model.len() / 64 + conn.tx.queued() / 65_534;
-    conn.writable(vec![u16::MAX; calls]);
-    assert!(conn.tx.is_empty() && conn.tx.queued() == 0);
-    conn.check_output();
-});

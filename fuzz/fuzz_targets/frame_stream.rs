@@ -5,9 +5,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use roomcast::error::ProtocolError;
-use roomcast::frame::{MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
-use roomcast::message::{DataKind, Decoded, Decoder, Event, Limits};
+use roomcast::wire::error::ProtocolError;
+use roomcast::wire::frame::{MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use roomcast::wire::message::{DataKind, Decoded, Decoder, Event, Limits};
 
 #[derive(Debug, PartialEq)]
 enum Owned {

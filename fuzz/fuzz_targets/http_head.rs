@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use roomcast::http::{self, Decision, OriginPolicy};
+use roomcast::wire::http::{self, Decision, OriginPolicy};
 
 fuzz_target!(|data: &[u8]| {
     let wildcard = OriginPolicy::new(&[
@@ -33,6 +33,12 @@ fuzz_target!(|data: &[u8]| {
                             http::rejection_response(&rej);
                         }
                         Decision::Serve { .. } => {}
+                        Decision::Publish { room } => {
+                            assert!(req.path.starts_with("/publish/"));
+                            if let Err(rej) = room {
+                                assert_eq!(rej.status, 400);
+                            }
+                        }
                     }
                 }
             }

@@ -60,6 +60,23 @@ pub trait Sink {
     fn on_binary(&mut self, rx: &mut RxState);
     /// Chat deliveries seen so far, all windows, for the progress lines' rate.
     fn lifetime_received(&self) -> u64;
+    /// `n` bytes were read from a socket (frames, headers and all).
+    fn on_read(&mut self, _n: usize) {}
+    /// One whole data message: `wire` payload bytes as received, `plain` once inflated
+    /// (equal when it came uncompressed).
+    fn on_wire(&mut self, _wire: usize, _plain: usize) {}
+}
+
+/// Bytes received, ever (windows are told apart by taking two readings): what
+/// `--deflate` reports as wire bytes per delivery and compression ratio.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WireCounts {
+    /// Read from sockets once open: frame headers, control frames and all.
+    pub read_bytes: u64,
+    /// Data messages, and their payload bytes as received and as inflated.
+    pub messages: u64,
+    pub payload_wire: u64,
+    pub payload_plain: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -118,6 +135,24 @@ pub struct Counts {
     /// `expected` and `delivered` split by the receiving member's node (one entry per
     /// node; a single-node run has one).
     pub per_node: Vec<NodeCounts>,
+    /// Traffic to and from guests (the attack scenarios' attackers), kept apart: it
+    /// is expected by no one and fails nothing.
+    pub guest: GuestCounts,
+}
+
+/// What guests (sender ids in [`Accounting::set_guests`]'s range) received, and how often
+/// members received a guest's message.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GuestCounts {
+    /// Chat deliveries to guests (their own echoes included).
+    pub received: u64,
+    /// Of those, a guest's own message come back: the relay accepted it.
+    pub echoed: u64,
+    /// `{"error": ...}` frames to guests (a rate limiter's answers).
+    pub errors: u64,
+    pub first_error: Option<String>,
+    /// Deliveries of guests' messages to members.
+    pub to_members: u64,
 }
 
 impl Counts {
@@ -142,6 +177,8 @@ impl Counts {
 pub struct Accounting {
     window: Window,
     senders: Vec<SenderInfo>,
+    /// Sender ids of guests: their traffic goes to [`Counts::guest`] (empty: none).
+    guests: std::ops::Range<u32>,
     /// Nodes the clients are spread over ([`Layout::node_of`]), and the room count that
     /// maps a receiver's id to its node.
     nodes: usize,
@@ -153,6 +190,8 @@ pub struct Accounting {
     pub latency: Histogram<u64>,
     /// How late each window send left compared with its schedule: the harness's own lag.
     pub send_lag: Histogram<u64>,
+    /// Bytes received, across all steps.
+    pub wire: WireCounts,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -178,6 +217,7 @@ impl Accounting {
         Accounting {
             window: Window::default(),
             senders,
+            guests: 0..0,
             nodes,
             rooms: layout.rooms,
             counts: Counts::zeroed(nodes),
@@ -185,11 +225,18 @@ impl Accounting {
             lifetime_received: 0,
             latency: histogram(),
             send_lag: histogram(),
+            wire: WireCounts::default(),
         }
     }
 
     pub fn window(&self) -> Window {
         self.window
+    }
+
+    /// Sender ids in `ids` are guests: what they receive, and their messages wherever
+    /// they arrive, are counted in [`Counts::guest`] instead of as members' traffic.
+    pub fn set_guests(&mut self, ids: std::ops::Range<u32>) {
+        self.guests = ids;
     }
 
     /// Starts a new step: all per-window counters back to zero.
@@ -238,10 +285,34 @@ impl Accounting {
 
     /// Accounts one text frame received by the client whose state is `rx`.
     pub fn on_text(&mut self, rx: &mut RxState, text: &[u8], now_us: u64) {
+        if self.guests.contains(&rx.id) {
+            return self.on_guest_text(rx, text);
+        }
         match classify(text) {
             Incoming::Chat(s) => self.on_stamp(rx, s, now_us),
             Incoming::Error(e) => self.on_error(e),
             Incoming::Other => self.counts.unrecognized += 1,
+        }
+    }
+
+    /// A text frame to a guest: counted apart, never judged.
+    fn on_guest_text(&mut self, rx: &RxState, text: &[u8]) {
+        let g = &mut self.counts.guest;
+        match classify(text) {
+            Incoming::Chat(s) => {
+                self.lifetime_received += 1;
+                g.received += 1;
+                if s.sender == rx.id {
+                    g.echoed += 1;
+                }
+            }
+            Incoming::Error(e) => {
+                g.errors += 1;
+                if g.first_error.is_none() {
+                    g.first_error = Some(String::from_utf8_lossy(&e[..e.len().min(200)]).into());
+                }
+            }
+            Incoming::Other => {}
         }
     }
 
@@ -257,6 +328,10 @@ impl Accounting {
     /// Accounts one delivery of our message `stamp` to the client whose state is `rx`.
     pub fn on_stamp(&mut self, rx: &mut RxState, stamp: Stamp, now_us: u64) {
         self.lifetime_received += 1;
+        if self.guests.contains(&stamp.sender) {
+            self.counts.guest.to_members += 1;
+            return;
+        }
         if stamp.epoch != self.window.epoch {
             self.counts.stale += 1;
             return;
@@ -311,6 +386,16 @@ impl Sink for Accounting {
 
     fn lifetime_received(&self) -> u64 {
         self.lifetime_received
+    }
+
+    fn on_read(&mut self, n: usize) {
+        self.wire.read_bytes += n as u64;
+    }
+
+    fn on_wire(&mut self, wire: usize, plain: usize) {
+        self.wire.messages += 1;
+        self.wire.payload_wire += wire as u64;
+        self.wire.payload_plain += plain as u64;
     }
 }
 

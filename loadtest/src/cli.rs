@@ -1,6 +1,16 @@
 //! Command-line interface (clap derive): the run mode, `idle`, `soak` and `compare`.
+//!
+//! The dependency runs one way: this module turns flags into the plans' inputs
+//! ([`LoadInputs`], [`ConnectOptions`]); the scenario table and the plans know nothing
+//! of clap.
 
-use crate::scenario::ScenarioName;
+use crate::attack::plan::FloodMode;
+use crate::connect_options::ConnectOptions;
+use crate::deflate::DeflateOffer;
+use crate::scenario::{LoadInputs, Plan, ScenarioName};
+use crate::tls::TlsTrust;
+use crate::token::{TokenFormat, TokenMinter};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -34,6 +44,39 @@ pub enum Command {
     /// join and leave all the time; checks that nothing reached the stable clients lost and
     /// that the server's RSS and open descriptors come back to their level at the start
     Soak(SoakArgs),
+    /// Print one join token as the clients mint them (for checking the minting against
+    /// Django and PyJWT: loadtest/check-tokens.sh)
+    MintToken(MintTokenArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MintTokenArgs {
+    /// The room the token admits to, as in the URL path (clients use r<N>)
+    #[arg(long, default_value = "r0")]
+    pub room: String,
+    /// The key (the relay's --auth-secret)
+    #[arg(long, value_name = "KEY")]
+    pub token_secret: String,
+    #[arg(long, value_parser = token_format_parser(), default_value = "django")]
+    pub token_format: TokenFormat,
+    #[arg(long, default_value = "roomcast")]
+    pub token_salt: String,
+    /// Minting time, Unix seconds [default: now]
+    #[arg(long)]
+    pub at: Option<u64>,
+}
+
+impl MintTokenArgs {
+    /// The token, not percent-encoded.
+    pub fn mint(&self) -> Result<String, String> {
+        let m = TokenMinter::new(&self.token_secret, &self.token_salt, self.token_format)?;
+        let now = self.at.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        });
+        Ok(m.mint(&self.room, now))
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -46,6 +89,8 @@ pub struct RunArgs {
     pub url: Vec<String>,
     #[command(flatten)]
     pub load: LoadArgs,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// PID of the server under test, for its CPU time and RSS; repeat (or comma-separate)
     /// for several nodes, or servers made of several processes: CPU and RSS are summed, and
     /// also reported per PID
@@ -61,6 +106,20 @@ pub struct RunArgs {
     pub output: OutputArgs,
 }
 
+impl RunArgs {
+    /// The plan these flags ask for; `idle` forces idle mode (the `idle` subcommand).
+    pub fn plan(&self, idle: bool, progress: bool) -> Result<Plan, String> {
+        Plan::resolve(
+            &self.url,
+            &self.load.inputs(),
+            &self.connect.options()?,
+            idle || self.idle,
+            &self.server_pid,
+            progress,
+        )
+    }
+}
+
 #[derive(Args, Debug, Clone, Default)]
 pub struct OutputArgs {
     /// Print exactly one JSON line on stdout instead of the table
@@ -71,10 +130,10 @@ pub struct OutputArgs {
     pub quiet: bool,
 }
 
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Debug, Clone)]
 pub struct LoadArgs {
     /// Named scenario supplying the defaults of the flags below
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = scenario_parser())]
     pub scenario: Option<ScenarioName>,
     /// Client connections [default: the scenario's, else 100]
     #[arg(long)]
@@ -102,18 +161,6 @@ pub struct LoadArgs {
     /// everything arrived) [default: 3; saturate: 2]
     #[arg(long)]
     pub drain: Option<f64>,
-    /// Connection attempts in flight at once
-    #[arg(long, default_value_t = 256)]
-    pub connect_concurrency: usize,
-    /// Time allowed for TCP connect plus handshake, seconds
-    #[arg(long, default_value_t = 10.0)]
-    pub connect_timeout: f64,
-    /// Source addresses 127.0.0.1..127.0.0.N to spread client sockets over (loopback targets only)
-    #[arg(long, default_value_t = 8)]
-    pub source_addrs: usize,
-    /// Origin header [default: http://<host:port of the URL>; "" for none]
-    #[arg(long)]
-    pub origin: Option<String>,
     /// Idle mode: how long to hold the connections, seconds [default: 10]
     #[arg(long)]
     pub hold: Option<f64>,
@@ -129,6 +176,134 @@ pub struct LoadArgs {
     /// Saturate: bisection steps between the last good and the first bad rate
     #[arg(long, default_value_t = 4)]
     pub refine_steps: u32,
+    /// Burst: chat messages each burst sender (the first --senders-per-room members)
+    /// writes, as fast as its socket takes them
+    #[arg(long, default_value_t = 2000)]
+    pub burst_messages: u32,
+    /// Flood and flooder: what the flooder writes as fast as it can [default: flood ping,
+    /// flooder chat]
+    #[arg(long, value_parser = flood_mode_parser())]
+    pub flood_mode: Option<FloodMode>,
+    /// Flood in echo mode: the path the flooder connects to
+    #[arg(long, default_value = "/ws/echo/")]
+    pub echo_path: String,
+}
+
+impl LoadArgs {
+    /// The run's inputs as the scenario resolution takes them.
+    pub fn inputs(&self) -> LoadInputs {
+        LoadInputs {
+            scenario: self.scenario,
+            clients: self.clients,
+            rooms: self.rooms,
+            senders_per_room: self.senders_per_room,
+            rate: self.rate,
+            payload: self.payload,
+            duration: self.duration,
+            warmup: self.warmup,
+            drain: self.drain,
+            hold: self.hold,
+            settle: self.settle,
+            p99_limit_ms: self.p99_limit_ms,
+            max_rate: self.max_rate,
+            refine_steps: self.refine_steps,
+            burst_messages: self.burst_messages,
+            flood_mode: self.flood_mode,
+            echo_path: self.echo_path.clone(),
+        }
+    }
+}
+
+/// `--scenario`'s choices, from the scenario table (with each one's summary in `--help`).
+fn scenario_parser() -> impl TypedValueParser<Value = ScenarioName> {
+    let names = ScenarioName::ALL.map(|s| PossibleValue::new(s.name()).help(s.summary()));
+    PossibleValuesParser::new(names).map(|name| {
+        name.parse::<ScenarioName>()
+            .expect("the parser only passes the table's names")
+    })
+}
+
+/// `--flood-mode`'s choices, from the attack plan's table.
+fn flood_mode_parser() -> impl TypedValueParser<Value = FloodMode> {
+    let names = FloodMode::ALL.map(|m| PossibleValue::new(m.name()).help(m.summary()));
+    PossibleValuesParser::new(names).map(|name| {
+        name.parse::<FloodMode>()
+            .expect("the parser only passes the table's names")
+    })
+}
+
+/// `--token-format`'s choices.
+fn token_format_parser() -> impl TypedValueParser<Value = TokenFormat> {
+    PossibleValuesParser::new(TokenFormat::ALL.map(TokenFormat::name)).map(|name| {
+        name.parse::<TokenFormat>()
+            .expect("the parser only passes the table's names")
+    })
+}
+
+/// How clients connect, for every mode that connects any (load, idle, compare, soak).
+#[derive(Args, Debug, Clone)]
+pub struct ConnectArgs {
+    /// Connection attempts in flight at once (soak: while the stable clients connect)
+    #[arg(long, default_value_t = 256)]
+    pub connect_concurrency: usize,
+    /// Time allowed for TCP connect plus handshake, seconds
+    #[arg(long, default_value_t = 10.0)]
+    pub connect_timeout: f64,
+    /// Source addresses 127.0.0.1..127.0.0.N to spread client sockets over (loopback targets only)
+    #[arg(long, default_value_t = 8)]
+    pub source_addrs: usize,
+    /// Origin header [default: http://<host:port of the URL>; "" for none]
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// Offer permessage-deflate (as a browser: "permessage-deflate;
+    /// client_max_window_bits"), inflate compressed deliveries, and report wire bytes per
+    /// delivery and the compression ratio
+    #[arg(long)]
+    pub deflate: bool,
+    /// Send chat messages compressed where deflate was negotiated (implies --deflate; a
+    /// fresh compressor per message: no context takeover)
+    #[arg(long)]
+    pub deflate_send: bool,
+    /// wss://: accept any server certificate (its handshake signatures are still checked)
+    #[arg(long)]
+    pub insecure: bool,
+    /// wss://: trust the CA certificates in this PEM file (e.g. from loadtest/gen-cert.sh)
+    #[arg(long, value_name = "PATH")]
+    pub ca: Option<PathBuf>,
+    /// Join tokens: every client appends ?token=... minted for its room with this key
+    /// (the relay's --auth-secret)
+    #[arg(long, value_name = "KEY")]
+    pub token_secret: Option<String>,
+    /// Token format: django (django.core.signing.dumps) or jwt (HS256 with exp)
+    #[arg(long, value_parser = token_format_parser(), default_value = "django")]
+    pub token_format: TokenFormat,
+    /// Django tokens: the signing salt (the relay's --auth-salt)
+    #[arg(long, default_value = "roomcast")]
+    pub token_salt: String,
+}
+
+impl ConnectArgs {
+    pub fn options(&self) -> Result<ConnectOptions, String> {
+        let token = match &self.token_secret {
+            Some(key) => Some(TokenMinter::new(key, &self.token_salt, self.token_format)?),
+            None => None,
+        };
+        Ok(ConnectOptions {
+            concurrency: self.connect_concurrency,
+            timeout_s: self.connect_timeout,
+            source_addrs: self.source_addrs,
+            origin: self.origin.clone(),
+            deflate: DeflateOffer {
+                offer: self.deflate || self.deflate_send,
+                send_compressed: self.deflate_send,
+            },
+            tls: TlsTrust {
+                insecure: self.insecure,
+                ca: self.ca.clone(),
+            },
+            token,
+        })
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -192,18 +367,8 @@ pub struct SoakArgs {
     /// Open descriptors the server may hold at the end above the start
     #[arg(long, default_value_t = 0)]
     pub fd_tolerance: u64,
-    /// Connection attempts in flight while the stable clients connect
-    #[arg(long, default_value_t = 256)]
-    pub connect_concurrency: usize,
-    /// Time allowed for TCP connect plus handshake, seconds
-    #[arg(long, default_value_t = 10.0)]
-    pub connect_timeout: f64,
-    /// Source addresses 127.0.0.1..127.0.0.N to spread client sockets over (loopback targets only)
-    #[arg(long, default_value_t = 8)]
-    pub source_addrs: usize,
-    /// Origin header [default: http://<host:port of the URL>; "" for none]
-    #[arg(long)]
-    pub origin: Option<String>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// PID of the server under test, for its RSS, open descriptors and CPU time; repeat
     /// (or comma-separate) for several nodes or servers made of several processes
     /// (figures are summed)
@@ -218,7 +383,9 @@ pub struct SoakArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct CompareArgs {
-    /// Servers to compare, in order (each needs loadtest/baselines/<name>/run.sh)
+    /// Servers to compare, in order: NAME (loadtest/baselines/<NAME>/run.sh), LABEL=NAME
+    /// (that baseline, shown as LABEL) or LABEL=PATH (a prebuilt roomcast binary, run by
+    /// the roomcast-bin baseline), e.g. before=/work/bin/roomcast-before,after=target/release/roomcast,bun
     #[arg(
         long,
         value_delimiter = ',',
@@ -251,8 +418,15 @@ pub struct CompareArgs {
     /// Where to draw the SVG bar chart [default: the --out path with .svg]
     #[arg(long)]
     pub chart: Option<PathBuf>,
+    /// Serve wss:// with this certificate chain and key (PEM; loadtest/gen-cert.sh makes
+    /// them): every server gets TLS_CERT and TLS_KEY and is driven at
+    /// wss://127.0.0.1:PORT/ws/chat/ (trust it with --ca or --insecure)
+    #[arg(long, value_name = "CERT,KEY", value_delimiter = ',')]
+    pub tls: Option<Vec<PathBuf>>,
     #[command(flatten)]
     pub load: LoadArgs,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -7,7 +7,7 @@
 //! min-heap of due times; the poll timeout is the earliest of the next due send, the next
 //! phase boundary and the next progress line, so the loop sleeps exactly as long as it may.
 
-use crate::accounting::{Accounting, Counts, RxState, Sink, Window};
+use crate::accounting::{Accounting, Counts, RxState, Sink, Window, WireCounts};
 use crate::client::{io_reason, Client, Phase};
 use crate::clock::now_us;
 use crate::layout::Layout;
@@ -63,9 +63,25 @@ pub struct ConnectStats {
     pub elapsed_s: f64,
     /// TCP connect + handshake time of each successful client, microseconds.
     pub latency: Histogram<u64>,
+    /// Opened connections on which permessage-deflate was negotiated.
+    pub deflate: u64,
 }
 
 impl ConnectStats {
+    fn new(nodes: usize) -> ConnectStats {
+        ConnectStats {
+            attempted: 0,
+            opened: 0,
+            failed: 0,
+            opened_per_node: vec![0; nodes],
+            failed_per_node: vec![0; nodes],
+            reasons: BTreeMap::new(),
+            elapsed_s: 0.0,
+            latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+            deflate: 0,
+        }
+    }
+
     fn fail(&mut self, node: usize, reason: String) {
         self.failed += 1;
         if let Some(n) = self.failed_per_node.get_mut(node) {
@@ -73,6 +89,19 @@ impl ConnectStats {
         }
         *self.reasons.entry(reason).or_default() += 1;
     }
+}
+
+/// One connect phase while it runs.
+struct ConnectRun {
+    /// Clients to connect, in order; `next` is the first not yet started.
+    todo: Vec<usize>,
+    next: usize,
+    inflight: usize,
+    concurrency: usize,
+    timeout_us: u64,
+    /// Start order is deadline order, as every attempt gets the same timeout.
+    deadlines: VecDeque<(u64, usize)>,
+    stats: ConnectStats,
 }
 
 /// One measured step: rate and timing.
@@ -111,6 +140,32 @@ pub struct StepResult {
     pub disconnects: u64,
     pub senders: u64,
     pub interrupted: bool,
+    /// What the window's deliveries cost on the wire.
+    pub wire: WireFigures,
+}
+
+/// Bytes on the wire in a window: with `--deflate`, what compression saved.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WireFigures {
+    /// Bytes read from the sockets per chat delivery (frame headers, pings and all).
+    pub bytes_per_delivery: Option<f64>,
+    /// Data message payload bytes once inflated over as received (1.0: nothing
+    /// compressed).
+    pub compression_ratio: Option<f64>,
+}
+
+impl WireFigures {
+    /// The figures between two readings of (counts, deliveries).
+    fn between(a: &WireCounts, da: u64, b: &WireCounts, db: u64) -> WireFigures {
+        let deliveries = db.saturating_sub(da);
+        let read = b.read_bytes.saturating_sub(a.read_bytes);
+        let wire = b.payload_wire.saturating_sub(a.payload_wire);
+        let plain = b.payload_plain.saturating_sub(a.payload_plain);
+        WireFigures {
+            bytes_per_delivery: (deliveries > 0).then(|| read as f64 / deliveries as f64),
+            compression_ratio: (wire > 0).then(|| plain as f64 / wire as f64),
+        }
+    }
 }
 
 impl StepResult {
@@ -141,12 +196,19 @@ pub struct Engine<S: Sink = Accounting> {
     sources: Vec<IpAddr>,
     pub acct: S,
     scratch: Vec<u8>,
+    /// Decrypted bytes of `wss://` connections pass through here.
+    plain: Vec<u8>,
     msg: Vec<u8>,
     /// Connections open right now.
     pub open: u64,
-    /// Open connections that ended, ever, and why.
+    /// Open connections of the layout's clients that ended, ever, and why.
     pub disconnects: u64,
     pub end_reasons: BTreeMap<String, u64>,
+    /// Guests (clients added after the layout's: soak churners, attackers) are no room's
+    /// counted members: how each one's last open connection ended, by client id.
+    pub guest_ends: BTreeMap<usize, String>,
+    /// Request paths of guests that do not join a chat room by number (`/ws/echo/`).
+    guest_paths: BTreeMap<usize, String>,
     epoch: u32,
     progress: Progress,
 }
@@ -154,6 +216,9 @@ pub struct Engine<S: Sink = Accounting> {
 /// Readings taken at a window boundary.
 struct Snapshot {
     at_us: u64,
+    /// Bytes received and deliveries so far; filled in by the engine right after the
+    /// snapshot is taken (the step's bookkeeping has no access to the accounting).
+    wire: Option<(WireCounts, u64)>,
     server: Option<crate::proc::Sample>,
     each: Vec<Option<crate::proc::Sample>>,
     cpu_s: f64,
@@ -165,11 +230,188 @@ impl Snapshot {
         let each = server.sample_each();
         Snapshot {
             at_us,
+            wire: None,
             server: ServerProcs::sum(&each),
             each,
             cpu_s: sys::cpu_seconds(),
             wait_s: crate::proc::runqueue_wait_seconds(std::process::id()),
         }
+    }
+}
+
+/// One measured step while it runs: its boundaries, the senders' schedule and the
+/// readings taken at the window's edges.
+struct StepRun {
+    t0: u64,
+    win_start: u64,
+    win_end: u64,
+    drain_end: u64,
+    /// Between two sends of one sender.
+    interval_us: u64,
+    /// Scheduled sends: (due, client), earliest first.
+    sends: BinaryHeap<Reverse<(u64, u32)>>,
+    senders: u64,
+    at_start: Option<Snapshot>,
+    at_end: Option<Snapshot>,
+    rss_peak: Option<u64>,
+    next_sample: u64,
+    interrupted: bool,
+    /// The window was closed early and ends when everything sent has arrived.
+    until_delivered: bool,
+}
+
+impl StepRun {
+    fn new(spec: &StepSpec, t0: u64) -> StepRun {
+        let win_start = t0 + spec.warmup_us;
+        let win_end = win_start + spec.duration_us;
+        StepRun {
+            t0,
+            win_start,
+            win_end,
+            drain_end: win_end + spec.drain_us,
+            interval_us: if spec.rate > 0.0 {
+                (1e6 / spec.rate).max(1.0) as u64
+            } else {
+                u64::MAX / 4
+            },
+            sends: BinaryHeap::new(),
+            senders: 0,
+            at_start: None,
+            at_end: None,
+            rss_peak: None,
+            next_sample: t0,
+            interrupted: false,
+            until_delivered: false,
+        }
+    }
+
+    /// The window's start reading, once it is due (before that instant's sends).
+    fn read_start(&mut self, server: &ServerProcs, now: u64) {
+        if self.at_start.is_none() && now >= self.win_start {
+            self.at_start = Some(Snapshot::take(server, now));
+        }
+    }
+
+    /// The window's end reading once due (after that instant's sends), and the RSS peak
+    /// sample once a second.
+    fn read_end_and_sample(&mut self, server: &ServerProcs, now: u64) {
+        if self.at_end.is_none() && now >= self.win_end && !self.until_delivered {
+            self.at_end = Some(Snapshot::take(server, now));
+        }
+        if now >= self.next_sample {
+            if let Some(s) = server.sample() {
+                self.rss_peak = Some(self.rss_peak.unwrap_or(0).max(s.rss_kb));
+            }
+            self.next_sample = now + 1_000_000;
+        }
+    }
+
+    /// Stops the sending at `now` (a driver sent everything): the window then lasts
+    /// until everything sent was delivered (at most the drain time), so its rate and
+    /// the server's CPU cover the whole delivery of the burst.
+    fn close_early(&mut self, server: &ServerProcs, now: u64, drain_us: u64) {
+        if now < self.win_end {
+            self.win_end = now.max(self.win_start);
+            self.drain_end = self.win_end + drain_us;
+            self.at_start
+                .get_or_insert_with(|| Snapshot::take(server, now));
+            self.until_delivered = true;
+        }
+    }
+
+    /// Gives the snapshots taken since the last call the engine's byte counts.
+    fn note_wire(&mut self, wire: (WireCounts, u64)) {
+        for s in [self.at_start.as_mut(), self.at_end.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            s.wire.get_or_insert(wire);
+        }
+    }
+
+    /// A window closed early ends once everything arrived, or at the drain's end.
+    fn read_end_when_delivered(&mut self, server: &ServerProcs, now: u64, all_in: bool) {
+        if self.until_delivered && self.at_end.is_none() && (all_in || now >= self.drain_end) {
+            self.at_end = Some(Snapshot::take(server, now));
+        }
+    }
+
+    /// Closes the window now (interrupted): whichever edge is missing is read now.
+    fn end_readings(&mut self, server: &ServerProcs, now: u64) {
+        if self.at_start.is_none() {
+            self.at_start = Some(Snapshot::take(server, now));
+        }
+        if self.at_end.is_none() {
+            self.at_end = Some(Snapshot::take(server, now));
+        }
+    }
+
+    fn phase(&self, now: u64) -> &'static str {
+        if now < self.win_start {
+            "warmup "
+        } else if now < self.win_end {
+            "measure"
+        } else {
+            "drain  "
+        }
+    }
+
+    /// The earliest of the next send and the next boundary still ahead.
+    fn next_wake(&self, now: u64) -> u64 {
+        let mut wake = self.sends.peek().map_or(self.drain_end, |r| r.0 .0);
+        for boundary in [
+            self.win_start,
+            self.win_end,
+            self.drain_end,
+            self.next_sample,
+        ] {
+            if boundary > now {
+                wake = wake.min(boundary);
+            }
+        }
+        wake
+    }
+
+    /// The step's timing and the server's and harness's figures between the window's
+    /// edges (the counts are the caller's).
+    fn finish(self, server: &ServerProcs, rate: f64) -> StepResult {
+        let end = now_us();
+        let a = self.at_start.unwrap_or_else(|| Snapshot::take(server, end));
+        let b = self.at_end.unwrap_or_else(|| Snapshot::take(server, end));
+        let window_s = b.at_us.saturating_sub(a.at_us) as f64 / 1e6;
+        let harness_cpu_s = (b.cpu_s - a.cpu_s).max(0.0);
+        let mut result = StepResult {
+            rate,
+            senders: self.senders,
+            interrupted: self.interrupted,
+            window_s,
+            drain_s: end.saturating_sub(b.at_us) as f64 / 1e6,
+            harness_cpu_s,
+            harness_util: if window_s > 0.0 {
+                harness_cpu_s / window_s
+            } else {
+                0.0
+            },
+            harness_wait_s: b.wait_s.zip(a.wait_s).map(|(x, y)| (x - y).max(0.0)),
+            server_cpu_s_per_pid: a
+                .each
+                .iter()
+                .zip(&b.each)
+                .map(|(x, y)| x.zip(*y).map(|(x, y)| (y.cpu_s - x.cpu_s).max(0.0)))
+                .collect(),
+            server_rss_kb_per_pid: b.each.iter().map(|y| y.map(|y| y.rss_kb)).collect(),
+            ..StepResult::default()
+        };
+        if let (Some((w0, d0)), Some((w1, d1))) = (a.wire, b.wire) {
+            result.wire = WireFigures::between(&w0, d0, &w1, d1);
+        }
+        if let (Some(x), Some(y)) = (a.server, b.server) {
+            result.server_cpu_s = Some((y.cpu_s - x.cpu_s).max(0.0));
+            result.server_rss_kb = Some(y.rss_kb);
+            result.server_rss_peak_kb = Some(self.rss_peak.unwrap_or(0).max(y.rss_kb));
+            result.server_wait_s = y.wait_s.zip(x.wait_s).map(|(p, q)| (p - q).max(0.0));
+        }
+        result
     }
 }
 
@@ -232,10 +474,13 @@ impl<S: Sink> Engine<S> {
             targets,
             sources,
             scratch: vec![0; READ_BUF],
+            plain: vec![0; READ_BUF],
             msg: Vec::with_capacity(256),
             open: 0,
             disconnects: 0,
             end_reasons: BTreeMap::new(),
+            guest_ends: BTreeMap::new(),
+            guest_paths: BTreeMap::new(),
             epoch: 0,
             progress: Progress::new(progress, now_us()),
         })
@@ -252,99 +497,100 @@ impl<S: Sink> Engine<S> {
             .filter(|&i| matches!(self.clients[i].phase, Phase::Idle | Phase::Closed))
             .collect();
         let t0 = now_us();
-        let mut stats = ConnectStats {
-            attempted: 0,
-            opened: 0,
-            failed: 0,
-            opened_per_node: vec![0; self.targets.len()],
-            failed_per_node: vec![0; self.targets.len()],
-            reasons: BTreeMap::new(),
-            elapsed_s: 0.0,
-            latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+        let mut run = ConnectRun {
+            todo,
+            next: 0,
+            inflight: 0,
+            concurrency: concurrency.max(1),
+            timeout_us,
+            deadlines: VecDeque::new(),
+            stats: ConnectStats::new(self.targets.len()),
         };
-        let concurrency = concurrency.max(1);
-        let mut inflight = 0usize;
-        let mut next = 0usize;
-        // Start order is deadline order, as every attempt gets the same timeout.
-        let mut deadlines: VecDeque<(u64, usize)> = VecDeque::new();
         self.progress.restart(t0, self.acct.lifetime_received());
         loop {
             let now = now_us();
-            while inflight < concurrency && next < todo.len() {
-                let id = todo[next];
-                next += 1;
-                stats.attempted += 1;
-                let source =
-                    (!self.sources.is_empty()).then(|| self.sources[id % self.sources.len()]);
-                let node = self.clients[id].node as usize;
-                match self.clients[id].start(
-                    self.targets[node].addr,
-                    source,
-                    self.poll.registry(),
-                    Token(id),
-                    now,
-                ) {
-                    Ok(()) => {
-                        inflight += 1;
-                        deadlines.push_back((now + timeout_us, id));
-                    }
-                    Err(e) => {
-                        self.clients[id].reset();
-                        stats.fail(node, io_reason(&e));
-                    }
-                }
-            }
+            self.start_attempts(&mut run, now);
             let interrupted = sys::interrupted();
-            while let Some(&(deadline, id)) = deadlines.front() {
-                if deadline > now && !interrupted {
-                    break;
-                }
-                deadlines.pop_front();
-                if matches!(
-                    self.clients[id].phase,
-                    Phase::Connecting | Phase::Handshaking
-                ) {
-                    let why = if interrupted {
-                        "interrupted"
-                    } else {
-                        "timed out"
-                    };
-                    self.drop_client(id, why.into());
-                }
-            }
-            for o in self.outcomes.drain(..) {
-                match o {
-                    Outcome::Opened { id, latency_us } => {
-                        inflight = inflight.saturating_sub(1);
-                        stats.opened += 1;
-                        stats.opened_per_node[self.clients[id].node as usize] += 1;
-                        stats.latency.saturating_record(latency_us.max(1));
-                    }
-                    Outcome::Failed { id, reason } => {
-                        inflight = inflight.saturating_sub(1);
-                        stats.fail(self.clients[id].node as usize, reason);
-                    }
-                    Outcome::Closed { .. } => {}
-                }
-            }
-            if (inflight == 0 && next >= todo.len()) || interrupted {
+            self.expire_attempts(&mut run, now, interrupted);
+            self.count_attempts(&mut run);
+            if (run.inflight == 0 && run.next >= run.todo.len()) || interrupted {
                 break;
             }
-            let (open, failed, total) = (self.open, stats.failed, self.clients.len());
+            let (open, failed, total) = (self.open, run.stats.failed, self.clients.len());
+            let inflight = run.inflight;
             self.progress.tick(now, self.acct.lifetime_received(), |_| {
                 format!(
                     "[connect {:6.1}s] open {open}/{total}  in flight {inflight}  failed {failed}",
                     (now - t0) as f64 / 1e6
                 )
             });
-            let mut wake = deadlines.front().map_or(now + 1_000_000, |d| d.0);
+            let mut wake = run.deadlines.front().map_or(now + 1_000_000, |d| d.0);
             if let Some(p) = self.progress.deadline() {
                 wake = wake.min(p);
             }
             self.pump(timeout_until(wake));
         }
-        stats.elapsed_s = (now_us() - t0) as f64 / 1e6;
-        stats
+        run.stats.elapsed_s = (now_us() - t0) as f64 / 1e6;
+        run.stats
+    }
+
+    /// Starts attempts while fewer than the allowed number are in flight.
+    fn start_attempts(&mut self, run: &mut ConnectRun, now: u64) {
+        while run.inflight < run.concurrency && run.next < run.todo.len() {
+            let id = run.todo[run.next];
+            run.next += 1;
+            run.stats.attempted += 1;
+            let node = self.clients[id].node as usize;
+            match self.start_client(id, now) {
+                Ok(()) => {
+                    run.inflight += 1;
+                    run.deadlines.push_back((now + run.timeout_us, id));
+                }
+                Err(reason) => run.stats.fail(node, reason),
+            }
+        }
+    }
+
+    /// Drops the attempts past their deadline (all of them when interrupted); their
+    /// `Failed` outcomes follow.
+    fn expire_attempts(&mut self, run: &mut ConnectRun, now: u64, interrupted: bool) {
+        while let Some(&(deadline, id)) = run.deadlines.front() {
+            if deadline > now && !interrupted {
+                break;
+            }
+            run.deadlines.pop_front();
+            if matches!(
+                self.clients[id].phase,
+                Phase::Connecting | Phase::Handshaking
+            ) {
+                let why = if interrupted {
+                    "interrupted"
+                } else {
+                    "timed out"
+                };
+                self.drop_client(id, why.into());
+            }
+        }
+    }
+
+    /// Counts the attempts that ended since the last call.
+    fn count_attempts(&mut self, run: &mut ConnectRun) {
+        for o in self.outcomes.drain(..) {
+            match o {
+                Outcome::Opened { id, latency_us } => {
+                    run.inflight = run.inflight.saturating_sub(1);
+                    run.stats.opened += 1;
+                    run.stats.opened_per_node[self.clients[id].node as usize] += 1;
+                    run.stats.deflate += u64::from(self.clients[id].deflate());
+                    run.stats.latency.saturating_record(latency_us.max(1));
+                }
+                Outcome::Failed { id, reason } => {
+                    run.inflight = run.inflight.saturating_sub(1);
+                    run.stats.fail(self.clients[id].node as usize, reason);
+                }
+                Outcome::Closed { .. } => {}
+            }
+        }
     }
 
     /// Waits until no delivery has arrived for `quiet_us` (at most `max_us`): lets a server
@@ -411,6 +657,24 @@ impl<S: Sink> Engine<S> {
     pub fn add_clients(&mut self, n: usize) {
         self.clients
             .extend((0..n).map(|_| Client::new(RxState::default())));
+    }
+
+    /// Adds one guest client in `room` sending as `sender_id`, connecting to `path`
+    /// instead of its room's chat path when given; returns its id. It is not started.
+    pub fn add_guest(&mut self, room: u32, sender_id: u32, path: Option<String>) -> usize {
+        let mut rx = RxState::new(room as usize, 0);
+        rx.id = sender_id;
+        self.clients.push(Client::new(rx));
+        let id = self.clients.len() - 1;
+        if let Some(p) = path {
+            self.guest_paths.insert(id, p);
+        }
+        id
+    }
+
+    /// Guests are clients past the layout's: counted in no room.
+    fn is_guest(&self, id: usize) -> bool {
+        id >= self.layout.clients
     }
 
     pub fn client(&self, id: usize) -> &Client {
@@ -515,6 +779,10 @@ impl<S: Sink> Engine<S> {
 
     /// Open client `id` is no longer open: out of its room's counts.
     fn left_room(&mut self, id: usize) {
+        self.open = self.open.saturating_sub(1);
+        if self.is_guest(id) {
+            return;
+        }
         let c = &self.clients[id];
         let (room, node) = (c.rx.room as usize, c.node as usize);
         let r = &mut self.room_open[room];
@@ -522,7 +790,6 @@ impl<S: Sink> Engine<S> {
         let n = self.targets.len();
         let r = &mut self.room_node_open[room * n + node];
         *r = r.saturating_sub(1);
-        self.open = self.open.saturating_sub(1);
     }
 
     /// Waits for readiness (at most `timeout`) and handles what is ready; outcomes pile up
@@ -569,7 +836,10 @@ impl<S: Sink> Engine<S> {
                 match c.finish_connect() {
                     Ok(true) => {
                         let target = &self.targets[c.node as usize];
-                        let path = target.path_for_room(c.rx.room as usize);
+                        let path = match self.guest_paths.get(&id) {
+                            Some(p) => p.clone(),
+                            None => target.request_path(c.rx.room as usize),
+                        };
                         if let Err(reason) = c.send_handshake(target, &path) {
                             self.drop_client(id, reason);
                         }
@@ -619,23 +889,19 @@ impl<S: Sink> Engine<S> {
                 }
             };
             let now = now_us();
-            let data = &self.scratch[..n];
-            let mut opened = false;
-            let handled = match c.phase {
-                Phase::Handshaking => c.on_handshake_bytes(data).and_then(|open| {
-                    opened = open;
-                    if open {
-                        c.on_bytes(&[], &mut self.acct, now)
-                    } else {
-                        Ok(())
-                    }
-                }),
-                Phase::Open => c.on_bytes(data, &mut self.acct, now),
-                _ => return,
-            };
+            self.acct.on_read(n);
+            let was_handshaking = c.phase == Phase::Handshaking;
+            let offer = self.targets[c.node as usize].deflate;
+            let handled = c.receive(
+                &self.scratch[..n],
+                &mut self.plain,
+                offer,
+                &mut self.acct,
+                now,
+            );
             // Pongs and close replies queued while reading go out now.
             let handled = handled.and_then(|()| c.flush());
-            if opened {
+            if was_handshaking && c.phase == Phase::Open {
                 self.mark_open(id, now);
             }
             if let Err(reason) = handled {
@@ -653,8 +919,10 @@ impl<S: Sink> Engine<S> {
 
     fn mark_open(&mut self, id: usize, now: u64) {
         let c = &self.clients[id];
-        self.room_open[c.rx.room as usize] += 1;
-        self.room_node_open[c.rx.room as usize * self.targets.len() + c.node as usize] += 1;
+        if !self.is_guest(id) {
+            self.room_open[c.rx.room as usize] += 1;
+            self.room_node_open[c.rx.room as usize * self.targets.len() + c.node as usize] += 1;
+        }
         self.open += 1;
         self.outcomes.push(Outcome::Opened {
             id,
@@ -672,8 +940,12 @@ impl<S: Sink> Engine<S> {
         match was {
             Phase::Open => {
                 self.left_room(id);
-                self.disconnects += 1;
-                *self.end_reasons.entry(reason.clone()).or_default() += 1;
+                if self.is_guest(id) {
+                    self.guest_ends.insert(id, reason.clone());
+                } else {
+                    self.disconnects += 1;
+                    *self.end_reasons.entry(reason.clone()).or_default() += 1;
+                }
                 self.outcomes.push(Outcome::Closed { id, reason });
             }
             Phase::Connecting | Phase::Handshaking => {
@@ -684,142 +956,77 @@ impl<S: Sink> Engine<S> {
     }
 }
 
+/// Traffic a measured step drives beside its scheduled senders: the attack scenarios'
+/// burst senders and flooders. It gets a turn on every pass of the step's loop until the
+/// window ends.
+pub trait StepDriver {
+    /// Sends what it wants to now; returns when it wants its next turn at the latest
+    /// (`None`: whenever the loop next wakes).
+    fn drive(&mut self, engine: &mut Engine, now: u64) -> Option<u64>;
+    /// Everything it had to send is sent: the window closes now rather than at its end.
+    fn finished(&self) -> bool {
+        false
+    }
+}
+
+/// No traffic besides the schedule.
+struct NoDriver;
+
+impl StepDriver for NoDriver {
+    fn drive(&mut self, _engine: &mut Engine, _now: u64) -> Option<u64> {
+        None
+    }
+}
+
 impl Engine<Accounting> {
     /// Runs one step: warm-up, measured window, drain. Senders start at random offsets
     /// within their first interval so a room's sends are spread, not synchronised.
     pub fn run_step(&mut self, spec: &StepSpec, server: &ServerProcs) -> StepResult {
-        self.epoch += 1;
-        let t0 = now_us();
-        let win_start = t0 + spec.warmup_us;
-        let win_end = win_start + spec.duration_us;
-        let drain_end = win_end + spec.drain_us;
-        self.acct.begin(Window {
-            epoch: self.epoch,
-            start_us: win_start,
-            end_us: win_end,
-        });
-        let interval_us = if spec.rate > 0.0 {
-            (1e6 / spec.rate).max(1.0) as u64
-        } else {
-            u64::MAX / 4
-        };
-        let mut heap: BinaryHeap<Reverse<(u64, u32)>> = BinaryHeap::new();
-        for id in 0..self.clients.len() {
-            if self.layout.sender_slot(id).is_some()
-                && self.clients[id].phase == Phase::Open
-                && spec.rate > 0.0
-            {
-                heap.push(Reverse((t0 + fastrand::u64(0..interval_us), id as u32)));
-            }
-        }
-        let mut result = StepResult {
-            rate: spec.rate,
-            senders: heap.len() as u64,
-            ..StepResult::default()
-        };
+        self.run_step_with(spec, server, &mut NoDriver)
+    }
+
+    /// As [`Engine::run_step`], with `driver` sending its own traffic until the window
+    /// ends (or it is finished, which ends the window early).
+    pub fn run_step_with(
+        &mut self,
+        spec: &StepSpec,
+        server: &ServerProcs,
+        driver: &mut dyn StepDriver,
+    ) -> StepResult {
+        let mut run = self.begin_step(spec);
         let disconnects0 = self.disconnects;
-        let mut at_start: Option<Snapshot> = None;
-        let mut at_end: Option<Snapshot> = None;
-        let mut rss_peak: Option<u64> = None;
-        let mut next_sample = t0;
-        self.progress.restart(t0, self.acct.lifetime_received());
+        self.progress.restart(run.t0, self.acct.lifetime_received());
         loop {
             let now = now_us();
-            if at_start.is_none() && now >= win_start {
-                at_start = Some(Snapshot::take(server, now));
-            }
-            while let Some(&Reverse((due, id))) = heap.peek() {
-                if due > now {
-                    break;
-                }
-                heap.pop();
-                if due >= win_end {
-                    continue;
-                }
-                if self.send_chat(id as usize, due, spec.payload) {
-                    let next_due = due + interval_us;
-                    if next_due < win_end {
-                        heap.push(Reverse((next_due, id)));
-                    }
+            run.read_start(server, now);
+            self.send_due(&mut run, now, spec.payload);
+            let mut driver_wake = None;
+            if now < run.win_end {
+                driver_wake = driver.drive(self, now);
+                if driver.finished() {
+                    run.close_early(server, now_us(), spec.drain_us);
                 }
             }
-            if at_end.is_none() && now >= win_end {
-                at_end = Some(Snapshot::take(server, now));
-            }
-            if now >= next_sample {
-                if let Some(s) = server.sample() {
-                    rss_peak = Some(rss_peak.unwrap_or(0).max(s.rss_kb));
-                }
-                next_sample = now + 1_000_000;
-            }
-            let interrupted = sys::interrupted();
-            if interrupted {
-                result.interrupted = true;
-                if at_start.is_none() {
-                    at_start = Some(Snapshot::take(server, now));
-                }
-                if at_end.is_none() {
-                    at_end = Some(Snapshot::take(server, now));
-                }
+            run.read_end_and_sample(server, now);
+            run.interrupted |= sys::interrupted();
+            if run.interrupted {
+                run.end_readings(server, now);
             }
             let all_in = self.acct.counts.delivered >= self.acct.counts.expected;
-            if at_end.is_some() && (now >= drain_end || all_in || interrupted) {
+            run.read_end_when_delivered(server, now, all_in);
+            run.note_wire((self.acct.wire, self.acct.lifetime_received));
+            if run.at_end.is_some() && (now >= run.drain_end || all_in || run.interrupted) {
                 break;
             }
-            let phase = if now < win_start {
-                "warmup "
-            } else if now < win_end {
-                "measure"
-            } else {
-                "drain  "
-            };
-            let (open, sent, c) = (self.open, self.acct.lifetime_sent, &self.acct.counts);
-            let (expected, delivered) = (c.expected, c.delivered);
-            self.progress.tick(now, self.acct.lifetime_received(), |r| {
-                format!(
-                    "[{phase} {:6.1}s] open {open}  sent {sent}  window {delivered}/{expected}  {:.0} deliveries/s  harness cpu {:.0}%",
-                    (now - t0) as f64 / 1e6,
-                    r.received,
-                    r.cpu * 100.0
-                )
-            });
-            let mut wake = heap.peek().map_or(drain_end, |r| r.0 .0);
-            for boundary in [win_start, win_end, drain_end, next_sample] {
-                if boundary > now {
-                    wake = wake.min(boundary);
-                }
-            }
+            self.show_step_progress(&run, now);
+            let mut wake = run.next_wake(now).min(driver_wake.unwrap_or(u64::MAX));
             if let Some(p) = self.progress.deadline() {
                 wake = wake.min(p);
             }
             self.pump(timeout_until(wake));
             self.outcomes.clear();
         }
-        let end = now_us();
-        let a = at_start.unwrap_or_else(|| Snapshot::take(server, end));
-        let b = at_end.unwrap_or_else(|| Snapshot::take(server, end));
-        result.window_s = b.at_us.saturating_sub(a.at_us) as f64 / 1e6;
-        result.drain_s = end.saturating_sub(b.at_us) as f64 / 1e6;
-        result.harness_cpu_s = (b.cpu_s - a.cpu_s).max(0.0);
-        result.harness_util = if result.window_s > 0.0 {
-            result.harness_cpu_s / result.window_s
-        } else {
-            0.0
-        };
-        result.harness_wait_s = b.wait_s.zip(a.wait_s).map(|(x, y)| (x - y).max(0.0));
-        if let (Some(x), Some(y)) = (a.server, b.server) {
-            result.server_cpu_s = Some((y.cpu_s - x.cpu_s).max(0.0));
-            result.server_rss_kb = Some(y.rss_kb);
-            result.server_rss_peak_kb = Some(rss_peak.unwrap_or(0).max(y.rss_kb));
-            result.server_wait_s = y.wait_s.zip(x.wait_s).map(|(p, q)| (p - q).max(0.0));
-        }
-        result.server_cpu_s_per_pid = a
-            .each
-            .iter()
-            .zip(&b.each)
-            .map(|(x, y)| x.zip(*y).map(|(x, y)| (y.cpu_s - x.cpu_s).max(0.0)))
-            .collect();
-        result.server_rss_kb_per_pid = b.each.iter().map(|y| y.map(|y| y.rss_kb)).collect();
+        let mut result = run.finish(server, spec.rate);
         result.counts = self.acct.counts.clone();
         result.latency = Latency::from_histogram(&self.acct.latency);
         result.send_lag = Latency::from_histogram(&self.acct.send_lag);
@@ -827,9 +1034,69 @@ impl Engine<Accounting> {
         result
     }
 
-    /// Encodes, queues and writes one chat message; `false` takes the sender off the
+    /// A new epoch and window, and every open sender's first send due at a random point
+    /// of its first interval.
+    fn begin_step(&mut self, spec: &StepSpec) -> StepRun {
+        self.epoch += 1;
+        let run = StepRun::new(spec, now_us());
+        self.acct.begin(Window {
+            epoch: self.epoch,
+            start_us: run.win_start,
+            end_us: run.win_end,
+        });
+        let mut run = run;
+        if spec.rate > 0.0 {
+            for id in 0..self.clients.len() {
+                if self.layout.sender_slot(id).is_some() && self.clients[id].phase == Phase::Open {
+                    let first = run.t0 + fastrand::u64(0..run.interval_us);
+                    run.sends.push(Reverse((first, id as u32)));
+                }
+            }
+        }
+        run.senders = run.sends.len() as u64;
+        run
+    }
+
+    /// Sends every message that is due by `now`, each rescheduling its sender while the
+    /// window lasts.
+    fn send_due(&mut self, run: &mut StepRun, now: u64, payload: usize) {
+        while let Some(&Reverse((due, id))) = run.sends.peek() {
+            if due > now {
+                break;
+            }
+            run.sends.pop();
+            if due >= run.win_end {
+                continue;
+            }
+            if self.send_chat(id as usize, due, payload) {
+                let next_due = due + run.interval_us;
+                if next_due < run.win_end {
+                    run.sends.push(Reverse((next_due, id)));
+                }
+            }
+        }
+    }
+
+    /// The step's progress line, once a second.
+    fn show_step_progress(&mut self, run: &StepRun, now: u64) {
+        let phase = run.phase(now);
+        let t0 = run.t0;
+        let (open, sent, c) = (self.open, self.acct.lifetime_sent, &self.acct.counts);
+        let (expected, delivered) = (c.expected, c.delivered);
+        self.progress.tick(now, self.acct.lifetime_received(), |r| {
+            format!(
+                "[{phase} {:6.1}s] open {open}  sent {sent}  window {delivered}/{expected}  {:.0} deliveries/s  harness cpu {:.0}%",
+                (now - t0) as f64 / 1e6,
+                r.received,
+                r.cpu * 100.0
+            )
+        });
+    }
+
+    /// Encodes, queues and writes one counted chat message from layout client `id`,
+    /// due at `due` (its lag is measured against it); `false` takes the sender off the
     /// schedule (it is no longer open).
-    fn send_chat(&mut self, id: usize, due: u64, payload_size: usize) -> bool {
+    pub fn send_chat(&mut self, id: usize, due: u64, payload_size: usize) -> bool {
         let c = &self.clients[id];
         if c.phase != Phase::Open {
             return false;

@@ -14,12 +14,13 @@ pub fn new_key() -> [u8; 16] {
     fastrand::u128(..).to_ne_bytes()
 }
 
-/// Writes the upgrade request into `out`.
+/// Writes the upgrade request into `out`, offering `extensions` when given.
 pub fn write_request(
     out: &mut Vec<u8>,
     host: &str,
     path: &str,
     origin: Option<&str>,
+    extensions: Option<&str>,
     key: &[u8; 16],
 ) {
     let _ = write!(
@@ -30,6 +31,9 @@ pub fn write_request(
     );
     if let Some(o) = origin {
         let _ = write!(out, "Origin: {o}\r\n");
+    }
+    if let Some(e) = extensions {
+        let _ = write!(out, "Sec-WebSocket-Extensions: {e}\r\n");
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -42,9 +46,17 @@ pub fn accept_for(key: &[u8; 16]) -> String {
     STANDARD.encode(h.finalize())
 }
 
-/// Checks the response head at the start of `buf`. `Ok(None)`: not complete yet;
-/// `Ok(Some(n))`: a valid `101`, whose head is `n` bytes (frames may follow).
-pub fn parse_response(buf: &[u8], key: &[u8; 16]) -> Result<Option<usize>, String> {
+/// A valid `101` answer.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Upgraded {
+    /// Bytes of the response head (frames may follow).
+    pub head_len: usize,
+    /// The `Sec-WebSocket-Extensions` answer, if any.
+    pub extensions: Option<String>,
+}
+
+/// Checks the response head at the start of `buf`. `Ok(None)`: not complete yet.
+pub fn parse_response(buf: &[u8], key: &[u8; 16]) -> Result<Option<Upgraded>, String> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut resp = httparse::Response::new(&mut headers);
     let n = match resp.parse(buf) {
@@ -77,7 +89,17 @@ pub fn parse_response(buf: &[u8], key: &[u8; 16]) -> Result<Option<usize>, Strin
     if header("sec-websocket-accept").as_deref() != Some(accept_for(key).as_str()) {
         return Err("wrong Sec-WebSocket-Accept".into());
     }
-    Ok(Some(n))
+    // Several extension headers are one comma-separated list (RFC 7230 section 3.2.2).
+    let extensions: Vec<String> = resp
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+        .map(|h| String::from_utf8_lossy(h.value).trim().to_string())
+        .collect();
+    Ok(Some(Upgraded {
+        head_len: n,
+        extensions: (!extensions.is_empty()).then(|| extensions.join(", ")),
+    }))
 }
 
 #[cfg(test)]
@@ -97,7 +119,13 @@ mod tests {
         let ok =
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                    Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x00";
-        assert_eq!(parse_response(ok, &key), Ok(Some(ok.len() - 2)));
+        assert_eq!(
+            parse_response(ok, &key),
+            Ok(Some(Upgraded {
+                head_len: ok.len() - 2,
+                extensions: None
+            }))
+        );
         assert_eq!(parse_response(&ok[..20], &key), Ok(None));
         let bad = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n";
         assert!(parse_response(bad, &key).unwrap_err().contains("403"));
@@ -113,12 +141,16 @@ mod tests {
             "127.0.0.1:1",
             "/ws/chat/r0/",
             Some("http://127.0.0.1:1"),
+            Some(crate::deflate::OFFER),
             b"the sample nonce",
         );
         let s = String::from_utf8(out).unwrap();
         assert!(s.starts_with("GET /ws/chat/r0/ HTTP/1.1\r\n"));
         assert!(s.contains("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"));
         assert!(s.contains("Origin: http://127.0.0.1:1\r\n"));
+        assert!(
+            s.contains("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n")
+        );
         assert!(s.ends_with("\r\n\r\n"));
     }
 }

@@ -5,12 +5,16 @@
 //! see [`engine`] for the loop, [`runner`] for what a run does from start to report.
 
 pub mod accounting;
+pub mod attack;
 pub mod chart;
 pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod compare;
+pub mod connect_options;
+pub mod deflate;
 pub mod engine;
+pub mod flag_check;
 pub mod handshake;
 pub mod layout;
 pub mod payload;
@@ -24,4 +28,6 @@ pub mod scrape;
 pub mod soak;
 pub mod sys;
 pub mod target;
+pub mod tls;
+pub mod token;
 pub mod wsframe;

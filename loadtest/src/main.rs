@@ -2,20 +2,13 @@
 
 use clap::Parser;
 use loadtest::cli::{Cli, Command, RunArgs};
-use loadtest::scenario::Plan;
 use loadtest::{compare, runner, soak, sys};
 
 fn run(args: &RunArgs, idle: bool) -> Result<i32, String> {
     if let Some(core) = args.cpu {
         sys::pin_to_cpu(core)?;
     }
-    let plan = Plan::resolve(
-        &args.url,
-        &args.load,
-        idle || args.idle,
-        &args.server_pid,
-        !args.output.quiet,
-    )?;
+    let plan = args.plan(idle, !args.output.quiet)?;
     let report = runner::execute(&plan)?;
     if args.output.json {
         println!("{}", report.to_json_line());
@@ -33,6 +26,10 @@ fn main() {
         Some(Command::Idle(args)) => run(args, true),
         Some(Command::Compare(args)) => compare::run(args),
         Some(Command::Soak(args)) => soak::run(args),
+        Some(Command::MintToken(args)) => args.mint().map(|t| {
+            println!("{t}");
+            0
+        }),
     };
     match result {
         Ok(code) => std::process::exit(code),

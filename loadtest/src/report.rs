@@ -1,6 +1,7 @@
 //! The run's result: one struct that is both the JSON line (`--json`) and the human table,
 //! and the verdict (`ok`, exit status).
 
+use crate::attack::report::AttackReport;
 use crate::engine::{ConnectStats, StepResult};
 use crate::report_common::{
     exit_code, json_line, kb, ms, trim, Anomalies, Latency, Span, Strain, Table,
@@ -84,6 +85,22 @@ pub struct Report {
     pub connect_time_s: f64,
     /// TCP connect + handshake per client, microseconds.
     pub connect_latency_us: Latency,
+    /// `--token-secret`: the format of the join token every client carried.
+    pub token: Option<String>,
+    /// `wss://`: TLS handshakes completed per second of the connect phase (each one full:
+    /// no resumption), part of every connect latency.
+    pub tls: bool,
+    pub tls_handshakes_per_sec: Option<f64>,
+    /// `--deflate`: permessage-deflate offered; on how many connections the server
+    /// accepted it; whether chat messages went out compressed.
+    pub deflate_offered: bool,
+    pub deflate_connections: u64,
+    pub deflate_send: bool,
+    /// Bytes read from the sockets in the window per chat delivery (frame headers,
+    /// pings and all), and the data payload bytes once inflated over as received (1.0
+    /// when nothing came compressed).
+    pub wire_bytes_per_delivery: Option<f64>,
+    pub compression_ratio: Option<f64>,
     pub sent: u64,
     pub expected_deliveries: u64,
     pub delivered: u64,
@@ -122,6 +139,8 @@ pub struct Report {
     pub per_node: Vec<NodeReport>,
     pub idle: Option<IdleReport>,
     pub saturate: Option<SaturateReport>,
+    /// The attack scenarios' phases, flooder and burst.
+    pub attack: Option<AttackReport>,
     pub interrupted: bool,
     pub warnings: Vec<String>,
     /// Why `ok` is false, in plain words.
@@ -136,6 +155,7 @@ impl Report {
                 Mode::Load => "load",
                 Mode::Saturate => "saturate",
                 Mode::Idle => "idle",
+                Mode::Attack => "attack",
             }
             .into(),
             scenario: plan.scenario,
@@ -170,6 +190,16 @@ impl Report {
             connect_errors: conn.reasons.clone(),
             connect_time_s: conn.elapsed_s,
             connect_latency_us: Latency::from_histogram(&conn.latency),
+            token: plan.connect.token.as_ref().map(|t| t.format.name().into()),
+            tls: plan.targets.iter().any(|t| t.secure),
+            tls_handshakes_per_sec: plan
+                .targets
+                .iter()
+                .any(|t| t.secure)
+                .then(|| conn.opened as f64 / conn.elapsed_s.max(1e-6)),
+            deflate_offered: plan.connect.deflate.offer,
+            deflate_connections: conn.deflate,
+            deflate_send: plan.connect.deflate.send_compressed,
             server_pids: plan.server_pids.clone(),
             ..Report::default()
         }
@@ -199,6 +229,8 @@ impl Report {
         self.harness_cpu_wait_s = r.harness_wait_s;
         self.server_cpu_wait_s = r.server_wait_s;
         self.send_lag_us = r.send_lag;
+        self.wire_bytes_per_delivery = r.wire.bytes_per_delivery;
+        self.compression_ratio = r.wire.compression_ratio;
         self.warmup_sent = c.warmup_sent;
         self.errors = c.errors;
         self.first_error = c.first_error.clone();
@@ -247,6 +279,9 @@ impl Report {
                 self.disconnects
             ));
         }
+        if let Some(a) = &self.attack {
+            f.extend(a.failures());
+        }
         if let Some(s) = &self.saturate {
             if s.best_rate_per_sender.is_none() {
                 f.push("no rate step passed (lost nothing, p99 within the limit)".into());
@@ -279,6 +314,32 @@ impl Report {
     /// The human table.
     pub fn to_table(&self) -> String {
         let mut t = Table::new(28);
+        self.run_rows(&mut t);
+        if let Some(i) = &self.idle {
+            idle_rows(&mut t, i);
+        } else {
+            self.delivery_rows(&mut t);
+            self.deflate_rows(&mut t);
+            self.server_rows(&mut t);
+            self.harness_rows(&mut t);
+            self.anomaly_rows(&mut t);
+        }
+        if self.disconnects > 0 {
+            t.row("disconnects", self.disconnects.to_string());
+            t.tally("  closed", &self.disconnect_reasons);
+        }
+        if let Some(s) = &self.saturate {
+            saturate_rows(&mut t, s);
+        }
+        if let Some(a) = &self.attack {
+            a.rows(&mut t);
+        }
+        t.row("harness rss", kb(self.harness_rss_kb));
+        t.finish(&self.warnings, &self.failures, self.ok)
+    }
+
+    /// What ran against what, and how the clients connected.
+    fn run_rows(&self, t: &mut Table) {
         let title = match self.scenario {
             Some(s) if s.name() == self.mode => self.mode.clone(),
             Some(s) => format!("{} ({})", s.name(), self.mode),
@@ -303,6 +364,18 @@ impl Report {
             format!("{} ({} failed)", self.connected, self.connect_failures),
         );
         t.tally("  connect error", &self.connect_errors);
+        if let Some(f) = &self.token {
+            t.row(
+                "join tokens",
+                format!("{f}, minted per connection for its room"),
+            );
+        }
+        if let Some(h) = self.tls_handshakes_per_sec {
+            t.row(
+                "tls",
+                format!("{h:.0} full handshakes/s in the connect phase (ALPN http/1.1)"),
+            );
+        }
         t.row(
             "connect time",
             format!(
@@ -313,158 +386,196 @@ impl Report {
                 ms(self.connect_latency_us.max)
             ),
         );
-        if let Some(i) = &self.idle {
-            t.row(
-                "held",
-                format!(
-                    "{:.1} s, {} disconnects",
-                    i.hold_s, i.disconnects_during_hold
-                ),
-            );
-            t.row("server rss before", kb(i.rss_before_kb));
-            t.row("server rss after", kb(i.rss_after_kb));
-            t.row("server rss at end", kb(i.rss_end_kb));
-            t.row(
-                "bytes per connection",
-                i.bytes_per_connection
-                    .map_or("-".into(), |b| format!("{b:.0}")),
-            );
-            t.row(
-                "server cpu while holding",
-                i.server_cpu_s_hold
-                    .map_or("-".into(), |s| format!("{s:.3} s")),
-            );
-        } else {
-            t.row(
-                "rate / payload",
-                format!(
-                    "{} msg/s per sender, {} bytes",
-                    trim(self.rate_per_sender),
-                    self.payload_bytes
-                ),
-            );
-            t.row(
-                "window",
-                format!(
-                    "{:.2} s after {:.1} s warm-up",
-                    self.window_s, self.warmup_s
-                ),
-            );
-            t.row("sent", self.sent.to_string());
-            t.row("expected deliveries", self.expected_deliveries.to_string());
-            t.row("delivered", self.delivered.to_string());
-            t.row("lost", self.lost.to_string());
-            t.row(
-                "delivered per second",
-                format!("{:.0}", self.delivered_per_sec),
-            );
-            t.row("latency", self.latency_us.percentiles());
-            t.row(
-                "server cpu in window",
-                self.server_cpu_s
-                    .map_or("-".into(), |s| format!("{s:.3} s")),
-            );
-            t.row(
-                "server cpu per delivery",
-                self.server_cpu_us_per_delivery
-                    .map_or("-".into(), |u| format!("{u:.2} us")),
-            );
-            t.row(
-                "server rss",
-                format!(
-                    "{} (peak {})",
-                    kb(self.server_rss_kb),
-                    kb(self.server_rss_peak_kb)
-                ),
-            );
-            if self.server_cpu_s_per_pid.len() > 1 {
-                for (i, pid) in self.server_pids.iter().enumerate() {
-                    let cpu = self.server_cpu_s_per_pid.get(i).copied().flatten();
-                    let rss = self.server_rss_kb_per_pid.get(i).copied().flatten();
-                    t.row(
-                        &format!("  pid {pid}"),
-                        format!(
-                            "cpu {}, rss {}",
-                            cpu.map_or("-".into(), |s| format!("{s:.3} s")),
-                            kb(rss)
-                        ),
-                    );
-                }
-            }
-            if self.per_node.len() > 1 {
-                for (k, n) in self.per_node.iter().enumerate() {
-                    t.row(
-                        &format!("  node {k}"),
-                        format!(
-                            "{}: {}/{} connected, delivered {}/{} lost {}",
-                            n.url,
-                            n.connected,
-                            n.clients,
-                            n.delivered,
-                            n.expected_deliveries,
-                            n.lost
-                        ),
-                    );
-                }
-            }
-            t.row(
-                "harness cpu in window",
-                format!(
-                    "{:.3} s = {:.0}% of a core",
-                    self.harness_cpu_s,
-                    self.harness_cpu_util * 100.0
-                ),
-            );
-            t.row(
-                "send lag",
-                format!(
-                    "p99 {} max {}",
-                    ms(self.send_lag_us.p99),
-                    ms(self.send_lag_us.max)
-                ),
-            );
-            let a = &self.anomalies;
-            t.nonzero(&[
-                ("server errors", self.errors),
-                ("out of order / duplicate", a.out_of_order),
-                ("misrouted", a.misrouted),
-                ("unexpected", a.unexpected),
-                ("late from earlier step", a.stale),
-            ]);
-            if let Some(e) = &self.first_error {
-                t.row("first error", e.clone());
-            }
+    }
+
+    /// With `--deflate`: what was negotiated and what the deliveries cost on the wire.
+    fn deflate_rows(&self, t: &mut Table) {
+        if !self.deflate_offered {
+            return;
         }
-        if self.disconnects > 0 {
-            t.row("disconnects", self.disconnects.to_string());
-            t.tally("  closed", &self.disconnect_reasons);
-        }
-        if let Some(s) = &self.saturate {
-            t.row("saturate: limited by", s.limited_by.clone());
-            t.row(
-                "max sustained",
-                format!(
-                    "{:.0} deliveries/s at {} msg/s per sender",
-                    s.max_sustained_delivered_per_sec,
-                    s.best_rate_per_sender.map_or("-".into(), trim)
-                ),
-            );
-            for st in &s.steps {
+        t.row(
+            "permessage-deflate",
+            format!(
+                "accepted on {} of {} connections; sending {}",
+                self.deflate_connections,
+                self.connected,
+                if self.deflate_send {
+                    "compressed"
+                } else {
+                    "uncompressed"
+                }
+            ),
+        );
+        t.row(
+            "wire",
+            format!(
+                "{} bytes per delivery, compression ratio {}",
+                self.wire_bytes_per_delivery
+                    .map_or("-".into(), |b| format!("{b:.1}")),
+                self.compression_ratio
+                    .map_or("-".into(), |r| format!("{r:.2}"))
+            ),
+        );
+    }
+
+    /// The traffic of the window: what was sent, what arrived, how fast.
+    fn delivery_rows(&self, t: &mut Table) {
+        t.row(
+            "rate / payload",
+            format!(
+                "{} msg/s per sender, {} bytes",
+                trim(self.rate_per_sender),
+                self.payload_bytes
+            ),
+        );
+        t.row(
+            "window",
+            format!(
+                "{:.2} s after {:.1} s warm-up",
+                self.window_s, self.warmup_s
+            ),
+        );
+        t.row("sent", self.sent.to_string());
+        t.row("expected deliveries", self.expected_deliveries.to_string());
+        t.row("delivered", self.delivered.to_string());
+        t.row("lost", self.lost.to_string());
+        t.row(
+            "delivered per second",
+            format!("{:.0}", self.delivered_per_sec),
+        );
+        t.row("latency", self.latency_us.percentiles());
+    }
+
+    /// The server's CPU and memory over the window, per PID and per node when several.
+    fn server_rows(&self, t: &mut Table) {
+        t.row(
+            "server cpu in window",
+            self.server_cpu_s
+                .map_or("-".into(), |s| format!("{s:.3} s")),
+        );
+        t.row(
+            "server cpu per delivery",
+            self.server_cpu_us_per_delivery
+                .map_or("-".into(), |u| format!("{u:.2} us")),
+        );
+        t.row(
+            "server rss",
+            format!(
+                "{} (peak {})",
+                kb(self.server_rss_kb),
+                kb(self.server_rss_peak_kb)
+            ),
+        );
+        if self.server_cpu_s_per_pid.len() > 1 {
+            for (i, pid) in self.server_pids.iter().enumerate() {
+                let cpu = self.server_cpu_s_per_pid.get(i).copied().flatten();
+                let rss = self.server_rss_kb_per_pid.get(i).copied().flatten();
                 t.row(
-                    &format!("  step {} msg/s", trim(st.rate_per_sender)),
+                    &format!("  pid {pid}"),
                     format!(
-                        "{} {:.0}/s lost {} p99 {} harness {:.0}%",
-                        if st.passed { "pass" } else { "FAIL" },
-                        st.delivered_per_sec,
-                        st.lost,
-                        ms(st.latency_us.p99),
-                        st.harness_cpu_util * 100.0
+                        "cpu {}, rss {}",
+                        cpu.map_or("-".into(), |s| format!("{s:.3} s")),
+                        kb(rss)
                     ),
                 );
             }
         }
-        t.row("harness rss", kb(self.harness_rss_kb));
-        t.finish(&self.warnings, &self.failures, self.ok)
+        if self.per_node.len() > 1 {
+            for (k, n) in self.per_node.iter().enumerate() {
+                t.row(
+                    &format!("  node {k}"),
+                    format!(
+                        "{}: {}/{} connected, delivered {}/{} lost {}",
+                        n.url, n.connected, n.clients, n.delivered, n.expected_deliveries, n.lost
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The harness's own CPU and schedule: was it the limit?
+    fn harness_rows(&self, t: &mut Table) {
+        t.row(
+            "harness cpu in window",
+            format!(
+                "{:.3} s = {:.0}% of a core",
+                self.harness_cpu_s,
+                self.harness_cpu_util * 100.0
+            ),
+        );
+        t.row(
+            "send lag",
+            format!(
+                "p99 {} max {}",
+                ms(self.send_lag_us.p99),
+                ms(self.send_lag_us.max)
+            ),
+        );
+    }
+
+    /// Server errors and wrong deliveries, the ones that happened.
+    fn anomaly_rows(&self, t: &mut Table) {
+        let a = &self.anomalies;
+        t.nonzero(&[
+            ("server errors", self.errors),
+            ("out of order / duplicate", a.out_of_order),
+            ("misrouted", a.misrouted),
+            ("unexpected", a.unexpected),
+            ("late from earlier step", a.stale),
+        ]);
+        if let Some(e) = &self.first_error {
+            t.row("first error", e.clone());
+        }
+    }
+}
+
+/// Idle mode's memory figures.
+fn idle_rows(t: &mut Table, i: &IdleReport) {
+    t.row(
+        "held",
+        format!(
+            "{:.1} s, {} disconnects",
+            i.hold_s, i.disconnects_during_hold
+        ),
+    );
+    t.row("server rss before", kb(i.rss_before_kb));
+    t.row("server rss after", kb(i.rss_after_kb));
+    t.row("server rss at end", kb(i.rss_end_kb));
+    t.row(
+        "bytes per connection",
+        i.bytes_per_connection
+            .map_or("-".into(), |b| format!("{b:.0}")),
+    );
+    t.row(
+        "server cpu while holding",
+        i.server_cpu_s_hold
+            .map_or("-".into(), |s| format!("{s:.3} s")),
+    );
+}
+
+/// The saturate search: its outcome and every step.
+fn saturate_rows(t: &mut Table, s: &SaturateReport) {
+    t.row("saturate: limited by", s.limited_by.clone());
+    t.row(
+        "max sustained",
+        format!(
+            "{:.0} deliveries/s at {} msg/s per sender",
+            s.max_sustained_delivered_per_sec,
+            s.best_rate_per_sender.map_or("-".into(), trim)
+        ),
+    );
+    for st in &s.steps {
+        t.row(
+            &format!("  step {} msg/s", trim(st.rate_per_sender)),
+            format!(
+                "{} {:.0}/s lost {} p99 {} harness {:.0}%",
+                if st.passed { "pass" } else { "FAIL" },
+                st.delivered_per_sec,
+                st.lost,
+                ms(st.latency_us.p99),
+                st.harness_cpu_util * 100.0
+            ),
+        );
     }
 }
 
@@ -492,6 +603,8 @@ mod tests {
 
     use super::*;
     use crate::accounting::{Counts, NodeCounts};
+    use crate::engine::WireFigures;
+    use crate::report_common::golden;
 
     fn lat(p50: u64, p90: u64, p99: u64, p999: u64, max: u64) -> Latency {
         Latency {
@@ -549,6 +662,10 @@ mod tests {
             disconnects: 3,
             senders: 8,
             interrupted: true,
+            wire: WireFigures {
+                bytes_per_delivery: Some(70.25),
+                compression_ratio: Some(1.0),
+            },
         }
     }
 
@@ -569,6 +686,11 @@ mod tests {
             connect_errors: BTreeMap::from([("connection refused".to_string(), 1)]),
             connect_time_s: 0.25,
             connect_latency_us: lat(800, 900, 1200, 1300, 1400),
+            token: Some("django".into()),
+            tls: true,
+            tls_handshakes_per_sec: Some(60.0),
+            deflate_offered: true,
+            deflate_connections: 7,
             server_pids: vec![11, 22],
             harness_rss_kb: Some(5000),
             disconnects: 2,
@@ -703,40 +825,99 @@ mod tests {
         r
     }
 
+    /// A flooder run: the flooder rate-limited and closed (expected), the members clean
+    /// in the second phase but one delivery lost in the first.
+    fn flooder() -> Report {
+        use crate::accounting::GuestCounts;
+        use crate::attack::report::{AttackReport, AttackerReport, PhaseReport};
+        let phase = |name: &str, lost: u64, p99: u64| PhaseReport {
+            name: name.into(),
+            sent: 200,
+            expected_deliveries: 20_000,
+            delivered: 20_000 - lost,
+            lost,
+            latency_us: lat(500, 900, p99, p99 + 1000, p99 + 2000),
+            delivered_per_sec: 10_000.0,
+            errors: 0,
+            disconnects: 0,
+        };
+        let mut s = step();
+        s.counts = Counts {
+            sent: 200,
+            expected: 20_000,
+            delivered: 20_000,
+            per_node: vec![NodeCounts {
+                expected: 20_000,
+                delivered: 20_000,
+            }],
+            ..Counts::default()
+        };
+        s.interrupted = false;
+        s.harness_util = 0.5;
+        s.harness_wait_s = None;
+        s.server_wait_s = None;
+        s.send_lag = Latency::default();
+        s.disconnects = 0;
+        let mut r = Report {
+            mode: "attack".into(),
+            scenario: Some(ScenarioName::Flooder),
+            url: "ws://a/".into(),
+            nodes: 1,
+            clients: 100,
+            rooms: 1,
+            connected: 100,
+            per_node: vec![NodeReport::default()],
+            attack: Some(AttackReport {
+                kind: "flooder".into(),
+                phases: vec![
+                    phase("without attacker", 1, 3000),
+                    phase("with attacker", 0, 25_000),
+                ],
+                attacker: Some(AttackerReport {
+                    mode: "chat".into(),
+                    path: "/ws/chat/r0/".into(),
+                    in_room: true,
+                    connected: true,
+                    connect_error: None,
+                    frames_sent: 5000,
+                    bytes_sent: 350_000,
+                    flood_s: 0.5,
+                    frames_per_sec: 10_000.0,
+                    closed: true,
+                    close_reason: Some("server closed with 1008: rate limited".into()),
+                    closed_after_s: Some(0.5),
+                    received: GuestCounts {
+                        received: 120,
+                        echoed: 100,
+                        errors: 4900,
+                        first_error: Some(r#"{"error": "rate limited"}"#.into()),
+                        to_members: 10_000,
+                    },
+                }),
+                burst: None,
+            }),
+            ..Report::default()
+        };
+        r.fill_step(&s);
+        r.finish();
+        r
+    }
+
     /// Each case's exit status, table and (where given) JSON line, byte for byte.
     #[test]
     fn tables_and_json_lines_are_pinned() {
         let cases = [
-            (
-                everything_wrong(),
-                1,
-                include_str!("../tests/golden/load_everything_wrong.txt"),
-                Some(include_str!("../tests/golden/load_everything_wrong.json")),
-            ),
-            (
-                too_many(),
-                1,
-                include_str!("../tests/golden/load_too_many.txt"),
-                Some(include_str!("../tests/golden/load_too_many.json")),
-            ),
-            (
-                one_node_lost(),
-                1,
-                include_str!("../tests/golden/load_one_node_lost.txt"),
-                None,
-            ),
-            (
-                idle(),
-                0,
-                include_str!("../tests/golden/load_idle.txt"),
-                Some(include_str!("../tests/golden/load_idle.json")),
-            ),
+            (everything_wrong(), 1, "load_everything_wrong", true),
+            (too_many(), 1, "load_too_many", true),
+            (one_node_lost(), 1, "load_one_node_lost", false),
+            (flooder(), 1, "load_flooder", true),
+            (idle(), 0, "load_idle", true),
         ];
-        for (r, exit, table, json) in cases {
-            assert_eq!(r.exit_code(), exit, "{table}");
-            assert_eq!(r.to_table(), table);
-            if let Some(json) = json {
-                assert_eq!(r.to_json_line(), json);
+        for (r, exit, name, json) in cases {
+            assert_eq!(r.exit_code(), exit, "{name}");
+            golden(&format!("{name}.txt"), &r.to_table());
+            if json {
+                golden(&format!("{name}.json"), &r.to_json_line());
             }
         }
     }

@@ -1,6 +1,7 @@
 //! One run from start to report: limits checked, clients connected, then the mode's work
 //! (a measured step, the saturate search, or idle holding), and the report filled in.
 
+use crate::attack;
 use crate::clock::secs_to_us;
 use crate::engine::{Engine, StepResult, StepSpec};
 use crate::proc::{self, ServerProcs};
@@ -17,7 +18,7 @@ pub const FD_RESERVE: u64 = 32;
 /// Local addresses for client sockets: 127.0.0.1 .. 127.0.0.N when every target is a
 /// loopback IPv4 address (every 127.x address is local on Linux), none otherwise.
 pub fn source_addresses(plan: &Plan) -> Vec<IpAddr> {
-    sources_for(&plan.targets, plan.source_addrs)
+    sources_for(&plan.targets, plan.connect.source_addrs)
 }
 
 /// As [`source_addresses`], for targets and a count.
@@ -110,7 +111,7 @@ pub fn execute(plan: &Plan) -> Result<Report, String> {
         plan.progress,
     )
     .map_err(|e| format!("cannot create the event loop: {e}"))?;
-    let conn = engine.connect(plan.connect_concurrency, secs_to_us(plan.connect_timeout_s));
+    let conn = engine.connect(plan.connect.concurrency, plan.connect.timeout_us());
     let mut report = Report::new(plan, &conn);
     report.warnings = warnings;
     if conn.opened == 0 {
@@ -123,6 +124,11 @@ pub fn execute(plan: &Plan) -> Result<Report, String> {
             }
             Mode::Saturate => saturate(&mut engine, plan, &server, &mut report),
             Mode::Idle => idle(&mut engine, plan, &server, &mut report, before),
+            Mode::Attack => {
+                if let Some(a) = &plan.attack {
+                    attack::run(&mut engine, plan, a, &server, &mut report);
+                }
+            }
         }
     }
     // Saturate expects overloaded steps to cost connections; its verdict is the best step's.
@@ -211,83 +217,23 @@ fn summary(r: &StepResult, passed: bool) -> StepSummary {
 /// first bad rate. The connections stay up between steps; a step's stragglers are told
 /// apart by the epoch in each message, and the loop waits for quiet before the next step.
 fn saturate(engine: &mut Engine, plan: &Plan, server: &ServerProcs, report: &mut Report) {
-    let mut steps = Vec::new();
-    let mut best: Option<StepResult> = None;
-    let mut last: Option<StepResult> = None;
-    let mut bad: Option<f64> = None;
-    let start = plan.rate.max(0.001);
-    let mut rate = start;
-    let mut limited_by = "server";
-    let run = |engine: &mut Engine, rate: f64, steps: &mut Vec<StepSummary>| {
-        if (engine.open as usize) < plan.layout.clients {
-            // Anyone dropped in an overloaded step comes back before the next one.
-            engine.connect(plan.connect_concurrency, secs_to_us(plan.connect_timeout_s));
-        }
-        if plan.progress {
-            eprintln!("loadtest: saturate step at {rate} msg/s per sender");
-        }
-        let r = engine.run_step(&step_spec(plan, rate), server);
-        let ok = passes(&r, plan.p99_limit_ms);
-        steps.push(summary(&r, ok));
-        engine.settle(500_000, 60_000_000);
-        (r, ok)
+    let mut search = Search {
+        engine,
+        plan,
+        server,
+        steps: Vec::new(),
+        best: None,
+        last: None,
+        bad: None,
     };
-    loop {
-        let (r, ok) = run(engine, rate, &mut steps);
-        let harness_bound = r.harness_util > HARNESS_BUSY;
-        let interrupted = r.interrupted;
-        if ok {
-            best = Some(r);
-        } else {
-            bad = Some(bad.map_or(rate, |b: f64| b.min(rate)));
-            last = Some(r);
-        }
-        if interrupted {
-            limited_by = "interrupted";
-            break;
-        }
-        // A busy harness only ends the climb when the step failed: a step
-        // that passed proves it kept up, and higher rates batch more per
-        // write and can cost it less per delivery.
-        if harness_bound && !ok {
-            limited_by = "harness";
-            break;
-        }
-        match (ok, best.is_some(), bad.is_some()) {
-            // Going up: keep doubling while it passes.
-            (true, _, false) if rate * 2.0 <= plan.max_rate => rate *= 2.0,
-            (true, _, false) => {
-                limited_by = "max-rate";
-                break;
-            }
-            // Going down from a failing start: keep halving until one passes.
-            (false, false, _) if rate / 2.0 >= start / 64.0 => rate /= 2.0,
-            // The boundary is bracketed (or nothing passes at all).
-            _ => break,
-        }
-    }
+    let limited_by = search.climb();
     if limited_by == "server" {
-        for _ in 0..plan.refine_steps {
-            let (Some(good), Some(b)) = (best.as_ref().map(|r| r.rate), bad) else {
-                break;
-            };
-            if (b - good) / good < 0.05 {
-                break;
-            }
-            let mid = (good + b) / 2.0;
-            let (r, ok) = run(engine, mid, &mut steps);
-            if r.interrupted {
-                break;
-            }
-            if ok {
-                best = Some(r);
-            } else {
-                bad = Some(mid);
-            }
-        }
+        search.refine();
     }
-    let shown = best.as_ref().or(last.as_ref());
-    if let Some(r) = shown {
+    let Search {
+        steps, best, last, ..
+    } = search;
+    if let Some(r) = best.as_ref().or(last.as_ref()) {
         report.fill_step(r);
     }
     report.saturate = Some(SaturateReport {
@@ -297,4 +243,95 @@ fn saturate(engine: &mut Engine, plan: &Plan, server: &ServerProcs, report: &mut
         limited_by: limited_by.into(),
         steps,
     });
+}
+
+/// The saturate search in progress: the steps so far, the best passing one, the last
+/// failing one and the lowest failing rate.
+struct Search<'a> {
+    engine: &'a mut Engine,
+    plan: &'a Plan,
+    server: &'a ServerProcs,
+    steps: Vec<StepSummary>,
+    best: Option<StepResult>,
+    last: Option<StepResult>,
+    bad: Option<f64>,
+}
+
+impl Search<'_> {
+    /// One step at `rate`, with anyone dropped in an earlier step reconnected first and
+    /// the stragglers waited out after; `true` when it passed.
+    fn step(&mut self, rate: f64) -> (StepResult, bool) {
+        let plan = self.plan;
+        if (self.engine.open as usize) < plan.layout.clients {
+            // Anyone dropped in an overloaded step comes back before the next one.
+            self.engine
+                .connect(plan.connect.concurrency, plan.connect.timeout_us());
+        }
+        if plan.progress {
+            eprintln!("loadtest: saturate step at {rate} msg/s per sender");
+        }
+        let r = self.engine.run_step(&step_spec(plan, rate), self.server);
+        let ok = passes(&r, plan.p99_limit_ms);
+        self.steps.push(summary(&r, ok));
+        self.engine.settle(500_000, 60_000_000);
+        (r, ok)
+    }
+
+    /// Doubles (or, from a failing start, halves) until the boundary is bracketed;
+    /// returns what ended the climb.
+    fn climb(&mut self) -> &'static str {
+        let start = self.plan.rate.max(0.001);
+        let mut rate = start;
+        loop {
+            let (r, ok) = self.step(rate);
+            let harness_bound = r.harness_util > HARNESS_BUSY;
+            let interrupted = r.interrupted;
+            if ok {
+                self.best = Some(r);
+            } else {
+                self.bad = Some(self.bad.map_or(rate, |b: f64| b.min(rate)));
+                self.last = Some(r);
+            }
+            if interrupted {
+                return "interrupted";
+            }
+            // A busy harness only ends the climb when the step failed: a step
+            // that passed proves it kept up, and higher rates batch more per
+            // write and can cost it less per delivery.
+            if harness_bound && !ok {
+                return "harness";
+            }
+            match (ok, self.best.is_some(), self.bad.is_some()) {
+                // Going up: keep doubling while it passes.
+                (true, _, false) if rate * 2.0 <= self.plan.max_rate => rate *= 2.0,
+                (true, _, false) => return "max-rate",
+                // Going down from a failing start: keep halving until one passes.
+                (false, false, _) if rate / 2.0 >= start / 64.0 => rate /= 2.0,
+                // The boundary is bracketed (or nothing passes at all).
+                _ => return "server",
+            }
+        }
+    }
+
+    /// Bisects between the best passing and the lowest failing rate.
+    fn refine(&mut self) {
+        for _ in 0..self.plan.refine_steps {
+            let (Some(good), Some(b)) = (self.best.as_ref().map(|r| r.rate), self.bad) else {
+                break;
+            };
+            if (b - good) / good < 0.05 {
+                break;
+            }
+            let mid = (good + b) / 2.0;
+            let (r, ok) = self.step(mid);
+            if r.interrupted {
+                break;
+            }
+            if ok {
+                self.best = Some(r);
+            } else {
+                self.bad = Some(mid);
+            }
+        }
+    }
 }

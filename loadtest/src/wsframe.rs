@@ -3,7 +3,9 @@
 //! Only what a chat client needs: whole frames with FIN set on the way out, and a header
 //! parser for the server's frames that rejects what a server must never send (reserved
 //! bits without an extension, unknown opcodes, oversized or fragmented control frames,
-//! masked frames). Reassembly of fragmented messages lives in `client.rs`.
+//! masked frames). RSV1 is the permessage-deflate bit (RFC 7692): allowed on the first
+//! frame of a data message once that extension was negotiated. Reassembly of fragmented
+//! messages lives in `client.rs`, inflating in `deflate.rs`.
 
 pub const OP_CONTINUATION: u8 = 0x0;
 pub const OP_TEXT: u8 = 0x1;
@@ -12,11 +14,19 @@ pub const OP_CLOSE: u8 = 0x8;
 pub const OP_PING: u8 = 0x9;
 pub const OP_PONG: u8 = 0xA;
 
+/// RSV1: the message is compressed (permessage-deflate).
+pub const RSV1: u8 = 0x40;
+
 /// Appends one masked frame with FIN set, the payload masked with `mask`.
 pub fn encode_masked(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
+    encode_masked_flags(out, opcode, 0, payload, mask);
+}
+
+/// As [`encode_masked`], with reserved bits `rsv` (e.g. [`RSV1`]) set in the first byte.
+pub fn encode_masked_flags(out: &mut Vec<u8>, opcode: u8, rsv: u8, payload: &[u8], mask: [u8; 4]) {
     let len = payload.len();
     out.reserve(len + 14);
-    out.push(0x80 | opcode);
+    out.push(0x80 | rsv | opcode);
     if len < 126 {
         out.push(0x80 | len as u8);
     } else if len <= 0xFFFF {
@@ -54,6 +64,8 @@ pub fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Head {
     pub fin: bool,
+    /// RSV1: a compressed message (only when the caller allowed it).
+    pub rsv1: bool,
     pub opcode: u8,
     /// Bytes of header before the payload.
     pub header_len: usize,
@@ -67,15 +79,18 @@ impl Head {
 }
 
 /// Parses a server frame's header from the start of `buf`; `Ok(None)` until the whole
-/// header is there. The error names the protocol violation.
-pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, &'static str> {
+/// header is there. `deflate`: permessage-deflate was negotiated, so RSV1 may be set on
+/// a data frame. The error names the protocol violation.
+pub fn parse_head(buf: &[u8], deflate: bool) -> Result<Option<Head>, &'static str> {
     if buf.len() < 2 {
         return Ok(None);
     }
     let (b0, b1) = (buf[0], buf[1]);
-    if b0 & 0x70 != 0 {
+    let allowed = if deflate { RSV1 } else { 0 };
+    if b0 & 0x70 & !allowed != 0 {
         return Err("reserved bits set without a negotiated extension");
     }
+    let rsv1 = b0 & RSV1 != 0;
     let fin = b0 & 0x80 != 0;
     let opcode = b0 & 0x0F;
     if !matches!(
@@ -110,12 +125,18 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, &'static str> {
     };
     let head = Head {
         fin,
+        rsv1,
         opcode,
         header_len,
         payload_len,
     };
     if head.is_control() && (payload_len > 125 || !fin) {
         return Err("fragmented or oversized control frame");
+    }
+    // RFC 7692 section 6: RSV1 marks a message's first frame, never a control frame or
+    // a continuation.
+    if rsv1 && (head.is_control() || opcode == OP_CONTINUATION) {
+        return Err("RSV1 on a control or continuation frame");
     }
     Ok(Some(head))
 }
@@ -174,18 +195,33 @@ mod tests {
         for len in [0usize, 125, 126, 65_535, 65_536] {
             let mut out = Vec::new();
             encode_unmasked(&mut out, OP_TEXT, true, &vec![b'x'; len]);
-            let head = parse_head(&out).unwrap().unwrap();
+            let head = parse_head(&out, false).unwrap().unwrap();
             assert_eq!(head.payload_len, len as u64);
             assert_eq!(head.header_len + len, out.len());
             // Every strict prefix of the header is "need more".
             for cut in 0..head.header_len {
-                assert_eq!(parse_head(&out[..cut]).unwrap(), None);
+                assert_eq!(parse_head(&out[..cut], false).unwrap(), None);
             }
         }
-        assert!(parse_head(&[0xC1, 0]).is_err(), "RSV1");
-        assert!(parse_head(&[0x83, 0]).is_err(), "opcode 3");
-        assert!(parse_head(&[0x81, 0x80, 0, 0, 0, 0]).is_err(), "masked");
-        assert!(parse_head(&[0x09, 0]).is_err(), "fragmented ping");
-        assert!(parse_head(&[0x89, 126, 0, 200]).is_err(), "long ping");
+        assert!(parse_head(&[0xC1, 0], false).is_err(), "RSV1");
+        assert!(parse_head(&[0x83, 0], false).is_err(), "opcode 3");
+        assert!(
+            parse_head(&[0x81, 0x80, 0, 0, 0, 0], false).is_err(),
+            "masked"
+        );
+        assert!(parse_head(&[0x09, 0], false).is_err(), "fragmented ping");
+        assert!(
+            parse_head(&[0x89, 126, 0, 200], false).is_err(),
+            "long ping"
+        );
+        // With permessage-deflate: RSV1 on a message's first frame only.
+        assert!(parse_head(&[0xC1, 0], true).unwrap().unwrap().rsv1);
+        assert!(parse_head(&[0x41, 0], true).unwrap().unwrap().rsv1);
+        assert!(
+            parse_head(&[0xC0, 0], true).is_err(),
+            "RSV1 on a continuation"
+        );
+        assert!(parse_head(&[0xC9, 0], true).is_err(), "RSV1 on a ping");
+        assert!(parse_head(&[0xA1, 0], true).is_err(), "RSV2");
     }
 }

@@ -11,7 +11,6 @@ use common::{assert_fails_with, Cluster, Faults};
 use loadtest::cli::Cli;
 use loadtest::report::Report;
 use loadtest::runner;
-use loadtest::scenario::Plan;
 use std::process::Command;
 use std::sync::atomic::Ordering;
 
@@ -28,7 +27,7 @@ fn run_nodes(urls: &[String], args: &[&str]) -> Report {
     argv.extend_from_slice(args);
     let cli = Cli::try_parse_from(&argv).expect("valid arguments");
     let r = &cli.run;
-    let plan = Plan::resolve(&r.url, &r.load, r.idle, &r.server_pid, false).expect("valid plan");
+    let plan = r.plan(false, false).expect("valid plan");
     runner::execute(&plan).expect("run starts")
 }
 
@@ -132,6 +131,23 @@ fn honest_server_delivers_everything_expected() {
     );
     let a = &r.anomalies;
     assert_eq!(a.out_of_order + a.misrouted + r.errors + a.unexpected, 0);
+}
+
+#[test]
+fn every_client_carries_a_token_when_given_a_secret() {
+    let faults = Faults {
+        require_token: true,
+        ..Faults::default()
+    };
+    let server = common::start(faults);
+    let r = run(&server.url, &steady("8", "2", &[]));
+    assert_eq!(r.connected, 0, "refused without a token");
+    for format in ["django", "jwt"] {
+        let extra = ["--token-secret", "k", "--token-format", format];
+        let r = run(&server.url, &steady("8", "2", &extra));
+        assert!(r.ok, "{format}: {}", r.to_table());
+        assert_eq!(r.token.as_deref(), Some(format));
+    }
 }
 
 #[test]

@@ -39,6 +39,18 @@ fn compare_starts_measures_and_stops_each_server() {
         "broken",
         "#!/usr/bin/env bash\necho 'cannot start' >&2\nexit 3\n",
     );
+    // The prebuilt-binary baseline: says which binary it was handed, then serves.
+    script(
+        &baselines,
+        "roomcast-bin",
+        &FAKE.replacen(
+            "PORT=$1\n",
+            "PORT=$1\necho \"binary: $ROOMCAST_BIN\" >&2\n",
+            1,
+        ),
+    );
+    let binary = dir.join("roomcast-before");
+    fs::write(&binary, "#!/bin/sh\n").unwrap();
     let out = dir.join("cmp.json");
     let status = Command::new(env!("CARGO_BIN_EXE_loadtest"))
         .args([
@@ -46,7 +58,7 @@ fn compare_starts_measures_and_stops_each_server() {
             "--scenario",
             "pairs",
             "--servers",
-            "fake,broken,missing",
+            &format!("fake,broken,missing,before={}", binary.display()),
             "--port",
             "9187",
         ])
@@ -77,13 +89,15 @@ fn compare_starts_measures_and_stops_each_server() {
         String::from_utf8_lossy(&status.stderr)
     );
     assert!(
-        stdout.contains("fake") && stdout.contains("broken") && stdout.contains("missing"),
+        ["fake", "broken", "missing", "before"]
+            .iter()
+            .all(|name| stdout.contains(name)),
         "{stdout}"
     );
 
     let cmp: serde_json::Value = serde_json::from_str(&fs::read_to_string(&out).unwrap()).unwrap();
     let servers = cmp["servers"].as_array().unwrap();
-    assert_eq!(servers.len(), 3);
+    assert_eq!(servers.len(), 4);
     let fake = &servers[0];
     assert_eq!(fake["name"], "fake");
     let pids: Vec<u32> = fake["pids"]
@@ -117,6 +131,18 @@ fn compare_starts_measures_and_stops_each_server() {
         .as_str()
         .unwrap()
         .contains("does not exist"));
+    // A labelled binary runs under its label through roomcast-bin, handed its path.
+    let before = &servers[3];
+    assert_eq!(
+        (&before["name"], &before["baseline"]),
+        (&"before".into(), &"roomcast-bin".into())
+    );
+    assert_eq!(before["report"]["connect_failures"], 4, "{before}");
+    let log = fs::read_to_string(dir.join("compare-pairs-before.log")).unwrap();
+    assert!(
+        log.contains(&format!("binary: {}", binary.display())),
+        "{log}"
+    );
     let svg = fs::read_to_string(out.with_extension("svg")).unwrap();
     assert!(svg.contains("deliveries per second"));
     assert!(dir.join("compare-pairs-fake.log").exists());

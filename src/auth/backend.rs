@@ -28,7 +28,7 @@ use super::{Refusal, Unavailable, Verdict};
 use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -38,8 +38,6 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug)]
 pub struct BackendSettings {
     pub url: AuthUrl,
-    /// `url`'s host, resolved at start.
-    pub addr: SocketAddr,
     /// `--auth-timeout`.
     pub timeout: Duration,
     /// `--auth-cache-ttl`; zero: no cache.
@@ -99,48 +97,32 @@ pub struct AuthClient {
 }
 
 impl BackendSettings {
-    /// Settings for `url` (an `http://` URL, resolved now) with the other
-    /// flags' defaults.
-    pub fn new(url: &str) -> io::Result<BackendSettings> {
-        let url =
-            AuthUrl::parse(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let addr = (url.host(), url.port())
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("--auth-url: {} has no address", url.host()),
-                )
-            })?;
+    /// Settings for `url` (an `http://` URL) with the other flags' defaults.
+    pub fn new(url: &str) -> Result<BackendSettings, String> {
         Ok(BackendSettings {
-            url,
-            addr,
+            url: AuthUrl::parse(url)?,
             timeout: Duration::from_secs(2),
             cache_ttl: Duration::ZERO,
             connections: 8,
             limits: LIMITS,
         })
     }
-
-    /// The settings `--auth-url` asks for, or `None` without it. Resolves
-    /// the host (a name that does not resolve fails the start).
-    pub fn from_config(config: &crate::Config) -> io::Result<Option<BackendSettings>> {
-        let Some(url) = &config.auth_url else {
-            return Ok(None);
-        };
-        let mut s = BackendSettings::new(url)?;
-        s.timeout = config.auth_timeout;
-        s.cache_ttl = config.auth_cache_ttl;
-        s.connections = config.auth_connections;
-        Ok(Some(s))
-    }
 }
 
 impl AuthClient {
-    /// Starts the auth thread; `loop_waker` is woken once per batch of
-    /// answers.
+    /// Resolves the back end's host (once: a name that does not resolve
+    /// fails the start) and starts the auth thread; `loop_waker` is woken
+    /// once per batch of answers.
     pub fn start(settings: BackendSettings, loop_waker: Arc<Waker>) -> io::Result<AuthClient> {
+        let addr = (settings.url.host(), settings.url.port())
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("--auth-url: {} has no address", settings.url.host()),
+                )
+            })?;
         let (ask_tx, ask_rx) = crossbeam_channel::unbounded();
         let (answer_tx, answer_rx) = crossbeam_channel::unbounded();
         let stats = Arc::new(AuthStats::default());
@@ -148,7 +130,7 @@ impl AuthClient {
             .then(|| DecisionCache::new(settings.cache_ttl, CACHE_CAPACITY));
         let timeout = settings.timeout;
         let (thread, waker) =
-            backend_thread::spawn(settings, ask_rx, answer_tx, loop_waker, stats.clone())?;
+            backend_thread::spawn(settings, addr, ask_rx, answer_tx, loop_waker, stats.clone())?;
         Ok(AuthClient {
             pending: Vec::new(),
             asks: Some(ask_tx),

@@ -18,6 +18,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -72,6 +73,8 @@ struct Conn {
 struct AuthThread {
     poll: Poll,
     settings: BackendSettings,
+    /// The back end's address, resolved at start.
+    addr: SocketAddr,
     slots: Vec<Option<Conn>>,
     generation: usize,
     queue: VecDeque<Job>,
@@ -85,6 +88,7 @@ struct AuthThread {
 
 pub(super) fn spawn(
     settings: BackendSettings,
+    addr: SocketAddr,
     asks: Receiver<Vec<Ask>>,
     answers: Sender<Vec<Answer>>,
     loop_waker: Arc<Waker>,
@@ -96,6 +100,7 @@ pub(super) fn spawn(
     let mut t = AuthThread {
         poll,
         settings,
+        addr,
         slots: (0..connections).map(|_| None).collect(),
         generation: 0,
         queue: VecDeque::new(),
@@ -252,7 +257,7 @@ impl AuthThread {
         self.generation = self.generation.wrapping_add(1) & (usize::MAX >> SLOT_BITS);
         let generation = self.generation;
         let token = Token(generation << SLOT_BITS | slot);
-        let opened = TcpStream::connect(self.settings.addr).and_then(|mut stream| {
+        let opened = TcpStream::connect(self.addr).and_then(|mut stream| {
             self.poll.registry().register(
                 &mut stream,
                 token,

@@ -98,15 +98,6 @@ impl RateLimit {
         })
     }
 
-    /// The limit `--max-messages-per-second` and `--rate-burst` ask for, or
-    /// `None` when it is off (0). Assumes a validated config.
-    pub fn from_config(config: &crate::Config) -> Option<RateLimit> {
-        if config.max_messages_per_second <= 0.0 {
-            return None;
-        }
-        RateLimit::new(config.max_messages_per_second, config.rate_burst())
-    }
-
     /// Milliseconds one message costs.
     pub fn interval_ms(&self) -> u32 {
         self.interval

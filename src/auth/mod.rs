@@ -23,8 +23,11 @@
 //! - No input (a token, a back end's answer) panics, allocates past a
 //!   fixed bound, or makes the event loop wait.
 //!
-//! This folder imports only `crate::config` (flag values) and external
-//! crates; nothing in it knows the event loop.
+//! This folder imports only `crate::config` (flag values, in
+//! `settings.rs`, which parses them once into [`AuthSettings`]) and external
+//! crates; nothing in it knows the event loop. Only `backend_thread.rs`
+//! touches sockets, and only `backend.rs` (the loop's handle) reads the
+//! clock, to stamp each ask's deadline.
 
 pub mod backend;
 mod backend_http;
@@ -33,6 +36,7 @@ pub mod bucket;
 mod cache;
 pub mod per_ip;
 pub mod policy;
+mod settings;
 pub mod token;
 
 pub use backend::{AuthClient, BackendSettings};
@@ -44,6 +48,7 @@ pub use bucket::{Admission, Bucket, RateLimit};
 pub use cache::DecisionCache;
 pub use per_ip::PerIpLimit;
 pub use policy::{JoinCheck, JoinPolicy};
+pub use settings::{AuthSettings, MIN_AUTH_SECRET};
 pub use token::{percent_decode, query_param, TokenVerifier};
 
 use std::fmt;

@@ -38,11 +38,6 @@ impl PerIpLimit {
         }
     }
 
-    /// The limit `--max-connections-per-ip` asks for, or `None` when off (0).
-    pub fn from_config(config: &crate::Config) -> Option<PerIpLimit> {
-        (config.max_connections_per_ip > 0).then(|| PerIpLimit::new(config.max_connections_per_ip))
-    }
-
     /// Counts a new connection from `ip`; false (and nothing counted) when
     /// the address already has `limit` open.
     pub fn try_open(&mut self, ip: IpAddr) -> bool {

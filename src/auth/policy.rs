@@ -10,7 +10,7 @@
 use super::{Grant, Refusal, TokenVerifier, Verdict};
 
 /// How joins are checked, built once from the flags.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct JoinPolicy {
     tokens: Option<TokenVerifier>,
     backend: bool,
@@ -43,13 +43,6 @@ impl JoinPolicy {
     /// `--auth-url` is.
     pub fn new(tokens: Option<TokenVerifier>, backend: bool) -> JoinPolicy {
         JoinPolicy { tokens, backend }
-    }
-
-    pub fn from_config(config: &crate::Config) -> JoinPolicy {
-        JoinPolicy::new(
-            TokenVerifier::from_config(config),
-            config.auth_url.is_some(),
-        )
     }
 
     /// Whether joins are checked at all.

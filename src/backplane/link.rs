@@ -14,11 +14,11 @@
 //!   kept across reconnects so every live room is subscribed again.
 
 use super::{Event, Shared};
-use crate::frame::{self, Opcode};
 use crate::msgpack;
 use crate::redis_url::RedisUrl;
 use crate::resp::{self, Value};
-use crate::sendq::Frame;
+use crate::wire::frame::Frame;
+use crate::wire::frame::{self, Opcode};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -31,7 +31,7 @@ mod thread;
 
 use crate::config::Config;
 use crate::redis_url::RedisUrl;
-use crate::sendq::Frame;
+use crate::wire::frame::Frame;
 use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 use std::io;

@@ -1,90 +1,79 @@
-//! The event loop: the only module that touches sockets.
+//! The event loop: the only code that touches client sockets.
 //!
-//! One mio `Poll` owns the listener, every client socket, the waker that the
-//! JSON workers (and shutdown handles) use, and the signal pipe. Invariants:
-//! - Tokens below [`FIRST_CONN_TOKEN`] are reserved; a connection's token
-//!   is its slab key plus a generation, so an event for a connection that
-//!   closed earlier in the same batch never reaches the slot's new owner.
+//! One mio `Poll` owns the listener ([`accept`]), every client socket
+//! ([`conn`]), the waker that the JSON workers, the backplane and shutdown
+//! handles use, and the signal pipe ([`control`]). The loop only dispatches:
+//! what a connection's bytes mean, and what it does next, is its
+//! [`Session`]'s; who is in which room, and where a message goes, is the
+//! [`Relay`]'s. Each iteration:
+//! 1. readiness events: accept, read (into one shared buffer, handed to the
+//!    session), mark writable connections dirty;
+//! 2. connections over their read budget are read again;
+//! 3. the chat batch goes to the decoders, finished outcomes are fanned out
+//!    (or published), and arrivals from Redis are fanned out;
+//! 4. timers fire;
+//! 5. every dirty connection is flushed once: lone frames in io_uring
+//!    batches ([`uring`]), several frames with one vectored write ([`io`]).
+//!
+//! Invariants:
+//! - Tokens below [`conn::FIRST_CONN_TOKEN`] are reserved; a connection's
+//!   token carries its [`ConnId`], so an event for a connection that ended
+//!   never reaches the slot's next owner.
+//! - Every session input goes through [`Server::call`], which then carries
+//!   out the session's effects in order, marks it dirty if it has bytes to
+//!   send, and makes sure its timer fires by its deadline. Effects that
+//!   cause more effects queue behind them (a loop, never recursion).
+//! - A connection is in a room exactly while its session is open: rooms
+//!   change only on [`Effect::Upgrade`] and [`Effect::Left`], and a fan-out
+//!   never changes the room it iterates (slow consumers are closed after).
 //! - Reads are drained until a short read or `WouldBlock` (edge-triggered),
-//!   with a per-connection budget per iteration so one flooder cannot starve
-//!   the rest; a connection over budget is revisited next iteration.
-//! - Output is corked: frames are queued during the iteration and every
-//!   connection that got any is flushed once at its end: lone frames in
-//!   io_uring batches (`uring.rs`), several frames with one vectored write.
-//!   WRITABLE interest is registered only while a connection's kernel buffer
-//!   is full.
-//! - A connection is in a room exactly while it is `Open`; every other phase
-//!   has left it, so fan-out only ever meets open members.
-//! - Every connection that is not open has a timer armed that ends it.
-
-use crate::backplane::{self, Backplane};
-use crate::chat;
-use crate::close::CloseCode;
-use crate::config::Config;
-use crate::conn::{flag, Conn, Endpoint, Phase, NO_TIMER};
-use crate::error::ProtocolError;
-use crate::frame::{self, Opcode};
-use crate::http::{self, Decision, OriginPolicy, Page, WsRoute};
-use crate::message::{DataKind, Decoded, Event, Limits};
-use crate::metrics::{Gauges, Metrics};
-use crate::pages;
-use crate::room::Rooms;
-use crate::sendq::Frame;
-use crate::timer::{self, TimerWheel};
-use crate::worker::{decode_batch, Batch, ConnRef, Encoding, Outcome, WorkerPool};
-use log::{debug, info, warn};
-use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
-use slab::Slab;
-use std::io::{self, Read};
-use std::net::{Shutdown, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+//!   within [`io::READ_BUDGET`] per connection per iteration.
+//! - WRITABLE interest is registered only while a kernel buffer is full.
+//!
+//! Every libc call and `unsafe` block is in [`sys`].
 
 mod accept;
-mod decoding;
-mod frames;
-mod handshake;
-mod output;
-mod publishing;
-mod teardown;
-mod timers;
+mod conn;
+mod control;
+mod endpoints;
+mod io;
+pub mod sys;
 mod uring;
+pub mod wheel;
+
+pub use control::ShutdownHandle;
+
+use crate::config::Config;
+use crate::metrics::{Gauges, Metrics};
+use crate::relay::delivery::Delivery;
+use crate::relay::room::RoomId;
+use crate::relay::worker::Outcome;
+use crate::relay::{ConnId, Published, Relay};
+use crate::session::{Cx, Effect, Route, Session, Sink, Tick};
+use crate::settings::Settings;
+use crate::wire::frame::Frame;
+use crate::wire::http::{Rejection, WsRoute};
+use accept::Acceptor;
+use conn::Connections;
+use control::Control;
+use log::{debug, info, warn};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::VecDeque;
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uring::SendRing;
+use wheel::TimerWheel;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const SIGNALS: Token = Token(2);
-const FIRST_CONN_TOKEN: usize = 16;
 
-/// Timer resolution.
-const TICK: Duration = Duration::from_millis(100);
-/// Bytes read from one connection per iteration before others get a turn.
-const READ_BUDGET: usize = 1 << 20;
-/// The shared read buffer: every connection reads into this, so idle ones
-/// pay nothing for reading.
-const SCRATCH_SIZE: usize = 64 * 1024;
-/// A batch is handed to the workers early once it holds this many bytes.
-const BATCH_BYTES: usize = 1 << 20;
-/// Connections over --max-connections still get a 503 while fewer than this
-/// many such answers are in flight; past it they are closed at once.
+/// Connections over `--max-connections` still get a 503 while fewer than
+/// this many such answers are in flight; past it they are closed at once.
 const OVER_LIMIT_SLOTS: usize = 1024;
-/// After accept() fails for lack of descriptors, retry after this long.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// Asks a running server to shut down gracefully (as SIGTERM does).
-#[derive(Clone)]
-pub struct ShutdownHandle {
-    requested: Arc<AtomicBool>,
-    waker: Arc<Waker>,
-}
-
-impl ShutdownHandle {
-    pub fn shutdown(&self) {
-        self.requested.store(true, Ordering::SeqCst);
-        let _ = self.waker.wake();
-    }
-}
 
 /// What a finished run did, for the exit log.
 #[derive(Clone, Copy, Debug, Default)]
@@ -98,139 +87,113 @@ pub struct RunSummary {
     pub bytes_flushed_during_grace: u64,
 }
 
-/// Loop-wide settings derived from the configuration, in ticks and bytes.
-struct Settings {
-    limits: Limits,
-    max_connections: usize,
-    max_send_queue: usize,
-    /// Below this many messages, with no batch in flight, the loop decodes a
-    /// batch itself: the hand-off (a channel send, a thread wake-up and the
-    /// waker's eventfd) costs more than decoding a few small messages. Order
-    /// is kept because nothing earlier is still at the workers.
-    inline_decode_below: usize,
-    max_header_size: usize,
-    handshake_ticks: u32,
-    ping_ticks: u32,
-    idle_ticks: u32,
-    close_ticks: u32,
-    grace_ticks: u32,
-}
-
-fn ticks(d: Duration) -> u32 {
-    let t = d.as_millis().div_ceil(TICK.as_millis());
-    t.min(u32::MAX as u128 / 4) as u32
-}
-
 pub struct Server {
     poll: Poll,
-    listener: TcpListener,
-    local_addr: SocketAddr,
-    accepting: bool,
-    /// Tick at which to retry accept() after descriptor exhaustion.
-    accept_retry_at: Option<u32>,
-    /// accept() failures for lack of descriptors in the current burst; the
-    /// first is logged, the total when accepting works again.
-    accept_starved: u64,
-    /// Held open so that, out of descriptors, one can be freed to answer a
-    /// pending client with 503 rather than leave it hanging in the backlog.
-    spare_fd: Option<std::fs::File>,
-    conns: Slab<Conn>,
-    over_limit: usize,
-    /// Connections in the `Open` phase (what `/healthz` and `/metrics` report).
-    open_websockets: usize,
-    next_generation: u32,
-    rooms: Rooms,
-    timers: TimerWheel,
-    expired: Vec<timer::Entry>,
+    acceptor: Acceptor,
+    conns: Connections,
+    relay: Relay,
     settings: Settings,
-    origins: OriginPolicy,
-    scratch: Vec<u8>,
-    dirty: Vec<u32>,
-    /// Connections over their read budget: (key, generation, hup).
-    read_again: Vec<(u32, u32, bool)>,
-    slow: Vec<u32>,
-    batch: Batch,
-    outcomes: Vec<Outcome>,
-    pool: Option<WorkerPool>,
-    /// The Redis backplane, with `--redis`.
-    backplane: Option<Backplane>,
-    backplane_scratch: Vec<backplane::Event>,
-    publish_token: Option<String>,
+    /// `--max-connections`, resolved against the open-file limit.
+    max_connections: usize,
     metrics: Metrics,
+    /// Per-connection deadlines.
+    wheel: TimerWheel,
+    /// Session effects not yet carried out, oldest first, each with the
+    /// connection that emitted it.
+    effects: VecDeque<(ConnId, Effect)>,
+    /// True while [`Server::run_effects`] drains `effects`: what carrying
+    /// one out causes waits its turn instead of recursing.
+    running_effects: bool,
+    /// Connections with bytes to write, flushed at the end of the iteration.
+    dirty: Vec<ConnId>,
+    /// Connections over their read budget, read again next iteration, and
+    /// whether their peer had shut its side.
+    read_again: Vec<(ConnId, bool)>,
+    /// Fan-out recipients over the high-water mark, whose flow is judged
+    /// after the fan-out.
+    behind: Vec<ConnId>,
+    /// Decoded chat messages waiting to be fanned out or published.
+    outcomes: Vec<Outcome>,
+    /// Frames back from Redis, waiting to be fanned out.
+    arrivals: Vec<(Arc<str>, Frame)>,
+    expired: Vec<wheel::Entry>,
+    /// The one read buffer every connection reads into.
+    scratch: Vec<u8>,
+    /// Batched sends, made when the loop starts, unless `--io-uring off` or
+    /// the kernel has none.
+    ring: Option<SendRing>,
     started: Instant,
-    now: u32,
+    now: Tick,
     waker: Arc<Waker>,
-    shutdown_requested: Arc<AtomicBool>,
-    signals: Option<signal_hook_mio::v1_0::Signals>,
-    shutdown_deadline: Option<u32>,
+    control: Control,
+    shutdown_deadline: Option<Tick>,
     summary: RunSummary,
-    /// Batched sends, made when the loop starts, unless `--io-uring off`
-    /// or the kernel has none.
-    ring: Option<uring::SendRing>,
-    io_uring: crate::config::IoUringMode,
+}
+
+/// The loop's side of a session's [`Sink`]: chat messages into the decode
+/// batch, effects into the queue, tagged with the connection.
+struct Outbox<'a> {
+    id: ConnId,
+    relay: &'a mut Relay,
+    effects: &'a mut VecDeque<(ConnId, Effect)>,
+    metrics: &'a mut Metrics,
+}
+
+impl Sink for Outbox<'_> {
+    fn chat(&mut self, room: RoomId, text: &[u8]) {
+        self.relay.chat(room, self.id, text);
+    }
+
+    fn effect(&mut self, effect: Effect) {
+        self.effects.push_back((self.id, effect));
+    }
+
+    fn metrics(&mut self) -> &mut Metrics {
+        self.metrics
+    }
+
+    fn label(&self) -> u64 {
+        u64::from(self.id.key)
+    }
 }
 
 impl Server {
     /// Binds the listener and starts the worker threads.
-    pub fn bind(config: &Config) -> io::Result<Server> {
-        Server::bind_inner(config, None)
+    pub fn bind(config: &Config) -> std::io::Result<Server> {
+        Server::new(parse(config)?, false)
     }
 
     /// Like [`Server::bind`], and shuts down gracefully on SIGINT and SIGTERM.
-    /// The handlers are installed before the port opens, so a signal sent as
-    /// soon as the relay accepts connections is never fatal. Signals are
-    /// process-wide, so only the binary does this; tests use a
+    /// Signals are process-wide, so only the binary does this; tests use a
     /// [`ShutdownHandle`].
-    pub fn bind_with_signals(config: &Config) -> io::Result<Server> {
-        let signals = signal_hook_mio::v1_0::Signals::new([libc::SIGINT, libc::SIGTERM])?;
-        Server::bind_inner(config, Some(signals))
+    pub fn bind_with_signals(config: &Config) -> std::io::Result<Server> {
+        Server::new(parse(config)?, true)
     }
 
-    fn bind_inner(
-        config: &Config,
-        mut signals: Option<signal_hook_mio::v1_0::Signals>,
-    ) -> io::Result<Server> {
-        config
-            .validate()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    /// Binds with settings already parsed (the binary parses them first, to
+    /// report a bad flag before anything starts).
+    pub fn new(settings: Settings, signals: bool) -> std::io::Result<Server> {
         let poll = Poll::new()?;
-        if let Some(signals) = signals.as_mut() {
-            poll.registry()
-                .register(signals, SIGNALS, Interest::READABLE)?;
-        }
-        let mut listener = TcpListener::bind(config.bind)?;
-        // mio listens with the standard library's backlog of 128; listen()
-        // again to raise it (Linux updates the backlog of a listening socket).
-        let backlog = config.listen_backlog.min(i32::MAX as u32) as libc::c_int;
-        // SAFETY: listen() on a descriptor this function owns.
-        if unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), backlog) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // Small frames go out now; batching is the loop's job, not Nagle's.
-        // Linux copies TCP_NODELAY from a listening socket to the sockets it
-        // accepts, so it is set once here rather than per connection
-        // (a test at the end of this file checks that the kernel does).
-        set_nodelay(&listener)?;
-        let local_addr = listener.local_addr()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        // Before the port opens: a signal sent as soon as the relay accepts
+        // connections is never fatal.
+        let control = Control::new(signals, poll.registry(), SIGNALS)?;
+        let acceptor = Acceptor::bind(
+            settings.bind,
+            settings.listen_backlog,
+            poll.registry(),
+            LISTENER,
+        )?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let backplane = Backplane::start(config, waker.clone())?;
-        let encoding = if backplane.is_some() {
-            Encoding::Msgpack {
-                max_message: config.max_message_size,
-            }
-        } else {
-            Encoding::Frame
-        };
-        let workers = config.worker_threads();
-        let pool = if workers == 0 {
-            None
-        } else {
-            Some(WorkerPool::new(workers, encoding, waker.clone())?)
-        };
-        let max_connections = config.connection_limit();
-        let capacity = crate::limits::connection_capacity();
+        let delivery = Delivery::start(&settings.flags, waker.clone())?;
+        let relay = Relay::new(
+            delivery,
+            settings.workers,
+            settings.inline_decode_below,
+            settings.policy.limits.max_message_size as usize,
+            waker.clone(),
+        )?;
+        let capacity = sys::connection_capacity();
+        let max_connections = settings.connection_limit(capacity);
         if max_connections > capacity {
             warn!(
                 "--max-connections {max_connections} is over what the open-file limit allows (about {capacity}); past that, accepts fail with EMFILE and clients get 503"
@@ -238,128 +201,102 @@ impl Server {
         }
         Ok(Server {
             poll,
-            listener,
-            local_addr,
-            accepting: true,
-            accept_retry_at: None,
-            accept_starved: 0,
-            spare_fd: std::fs::File::open("/dev/null").ok(),
-            conns: Slab::new(),
-            over_limit: 0,
-            open_websockets: 0,
-            next_generation: 0,
-            rooms: Rooms::default(),
-            timers: TimerWheel::default(),
-            expired: Vec::new(),
-            settings: Settings {
-                limits: Limits {
-                    max_frame_size: config.max_frame_size as u64,
-                    max_message_size: config.max_message_size as u64,
-                },
-                max_connections,
-                max_send_queue: config.max_send_queue,
-                inline_decode_below: config.inline_decode_below,
-                max_header_size: config.max_header_size,
-                handshake_ticks: ticks(config.handshake_timeout),
-                ping_ticks: ticks(config.ping_interval),
-                idle_ticks: ticks(config.idle_timeout),
-                close_ticks: ticks(config.close_timeout),
-                grace_ticks: ticks(config.shutdown_grace),
-            },
-            origins: OriginPolicy::new(&config.allowed_origins),
-            scratch: vec![0; SCRATCH_SIZE],
+            acceptor,
+            conns: Connections::default(),
+            relay,
+            settings,
+            max_connections,
+            metrics: Metrics::default(),
+            wheel: TimerWheel::default(),
+            effects: VecDeque::new(),
+            running_effects: false,
             dirty: Vec::new(),
             read_again: Vec::new(),
-            slow: Vec::new(),
-            batch: Batch::default(),
+            behind: Vec::new(),
             outcomes: Vec::new(),
-            pool,
-            backplane,
-            backplane_scratch: Vec::new(),
-            publish_token: config.publish_token.clone(),
-            metrics: Metrics::default(),
+            arrivals: Vec::new(),
+            expired: Vec::new(),
+            scratch: vec![0; io::SCRATCH_SIZE],
+            ring: None,
             started: Instant::now(),
-            now: 0,
+            now: Tick(0),
             waker,
-            shutdown_requested: Arc::new(AtomicBool::new(false)),
-            signals,
+            control,
             shutdown_deadline: None,
             summary: RunSummary::default(),
-            ring: None,
-            io_uring: config.io_uring,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.acceptor.local_addr()
     }
 
     pub fn origins_allow_any(&self) -> bool {
-        self.origins.allows_any()
+        self.settings.policy.origins.allows_any()
+    }
+
+    /// JSON decoding threads.
+    pub fn workers(&self) -> usize {
+        self.settings.workers
+    }
+
+    /// The connection cap in force.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
     }
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle {
-            requested: self.shutdown_requested.clone(),
-            waker: self.waker.clone(),
-        }
+        self.control.handle(self.waker.clone())
     }
 
     /// Runs until a graceful shutdown completes. With io_uring in use, the
     /// kernel's teardown of the ring after `run` returns can interrupt one
     /// blocking call of the calling thread (EINTR); give the loop a thread
     /// that ends with it, or retry such calls.
-    pub fn run(mut self) -> io::Result<RunSummary> {
+    pub fn run(mut self) -> std::io::Result<RunSummary> {
         // Made here, on the loop's thread, not in bind(): the kernel ties a
         // ring to the thread that creates it and, when the ring is freed,
         // interrupts that thread's blocking calls (a socket read with a
         // timeout fails with EINTR). That must be the loop, which exits with
         // it, never whoever called bind().
-        self.ring = uring::SendRing::for_mode(self.io_uring)?;
+        self.ring = SendRing::for_mode(self.settings.io_uring)?;
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() == io::ErrorKind::Interrupted {
+                if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e);
             }
-            self.now = self.tick_now();
+            self.now = Tick::at(self.started.elapsed());
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
                     WAKER => {
-                        if self.shutdown_requested.load(Ordering::SeqCst) {
-                            self.begin_shutdown("shutdown requested");
+                        if let Some(why) = self.control.handle_requested() {
+                            self.begin_shutdown(why);
                         }
                     }
                     SIGNALS => {
-                        let got = self
-                            .signals
-                            .as_mut()
-                            .map(|s| s.pending().next())
-                            .unwrap_or(None);
-                        if let Some(sig) = got {
-                            let name = if sig == libc::SIGINT {
-                                "SIGINT"
-                            } else {
-                                "SIGTERM"
-                            };
-                            self.begin_shutdown(name);
+                        if let Some(why) = self.control.signalled() {
+                            self.begin_shutdown(why);
                         }
                     }
                     token => {
-                        let Some(key) = self.key_for(token) else {
+                        let Some(id) = conn::id_of(token) else {
                             continue;
                         };
+                        if self.conns.get(id).is_none() {
+                            continue; // ended earlier in this batch
+                        }
                         if event.is_writable() {
-                            self.mark_dirty(key);
+                            self.mark_dirty(id);
                         }
                         if event.is_read_closed() || event.is_error() {
-                            self.on_readable(key, true);
+                            self.on_readable(id, true);
                         } else if event.is_readable() {
-                            self.on_readable(key, false);
+                            self.on_readable(id, false);
                         }
                     }
                 }
@@ -372,123 +309,276 @@ impl Server {
                 }
             }
         }
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            self.drop_conn(key as u32);
+        for id in self.conns.ids() {
+            self.call(id, |s, cx| s.abort(cx));
         }
         Ok(self.summary)
     }
 
     /// Everything that is done once per iteration, after the events.
     fn end_of_iteration(&mut self) {
-        let again = std::mem::take(&mut self.read_again);
-        for (key, generation, hup) in again.iter().copied() {
-            if self
-                .conns
-                .get(key as usize)
-                .is_some_and(|c| c.generation == generation)
-            {
-                self.on_readable(key, hup);
+        let mut again = std::mem::take(&mut self.read_again);
+        for &(id, hup) in &again {
+            if self.conns.get(id).is_some() {
+                self.on_readable(id, hup);
             }
         }
+        again.clear();
+        // Reads above may have queued more for the next iteration.
+        again.append(&mut self.read_again);
         self.read_again = again;
-        self.read_again.clear();
-        self.dispatch_batch();
-        self.collect_results(false);
-        self.backplane_events();
-        if let Some(bp) = self.backplane.as_mut() {
-            bp.flush();
-        }
+        self.dispatch();
+        self.relay.collect(&mut self.outcomes);
+        self.apply_outcomes();
+        self.fan_out_arrivals();
+        self.relay.delivery.flush();
         self.run_timers();
         self.flush_dirty();
-    }
-
-    /// Fans out what came back from Redis.
-    fn backplane_events(&mut self) {
-        let Some(bp) = self.backplane.as_mut() else {
-            return;
-        };
-        // Taken out first: fan-out may close slow consumers, which must reach
-        // the backplane (an emptied room unsubscribes).
-        let mut events = std::mem::take(&mut self.backplane_scratch);
-        bp.drain(|e| events.push(e));
-        for event in events.drain(..) {
-            match event {
-                backplane::Event::Deliver { room, frame } => {
-                    if let Some(id) = self.rooms.find(&room) {
-                        self.fanout(id, &frame);
-                    }
-                }
-                backplane::Event::Up(n) => info!("Redis shard {n} is up: rooms span every node"),
-                // The backplane thread already logged why, at warn.
-                backplane::Event::Down(n) => debug!("Redis shard {n} is down"),
-            }
-        }
-        self.backplane_scratch = events;
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
         if !self.read_again.is_empty() || !self.dirty.is_empty() {
             return Some(Duration::ZERO);
         }
-        if self.timers.is_empty()
-            && self.accept_retry_at.is_none()
+        if self.wheel.is_empty()
+            && !self.acceptor.is_backing_off()
             && self.shutdown_deadline.is_none()
         {
             return None;
         }
-        // Wake at the next tick boundary; the wheel is cheap to advance.
-        let elapsed = self.started.elapsed();
-        let next = (self.now as u128 + 1) * TICK.as_millis();
-        let wait = next.saturating_sub(elapsed.as_millis()) as u64;
-        Some(Duration::from_millis(wait.max(1)))
+        // Wake at the next tick; the wheel is cheap to advance.
+        let next = Tick(self.now.0 + 1);
+        Some(
+            next.wait_from(self.started.elapsed())
+                .max(Duration::from_millis(1)),
+        )
     }
 
-    fn tick_now(&self) -> u32 {
-        (self.started.elapsed().as_millis() / TICK.as_millis()) as u32
+    // ---- driving sessions ------------------------------------------------
+
+    /// Gives connection `id`'s session one input, then carries out what
+    /// follows: its effects, its place in the dirty list, its timer.
+    fn call(&mut self, id: ConnId, input: impl FnOnce(&mut Session, &mut Cx<'_, Outbox<'_>>)) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        let mut out = Outbox {
+            id,
+            relay: &mut self.relay,
+            effects: &mut self.effects,
+            metrics: &mut self.metrics,
+        };
+        let mut cx = Cx {
+            now: self.now,
+            policy: &self.settings.policy,
+            out: &mut out,
+        };
+        input(&mut conn.session, &mut cx);
+        if conn.session.wants_write() && !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(id);
+        }
+        if let Some(due) = conn.session.deadline(&self.settings.policy) {
+            if due < conn.timer_due {
+                conn.timer_due = due;
+                self.wheel.schedule(id, due);
+            }
+        }
+        self.run_effects();
     }
 
-    fn key_for(&self, token: Token) -> Option<u32> {
-        let raw = token.0;
-        let key = (raw & 0xFFFF_FFFF).checked_sub(FIRST_CONN_TOKEN)?;
-        let generation = (raw >> 32) as u32;
-        let conn = self.conns.get(key)?;
-        (conn.generation == generation).then_some(key as u32)
+    /// Carries out queued effects in order, until none are left.
+    fn run_effects(&mut self) {
+        if self.running_effects {
+            return;
+        }
+        self.running_effects = true;
+        while let Some((id, effect)) = self.effects.pop_front() {
+            self.carry_out(id, effect);
+        }
+        self.running_effects = false;
     }
 
-    fn token_for(key: usize, generation: u32) -> Token {
-        Token(((generation as usize) << 32) | (key + FIRST_CONN_TOKEN))
+    fn carry_out(&mut self, id: ConnId, effect: Effect) {
+        match effect {
+            Effect::Upgrade(route) => {
+                if self.conns.get(id).is_none() {
+                    return;
+                }
+                let route = match route {
+                    WsRoute::Echo => Route::Echo,
+                    WsRoute::Chat(room) => {
+                        debug!("connection {id} joined room {room}");
+                        Route::Chat(self.relay.join(&room, id))
+                    }
+                };
+                self.conns.open += 1;
+                self.call(id, |s, cx| s.accept_upgrade(route, cx));
+            }
+            Effect::Status {
+                page,
+                head_only,
+                keep_alive,
+            } => {
+                let response = endpoints::status_page(
+                    &page,
+                    head_only,
+                    keep_alive,
+                    self.gauges(),
+                    &self.metrics,
+                    &self.relay.delivery,
+                );
+                self.call(id, |s, cx| s.answer(response, cx));
+            }
+            Effect::Publish {
+                room,
+                body,
+                keep_alive,
+            } => match self.relay.publish(&room, &body) {
+                Ok(published) => {
+                    let count = published.count();
+                    self.metrics.api_published += count as u64;
+                    if let Published::Local {
+                        room: Some(room),
+                        frames,
+                    } = published
+                    {
+                        for frame in &frames {
+                            self.fanout(room, frame);
+                        }
+                    }
+                    let response = endpoints::published(count, keep_alive);
+                    self.call(id, |s, cx| s.answer(response, cx));
+                }
+                Err(refusal) => self.call(id, |s, cx| s.refuse_publish(&refusal, cx)),
+            },
+            Effect::Left(membership) => {
+                self.conns.open -= 1;
+                if let Some(m) = membership {
+                    if let Some(moved) = self.relay.leave(m) {
+                        if let Some(conn) = self.conns.get_mut(moved) {
+                            conn.session.set_member_index(m.index);
+                        }
+                    }
+                }
+            }
+            Effect::Throttle { room, on } => {
+                // The room is free again: its members' reads resume.
+                let waiting = self.relay.rooms.throttle(room, on);
+                self.read_again.extend(waiting);
+            }
+            Effect::HalfClose => {
+                if let Some(conn) = self.conns.get(id) {
+                    let _ = conn.socket.shutdown(Shutdown::Write);
+                }
+            }
+            Effect::Ended { clean } => {
+                if clean && self.shutdown_deadline.is_some() {
+                    self.summary.closed_cleanly += 1;
+                }
+                if let Some(mut conn) = self.conns.remove(id) {
+                    if conn.over_limit {
+                        self.conns.over_limit -= 1;
+                    }
+                    let _ = self.poll.registry().deregister(&mut conn.socket);
+                }
+            }
+        }
+    }
+
+    fn gauges(&self) -> Gauges {
+        Gauges {
+            connections: self.conns.open,
+            tcp_connections: self.conns.len(),
+            rooms: self.relay.rooms.len(),
+            uptime_secs: self.started.elapsed().as_secs_f64(),
+            decode_batches_in_flight: self.relay.decode_batches_in_flight(),
+        }
+    }
+
+    // ---- accepting -------------------------------------------------------
+
+    fn accept_all(&mut self) {
+        while let Some(stream) = self.acceptor.next(&mut self.metrics, self.now) {
+            self.add_conn(stream);
+        }
+    }
+
+    fn add_conn(&mut self, mut socket: TcpStream) {
+        let open = self.conns.len() - self.conns.over_limit;
+        let over = open >= self.max_connections;
+        if over && self.conns.over_limit >= OVER_LIMIT_SLOTS {
+            self.metrics.rejection(503);
+            return; // dropped: closed at once
+        }
+        // TCP_NODELAY comes from the listener: one setsockopt fewer per
+        // connection in a connection storm.
+        let id = self.conns.next_id();
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut socket, conn::token(id), Interest::READABLE)
+        {
+            warn!("could not register a connection: {e}");
+            return;
+        }
+        let stored = self.conns.insert(socket, Session::new(self.now));
+        debug_assert_eq!(stored, id);
+        if over {
+            self.conns[id].over_limit = true;
+            self.conns.over_limit += 1;
+            info!(
+                "rejected a connection: over max-connections ({})",
+                self.max_connections
+            );
+            let rejection = Rejection::new(503, "too many connections; retry later");
+            self.call(id, |s, cx| s.refuse(&rejection, cx));
+        } else {
+            // Arms the handshake timeout.
+            self.call(id, |_, _| {});
+        }
     }
 
     // ---- reading ---------------------------------------------------------
 
-    /// Reads what connection `key` has. `hup`: the event said the peer shut
+    /// Reads what connection `id` has. `hup`: the event said the peer shut
     /// its side, so the EOF may already be queued behind the data and the
     /// socket must be read until it returns 0 (no later edge will report it).
-    fn on_readable(&mut self, key: u32, hup: bool) {
-        let mut budget = READ_BUDGET;
+    fn on_readable(&mut self, id: ConnId, hup: bool) {
+        let mut budget = io::READ_BUDGET;
         loop {
-            let Some(conn) = self.conns.get_mut(key as usize) else {
+            let Some(conn) = self.conns.get_mut(id) else {
                 return;
             };
-            let n = match (&conn.stream).read(&mut self.scratch) {
-                Ok(0) => {
-                    self.on_eof(key);
+            // Flow control: a connection is not read while its own queue is
+            // full, nor while a member of its room is behind and draining;
+            // what it sends waits in the kernel, and TCP slows it down.
+            if conn.session.read_blocked(&self.settings.policy) {
+                conn.read_paused = Some(hup);
+                return;
+            }
+            if let Some(m) = conn.session.membership() {
+                if self.relay.rooms.is_throttled(m.room) {
+                    self.relay.rooms.wait(m.room, id, hup);
                     return;
                 }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    debug!("read error on connection {key}: {e}");
-                    self.abort(key);
-                    return;
+            }
+            let n = match io::read(&conn.socket, &mut self.scratch) {
+                io::Read::Data(n) => n,
+                io::Read::Eof => return self.call(id, |s, cx| s.handle_eof(cx)),
+                io::Read::WouldBlock => return,
+                io::Read::Failed(e) => {
+                    debug!("read error on connection {id}: {e}");
+                    return self.call(id, |s, cx| s.abort(cx));
                 }
             };
-            conn.last_rx = self.now;
-            conn.clear(flag::PINGED);
             self.metrics.bytes_received += n as u64;
-            self.consume(key, n);
+            let mut scratch = std::mem::take(&mut self.scratch);
+            self.call(id, |s, cx| s.handle_read(&mut scratch[..n], cx));
+            self.scratch = scratch;
+            if self.relay.batch_is_full() {
+                self.dispatch();
+            }
             if n < self.scratch.len() && !hup {
                 // A short read emptied the socket; the next byte, or the
                 // peer's FIN, brings a new edge.
@@ -496,132 +586,352 @@ impl Server {
             }
             budget = budget.saturating_sub(n);
             if budget == 0 {
-                if let Some(c) = self.conns.get(key as usize) {
-                    self.read_again.push((key, c.generation, hup));
-                }
+                self.read_again.push((id, hup));
                 return;
             }
         }
     }
 
-    /// Decodes the frames buffered in connection `key`'s `rx`, keeping the
-    /// unconsumed tail while the connection still reads frames.
-    fn decode_buffered(&mut self, key: u32) {
-        let mut input = std::mem::take(&mut self.conns[key as usize].rx);
-        let used = self.decode_frames(key, &mut input);
-        if let Some(conn) = self.conns.get_mut(key as usize) {
-            input.drain(..used);
-            if matches!(conn.phase, Phase::Open | Phase::Closing) {
-                conn.rx = input;
-            }
-        }
+    // ---- chat messages ---------------------------------------------------
+
+    /// Sends the batch to the decoders and applies what is ready.
+    fn dispatch(&mut self) {
+        self.relay.dispatch(&mut self.outcomes);
+        self.apply_outcomes();
     }
 
-    /// Handles `scratch[..n]`, just read from connection `key`.
-    fn consume(&mut self, key: u32, n: usize) {
-        let Some(conn) = self.conns.get_mut(key as usize) else {
-            return;
-        };
-        match conn.phase {
-            Phase::Handshake => {
-                conn.rx.extend_from_slice(&self.scratch[..n]);
-                self.on_request_bytes(key);
-            }
-            Phase::Open | Phase::Closing => {
-                if conn.rx.is_empty() {
-                    let mut input = std::mem::take(&mut self.scratch);
-                    let used = self.decode_frames(key, &mut input[..n]);
-                    if let Some(conn) = self.conns.get_mut(key as usize) {
-                        if used < n && matches!(conn.phase, Phase::Open | Phase::Closing) {
-                            conn.rx.extend_from_slice(&input[used..n]);
-                        }
+    /// Applies decoded messages in batch order.
+    fn apply_outcomes(&mut self) {
+        let mut outcomes = std::mem::take(&mut self.outcomes);
+        for outcome in outcomes.drain(..) {
+            match outcome {
+                Outcome::Broadcast { room, frame } => self.fanout(room, &frame),
+                Outcome::Publish {
+                    room,
+                    sender,
+                    payload,
+                } => {
+                    if !self.relay.delivery.publish(&room, payload) {
+                        self.metrics.chat_errors += 1;
+                        self.send_to(sender, crate::relay::delivery::backlog_error_frame());
                     }
-                    self.scratch = input;
-                } else {
-                    conn.rx.extend_from_slice(&self.scratch[..n]);
-                    self.decode_buffered(key);
                 }
-                if let Some(conn) = self.conns.get_mut(key as usize) {
-                    conn.release_buffers();
+                Outcome::Error { sender, frame } => {
+                    self.metrics.chat_errors += 1;
+                    self.send_to(sender, frame);
                 }
             }
-            // Whatever a client sends after its answer is read and ignored.
-            Phase::Closed | Phase::Responding | Phase::Lingering => {}
+        }
+        self.outcomes = outcomes;
+    }
+
+    /// Sends `frame` to `id` if it is still the same open connection.
+    fn send_to(&mut self, id: ConnId, frame: Frame) {
+        if self.conns.get(id).is_some_and(|c| c.session.is_open()) {
+            self.call(id, |s, cx| s.send(frame, cx));
         }
     }
 
-    fn on_eof(&mut self, key: u32) {
-        let Some(conn) = self.conns.get(key as usize) else {
+    /// Fans out what came back from Redis.
+    fn fan_out_arrivals(&mut self) {
+        let mut arrivals = std::mem::take(&mut self.arrivals);
+        self.relay.delivery.take_arrivals(&mut arrivals);
+        for (room, frame) in arrivals.drain(..) {
+            if let Some(id) = self.relay.rooms.find(&room) {
+                self.fanout(id, &frame);
+            }
+        }
+        self.arrivals = arrivals;
+    }
+
+    /// Queues one shared frame for every member of `room`.
+    fn fanout(&mut self, room: RoomId, frame: &Frame) {
+        let Some(room) = self.relay.rooms.get(room) else {
             return;
         };
-        match conn.phase {
-            Phase::Lingering => self.drop_conn(key),
-            Phase::Open => {
-                debug!("connection {key} ended without a closing handshake");
-                self.abort(key);
+        self.metrics.messages_delivered += room.members.len() as u64;
+        for &member in &room.members {
+            let conn = &mut self.conns[member];
+            debug_assert!(conn.session.is_open());
+            if conn
+                .session
+                .queue(frame.clone(), &self.settings.policy, self.now)
+            {
+                self.behind.push(member);
             }
-            // A half-closed client may still read its answer: finish it.
-            Phase::Handshake | Phase::Responding if !conn.tx.is_empty() => {
-                let phase = conn.phase;
-                self.conns[key as usize].set(flag::PEER_EOF);
-                if phase == Phase::Handshake {
-                    self.enter(key, Phase::Responding);
-                }
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(member);
             }
-            Phase::Handshake | Phase::Responding => self.drop_conn(key),
-            Phase::Closing | Phase::Closed => self.drop_conn(key),
+        }
+        // After the loop over the room: judging may close a member, and
+        // closing takes it out of the room.
+        while let Some(id) = self.behind.pop() {
+            self.call(id, |s, cx| s.check_flow(cx));
         }
     }
-}
 
-fn set_nodelay(listener: &TcpListener) -> io::Result<()> {
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt on a descriptor the listener owns, with a c_int
-    // option value of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(listener),
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+    // ---- timers ----------------------------------------------------------
+
+    fn run_timers(&mut self) {
+        if self.acceptor.retry_due(self.now) {
+            self.accept_all();
+        }
+        let mut expired = std::mem::take(&mut self.expired);
+        self.wheel.expire(self.now, &mut expired);
+        for entry in expired.drain(..) {
+            let Some(conn) = self.conns.get_mut(entry.conn) else {
+                continue;
+            };
+            if conn.timer_due != entry.due {
+                continue; // superseded by an earlier entry
+            }
+            conn.timer_due = Tick::NEVER;
+            self.call(entry.conn, |s, cx| s.handle_timeout(cx));
+        }
+        self.expired = expired;
+    }
+
+    // ---- writing ---------------------------------------------------------
+
+    fn mark_dirty(&mut self, id: ConnId) {
+        if let Some(conn) = self.conns.get_mut(id) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+    }
+
+    /// Flushes every connection marked dirty this iteration.
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &id in &dirty {
+            if let Some(conn) = self.conns.get_mut(id) {
+                conn.dirty = false;
+            }
+        }
+        // Lone frames go out in io_uring batches; what is left takes writev.
+        self.flush_ring(&mut dirty);
+        for &id in &dirty {
+            self.flush(id);
+        }
+        dirty.clear();
+        // Anything marked dirty while flushing still gets its turn.
+        dirty.append(&mut self.dirty);
+        // Keep the list's memory unless a crowd made it large.
+        if dirty.is_empty() && dirty.capacity() > 65_536 {
+            dirty = Vec::new();
+        }
+        self.dirty = dirty;
+    }
+
+    /// Writes connection `id`'s queue until it is empty or the kernel's
+    /// buffer is full.
+    fn flush(&mut self, id: ConnId) {
+        loop {
+            let Some(conn) = self.conns.get(id) else {
+                return;
+            };
+            if !conn.session.wants_write() {
+                return self.writable_done(id);
+            }
+            match io::write(&conn.socket, &conn.session) {
+                Ok(n) => self.written(id, n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return self.want_writable(id);
+                }
+                Err(e) => {
+                    debug!("write error on connection {id}: {e}");
+                    return self.call(id, |s, cx| s.abort(cx));
+                }
+            }
+        }
+    }
+
+    /// Sends the lone frame of every connection in `dirty` that has one
+    /// through the ring, and leaves in `dirty` only the connections that need
+    /// the ordinary path (several frames queued, or the ring failed).
+    fn flush_ring(&mut self, dirty: &mut Vec<ConnId>) {
+        let Some(mut ring) = self.ring.take() else {
+            return;
+        };
+        let mut rest = 0;
+        let mut next = 0;
+        let mut failed = None;
+        while next < dirty.len() && failed.is_none() {
+            while next < dirty.len() {
+                let id = dirty[next];
+                let Some(conn) = self.conns.get(id) else {
+                    next += 1;
+                    continue;
+                };
+                let Some((frame, offset)) = conn.session.sole_frame() else {
+                    dirty[rest] = id;
+                    rest += 1;
+                    next += 1;
+                    continue;
+                };
+                if !ring.push(conn.socket.as_raw_fd(), frame, offset, tag(id)) {
+                    break; // the batch is full: submit it, then go on
+                }
+                next += 1;
+            }
+            if ring.is_empty() {
+                continue;
+            }
+            self.metrics.io_uring_submits += 1;
+            let submitted = ring.submit();
+            for &(t, result) in submitted.done {
+                self.on_ring_send(untag(t), result);
+            }
+            if let Some(e) = submitted.failed {
+                // Entries with no completion were never taken by the kernel.
+                for t in submitted.not_sent {
+                    dirty[rest] = untag(t);
+                    rest += 1;
+                }
+                failed = Some(e);
+            }
+        }
+        if let Some(e) = failed {
+            warn!("io_uring failed ({e}); writing to clients with send/writev from now on");
+            while next < dirty.len() {
+                dirty[rest] = dirty[next];
+                rest += 1;
+                next += 1;
+            }
+        } else {
+            self.ring = Some(ring);
+        }
+        dirty.truncate(rest);
+    }
+
+    /// Acts on one ring send's result as [`Server::flush`] acts on a write's.
+    fn on_ring_send(&mut self, id: ConnId, result: i32) {
+        self.metrics.io_uring_sends += 1;
+        if self.conns.get(id).is_none() {
+            return;
+        }
+        if result > 0 {
+            self.written(id, result as usize);
+            match self.conns.get(id) {
+                // A short send means the socket buffer is full.
+                Some(conn) if conn.session.wants_write() => self.want_writable(id),
+                Some(_) => self.writable_done(id),
+                None => {}
+            }
+        } else if result == -libc::EAGAIN {
+            self.want_writable(id);
+        } else {
+            let e = match result {
+                0 => std::io::Error::from(std::io::ErrorKind::WriteZero),
+                _ => std::io::Error::from_raw_os_error(-result),
+            };
+            debug!("write error on connection {id}: {e}");
+            self.call(id, |s, cx| s.abort(cx));
+        }
+    }
+
+    /// The kernel took `n` bytes of connection `id`'s queue (either path).
+    fn written(&mut self, id: ConnId, n: usize) {
+        self.count_sent(n);
+        self.call(id, |s, cx| s.handle_written(n, cx));
+        // Its own queue drained enough: read it again, starting with what
+        // it sent while its answers piled up.
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        if let Some(hup) = conn.read_paused {
+            if !conn.session.read_blocked(&self.settings.policy) {
+                conn.read_paused = None;
+                self.call(id, |s, cx| s.handle_read(&mut [], cx));
+                self.read_again.push((id, hup));
+            }
+        }
+    }
+
+    /// Bytes handed to the kernel, by either path.
+    fn count_sent(&mut self, bytes: usize) {
+        self.metrics.bytes_sent += bytes as u64;
+        if self.shutdown_deadline.is_some() {
+            self.summary.bytes_flushed_during_grace += bytes as u64;
+        }
+    }
+
+    /// The kernel buffer is full: wait for WRITABLE (edge-triggered; a
+    /// re-registration reports the socket at once if it is writable again).
+    fn want_writable(&mut self, id: ConnId) {
+        self.set_write_interest(id, true);
+    }
+
+    /// The queue is empty: stop listening for WRITABLE.
+    fn writable_done(&mut self, id: ConnId) {
+        self.set_write_interest(id, false);
+    }
+
+    fn set_write_interest(&mut self, id: ConnId, on: bool) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        if conn.write_interest == on {
+            return;
+        }
+        conn.write_interest = on;
+        let interest = match on {
+            true => Interest::READABLE | Interest::WRITABLE,
+            false => Interest::READABLE,
+        };
+        if self
+            .poll
+            .registry()
+            .reregister(&mut conn.socket, conn::token(id), interest)
+            .is_err()
+        {
+            self.call(id, |s, cx| s.abort(cx));
+        }
+    }
+
+    // ---- shutdown --------------------------------------------------------
+
+    fn begin_shutdown(&mut self, why: &str) {
+        if self.shutdown_deadline.is_some() {
+            return;
+        }
+        self.acceptor.close(self.poll.registry());
+        // Messages already accepted are delivered before anyone's 1001.
+        self.relay.finish(&mut self.outcomes);
+        self.apply_outcomes();
+        self.summary.connections_at_shutdown = self.conns.len();
+        self.summary.websockets_at_shutdown = self.conns.open;
+        // An HTTP connection that already has its answer is only waiting for
+        // the client's EOF: it is counted, but it is not sent a 1001.
+        info!(
+            "{why}: stopping accepts, closing {} WebSocket connections with 1001 ({} TCP connections in all)",
+            self.conns.open,
+            self.conns.len()
+        );
+        for id in self.conns.ids() {
+            self.call(id, |s, cx| s.shut_down(cx));
+        }
+        self.shutdown_deadline = Some(self.now.after(self.settings.grace));
     }
 }
 
-fn is_out_of_descriptors(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
+/// Parses the flags, for the constructors that take a [`Config`].
+fn parse(config: &Config) -> std::io::Result<Settings> {
+    Settings::from_config(config.clone())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A ring tag names its connection.
+fn tag(id: ConnId) -> u64 {
+    (u64::from(id.generation) << 32) | u64::from(id.key)
+}
 
-    /// The loop relies on accepted sockets inheriting TCP_NODELAY.
-    #[test]
-    fn accepted_sockets_inherit_nodelay_from_the_listener() {
-        let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        set_nodelay(&listener).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let _client = std::net::TcpStream::connect(addr).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let accepted = loop {
-            match listener.accept() {
-                Ok((s, _)) => break s,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(e) => panic!("accept: {e}"),
-            }
-        };
-        assert!(accepted.nodelay().unwrap());
+fn untag(t: u64) -> ConnId {
+    ConnId {
+        key: t as u32,
+        generation: (t >> 32) as u32,
     }
 }

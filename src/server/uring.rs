@@ -4,47 +4,60 @@
 //! At low load nearly every delivery is one small frame to one socket, and
 //! the kernel entry and exit around each `send` (with this CPU's
 //! mitigations) is a large share of its cost. When the loop flushes, every
-//! connection whose queue holds exactly one frame gets an `IORING_OP_SEND`;
-//! they are submitted together, [`RING_ENTRIES`] at a time. Queues of several
-//! frames (a busy loop) keep the vectored `writev`, which already carries
-//! many messages per syscall.
+//! connection whose queue holds exactly one frame gets an `IORING_OP_SEND`,
+//! submitted together, [`RING_ENTRIES`] at a time. Queues of several frames
+//! keep the vectored `writev`, which already carries many messages per call.
 //!
+//! The ring knows only descriptors, bytes and the caller's tags; which
+//! connection a tag is, and what a result means for it, is the loop's.
 //! Invariants:
-//! - Every submission points into a frame owned by its connection's send
-//!   queue. A batch is submitted and *all* its completions are collected
-//!   before any is acted on, and before `flush_ring` returns; so no frame is
-//!   freed, and no connection closed, while the kernel may still read it.
+//! - Every submission holds a reference to its frame (see
+//!   [`sys::push_send`]) until *all* of its batch's completions are
+//!   collected in [`SendRing::submit`], so no frame is freed while the
+//!   kernel may still read it, whatever the loop does with the results.
 //! - Sends carry `MSG_DONTWAIT`: a full socket buffer completes at once with
-//!   `EAGAIN` or a short count, never parks a send inside the kernel. The
-//!   connection then waits for WRITABLE exactly as after a short `writev`.
-//! - A connection is in a batch at most once (the dirty list holds each key
-//!   once), so completions map one-to-one to connections.
+//!   `EAGAIN` or a short count, and never parks a send inside the kernel.
 //! - If `io_uring_enter` itself fails, the entries it did not take were
-//!   never sent: their connections go through the ordinary path, and the
-//!   ring is given up for the rest of the run.
+//!   never sent: [`SendRing::submit`] says which, and the loop gives the
+//!   ring up for the rest of the run.
 
-use super::*;
 use crate::config::IoUringMode;
-use io_uring::{opcode, types, IoUring, Probe};
-use std::os::fd::AsRawFd;
+use crate::server::sys;
+use crate::wire::frame::Frame;
+use io_uring::{opcode, IoUring, Probe};
+use log::info;
+use std::io;
+use std::os::fd::RawFd;
 
 /// Sends per submission. 512 keeps the rings small (about 50 KiB, mapped
 /// once) while a 5,000-member room still needs only ten `io_uring_enter`s.
 pub const RING_ENTRIES: u32 = 512;
 
-pub(super) struct SendRing {
+pub struct SendRing {
     ring: IoUring,
-    /// Keys of the batch being submitted, in submission order.
-    keys: Vec<u32>,
-    /// (key, result) of the batch's completions.
-    done: Vec<(u32, i32)>,
+    /// The frames of the batch being submitted, alive until it completes.
+    held: Vec<Frame>,
+    /// Tags of the batch, in submission order.
+    tags: Vec<u64>,
+    /// `(tag, result)` of the batch's completions.
+    done: Vec<(u64, i32)>,
+}
+
+/// What [`SendRing::submit`] reports.
+pub struct Submitted<'a> {
+    /// `(tag, result)`: bytes sent, or a negative errno.
+    pub done: &'a [(u64, i32)],
+    /// Set when `io_uring_enter` failed: then the tags in `not_sent` were
+    /// never taken by the kernel.
+    pub failed: Option<io::Error>,
+    pub not_sent: Vec<u64>,
 }
 
 impl SendRing {
     /// A ring for `mode`, or `None` when it is off or (in `auto`) the kernel
     /// refuses one; `on` turns the refusal into an error. Call it on the
     /// thread that will submit: the ring is single-issuer.
-    pub(super) fn for_mode(mode: IoUringMode) -> io::Result<Option<SendRing>> {
+    pub fn for_mode(mode: IoUringMode) -> io::Result<Option<SendRing>> {
         if mode == IoUringMode::Off {
             return Ok(None);
         }
@@ -86,137 +99,62 @@ impl SendRing {
         }
         Ok(SendRing {
             ring,
-            keys: Vec::with_capacity(RING_ENTRIES as usize),
+            held: Vec::with_capacity(RING_ENTRIES as usize),
+            tags: Vec::with_capacity(RING_ENTRIES as usize),
             done: Vec::with_capacity(RING_ENTRIES as usize),
         })
     }
 
-    /// Submits the queued entries and waits for every one's completion,
-    /// filling `done`. On `Err`, entries without a completion were not sent.
-    fn submit_all(&mut self) -> io::Result<()> {
-        let want = self.keys.len();
+    /// Queues a send of `frame[offset..]` on `fd`, tagged `tag`; false when
+    /// the batch is full (submit it first).
+    pub fn push(&mut self, fd: RawFd, frame: &Frame, offset: usize, tag: u64) -> bool {
+        if !sys::push_send(&mut self.ring, fd, frame, offset, tag, &mut self.held) {
+            return false;
+        }
+        self.tags.push(tag);
+        true
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tags.is_empty()
+    }
+
+    /// Submits the batch and waits for every completion (each is immediate:
+    /// `MSG_DONTWAIT`).
+    pub fn submit(&mut self) -> Submitted<'_> {
+        let want = self.tags.len();
         self.done.clear();
+        let mut failed = None;
         while self.done.len() < want {
             let result = self.ring.submit_and_wait(want - self.done.len());
-            self.done.extend(
-                self.ring
-                    .completion()
-                    .map(|c| (c.user_data() as u32, c.result())),
-            );
+            self.done
+                .extend(self.ring.completion().map(|c| (c.user_data(), c.result())));
             match result {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
             }
         }
-        Ok(())
-    }
-}
-
-impl Server {
-    /// Sends the lone frame of every connection in `dirty` that has one
-    /// through the ring, and leaves in `dirty` only the connections that need
-    /// the ordinary path (several frames queued, or the ring failed).
-    pub(super) fn flush_ring(&mut self, dirty: &mut Vec<u32>) {
-        let Some(mut ring) = self.ring.take() else {
-            return;
+        let not_sent = match failed {
+            Some(_) => self
+                .tags
+                .iter()
+                .copied()
+                .filter(|t| !self.done.iter().any(|&(d, _)| d == *t))
+                .collect(),
+            None => Vec::new(),
         };
-        let mut rest = 0;
-        let mut next = 0;
-        let mut failed = None;
-        while next < dirty.len() && failed.is_none() {
-            ring.keys.clear();
-            {
-                let mut sq = ring.ring.submission();
-                while next < dirty.len() && !sq.is_full() {
-                    let key = dirty[next];
-                    next += 1;
-                    let Some(conn) = self.conns.get(key as usize) else {
-                        continue;
-                    };
-                    let Some(buf) = conn.tx.sole_frame() else {
-                        dirty[rest] = key;
-                        rest += 1;
-                        continue;
-                    };
-                    let entry = opcode::Send::new(
-                        types::Fd(conn.stream.as_raw_fd()),
-                        buf.as_ptr(),
-                        // A frame is at most --max-message-size plus a header,
-                        // far under 4 GiB; a longer one would be sent in parts.
-                        buf.len().min(u32::MAX as usize) as u32,
-                    )
-                    .flags(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
-                    .build()
-                    .user_data(u64::from(key));
-                    // SAFETY: the buffer is the queue's front frame, which
-                    // stays alive and in place until this batch's completions
-                    // are all collected (see the module's invariants).
-                    unsafe { sq.push(&entry).expect("the queue was checked not full") };
-                    ring.keys.push(key);
-                }
-            }
-            if ring.keys.is_empty() {
-                continue;
-            }
-            self.metrics.io_uring_submits += 1;
-            if let Err(e) = ring.submit_all() {
-                failed = Some(e);
-            }
-            for i in 0..ring.done.len() {
-                let (key, res) = ring.done[i];
-                self.on_ring_send(key, res);
-            }
-            if failed.is_some() {
-                // Entries with no completion were never taken by the kernel.
-                for i in 0..ring.keys.len() {
-                    let key = ring.keys[i];
-                    if !ring.done.iter().any(|&(k, _)| k == key) {
-                        dirty[rest] = key;
-                        rest += 1;
-                    }
-                }
-            }
-        }
-        if let Some(e) = failed {
-            warn!("io_uring failed ({e}); writing to clients with send/writev from now on");
-            // Whatever the kernel did not take is dropped with the ring.
-            while next < dirty.len() {
-                dirty[rest] = dirty[next];
-                rest += 1;
-                next += 1;
-            }
-        } else {
-            self.ring = Some(ring);
-        }
-        dirty.truncate(rest);
-    }
-
-    /// Acts on one send's completion as `flush` acts on a `write`'s result.
-    fn on_ring_send(&mut self, key: u32, res: i32) {
-        self.metrics.io_uring_sends += 1;
-        if !self.conns.contains(key as usize) {
-            return;
-        }
-        if res > 0 {
-            let bytes = res as usize;
-            self.count_sent(bytes);
-            if self.conns[key as usize].tx.consumed(bytes) {
-                self.after_drained(key);
-            } else {
-                // A short send means the socket buffer is full.
-                self.want_writable(key);
-            }
-        } else if res == -libc::EAGAIN {
-            self.want_writable(key);
-        } else {
-            let e = if res == 0 {
-                io::Error::from(io::ErrorKind::WriteZero)
-            } else {
-                io::Error::from_raw_os_error(-res)
-            };
-            debug!("write error on connection {key}: {e}");
-            self.abort(key);
+        // Every completion is in: the kernel reads none of these any more
+        // (on failure the ring is dropped with its unsubmitted entries).
+        self.held.clear();
+        self.tags.clear();
+        Submitted {
+            done: &self.done,
+            failed,
+            not_sent,
         }
     }
 }
@@ -226,6 +164,7 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
 
     /// The loop waits for every completion of a batch, so a send to a full
     /// socket must complete during the submission (MSG_DONTWAIT), not wait
@@ -245,24 +184,19 @@ mod tests {
             }
         }
         let mut ring = SendRing::new().expect("io_uring on this kernel");
-        let frame = [0x81u8, 2, b'h', b'i'];
-        let entry = opcode::Send::new(types::Fd(full.as_raw_fd()), frame.as_ptr(), 4)
-            .flags(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(7);
-        // SAFETY: `frame` outlives the submission, which completes below.
-        unsafe { ring.ring.submission().push(&entry).unwrap() };
-        assert_eq!(ring.ring.submit().unwrap(), 1);
-        let done: Vec<(u64, i32)> = ring
-            .ring
-            .completion()
-            .map(|c| (c.user_data(), c.result()))
-            .collect();
-        assert_eq!(done, vec![(7, -libc::EAGAIN)], "no waiting in the kernel");
+        let frame = Frame::from(&[0x81u8, 2, b'h', b'i'][..]);
+        assert!(ring.push(full.as_raw_fd(), &frame, 0, 7));
+        let submitted = ring.submit();
+        assert!(submitted.failed.is_none());
+        assert_eq!(
+            submitted.done,
+            &[(7, -libc::EAGAIN)],
+            "no waiting in the kernel"
+        );
     }
 
     #[test]
-    fn a_batch_reports_each_send_by_key() {
+    fn a_batch_reports_each_send_by_tag() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut peers = Vec::new();
         let mut sockets = Vec::new();
@@ -271,24 +205,23 @@ mod tests {
             sockets.push(listener.accept().unwrap().0);
         }
         let mut ring = SendRing::new().unwrap();
-        let frames: [&[u8]; 3] = [b"a", b"bb", b"ccc"];
-        for (i, (s, f)) in sockets.iter().zip(frames).enumerate() {
-            let entry = opcode::Send::new(types::Fd(s.as_raw_fd()), f.as_ptr(), f.len() as u32)
-                .flags(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
-                .build()
-                .user_data(10 + i as u64);
-            // SAFETY: `frames` outlives the batch, which completes in submit_all.
-            unsafe { ring.ring.submission().push(&entry).unwrap() };
-            ring.keys.push(10 + i as u32);
+        let frames: [Frame; 3] = [
+            Frame::from(&b"xa"[..]),
+            Frame::from(&b"bb"[..]),
+            Frame::from(&b"ccc"[..]),
+        ];
+        // The first frame is half written already: only "a" goes.
+        let offsets = [1, 0, 0];
+        for (i, s) in sockets.iter().enumerate() {
+            assert!(ring.push(s.as_raw_fd(), &frames[i], offsets[i], 10 + i as u64));
         }
-        ring.submit_all().unwrap();
-        let mut done = ring.done.clone();
+        let mut done = ring.submit().done.to_vec();
         done.sort();
         assert_eq!(done, vec![(10, 1), (11, 2), (12, 3)]);
-        for (p, f) in peers.iter_mut().zip(frames) {
-            let mut got = vec![0u8; f.len()];
+        for ((p, f), at) in peers.iter_mut().zip(&frames).zip(offsets) {
+            let mut got = vec![0u8; f.len() - at];
             std::io::Read::read_exact(p, &mut got).unwrap();
-            assert_eq!(got, f);
+            assert_eq!(got, &f[at..]);
         }
     }
 }

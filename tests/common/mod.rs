@@ -225,7 +225,7 @@ pub fn http_exchange(addr: SocketAddr, request: &str) -> (u16, String, String) {
 
 /// A masked client frame.
 pub fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    roomcast::frame::encode_client_frame(fin, opcode, payload, [0x12, 0x34, 0x56, 0x78])
+    roomcast::wire::frame::encode_client_frame(fin, opcode, payload, [0x12, 0x34, 0x56, 0x78])
 }
 
 /// A server frame read from a raw socket: (fin, opcode, payload).

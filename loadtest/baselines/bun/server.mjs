@@ -6,10 +6,19 @@
 import { roomOf, topicOf, handleText, BINARY_ERROR, MAX_PAYLOAD, portArg, exitOnSignals } from "../protocol.mjs";
 
 const port = portArg();
+// DEFLATE=1 (loadtest compare --deflate): Bun's permessage-deflate (its shared
+// compressor and decompressor).
+const deflate = process.env.DEFLATE === "1";
+// TLS_CERT and TLS_KEY (loadtest compare --tls CERT,KEY): serve wss://.
+const tls =
+    process.env.TLS_CERT && process.env.TLS_KEY
+        ? { cert: Bun.file(process.env.TLS_CERT), key: Bun.file(process.env.TLS_KEY) }
+        : undefined;
 
 const server = Bun.serve({
     hostname: "127.0.0.1",
     port,
+    tls,
     fetch(req, server) {
         const url = new URL(req.url);
         const room = roomOf(url.pathname);
@@ -20,9 +29,9 @@ const server = Bun.serve({
         );
     },
     websocket: {
-        // Bun's defaults, stated: no compression, 16 MiB messages and backpressure,
-        // 120 s idle timeout with automatic pings.
-        perMessageDeflate: false,
+        // Bun's defaults, stated: no compression (unless DEFLATE=1), 16 MiB messages and
+        // backpressure, 120 s idle timeout with automatic pings.
+        perMessageDeflate: deflate,
         maxPayloadLength: MAX_PAYLOAD,
         backpressureLimit: MAX_PAYLOAD,
         closeOnBackpressureLimit: false,
@@ -42,5 +51,7 @@ const server = Bun.serve({
     },
 });
 
-console.error(`[bun] Bun ${Bun.version} listening on ${server.hostname}:${server.port}`);
+console.error(
+    `[bun] Bun ${Bun.version} listening on ${server.hostname}:${server.port}${tls ? " (TLS)" : ""}${deflate ? " (permessage-deflate)" : ""}`,
+);
 exitOnSignals(() => server.stop(true));

@@ -23,5 +23,15 @@ BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/roomcast"
 case "$BIN" in /*) ;; *) BIN="$ROOT/$BIN" ;; esac
 [ -x "$BIN" ] || bl_die "$BIN not found after the build"
 
+# DEFLATE=1 (loadtest compare --deflate): the relay's permessage-deflate, asked for
+# explicitly (a relay without the flag fails to start, which the row then shows); the
+# same for TLS.
+MODE_ARGS=()
+[ "${DEFLATE:-}" = 1 ] && MODE_ARGS+=(--deflate on)
+# TLS_CERT and TLS_KEY (loadtest compare --tls CERT,KEY): wss:// with the relay's own TLS.
+if [ -n "${TLS_CERT:-}" ] && [ -n "${TLS_KEY:-}" ]; then
+    MODE_ARGS+=(--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY")
+fi
+
 pidfile_on_listen "$PORT"
-bl_exec "$BIN" --bind "127.0.0.1:$PORT" "${BL_EXTRA_ARGS[@]}"
+bl_exec "$BIN" --bind "127.0.0.1:$PORT" "${MODE_ARGS[@]}" "${BL_EXTRA_ARGS[@]}"

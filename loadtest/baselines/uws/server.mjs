@@ -13,12 +13,19 @@ const require = createRequire(import.meta.url);
 const uWS = require("uwebsockets");
 
 const port = portArg();
+// DEFLATE=1 (loadtest compare --deflate): uWS's shared compressor (no context kept per
+// connection).
+const deflate = process.env.DEFLATE === "1";
+// TLS_CERT and TLS_KEY (loadtest compare --tls CERT,KEY): SSLApp serves wss://.
+const tls = process.env.TLS_CERT && process.env.TLS_KEY;
 const decoder = new TextDecoder(); // uWS has already validated text frames as UTF-8
 let listenSocket = null;
 
-const app = uWS.App()
+const app = (
+    tls ? uWS.SSLApp({ cert_file_name: process.env.TLS_CERT, key_file_name: process.env.TLS_KEY }) : uWS.App()
+)
     .ws("/ws/chat/*", {
-        compression: uWS.DISABLED,
+        compression: deflate ? uWS.SHARED_COMPRESSOR : uWS.DISABLED,
         maxPayloadLength: MAX_PAYLOAD, // uWS default 16 KiB; Bun's default here
         maxBackpressure: MAX_PAYLOAD, // uWS default 64 KiB skips slow subscribers; Bun's default here
         closeOnBackpressureLimit: false,
@@ -59,7 +66,7 @@ const app = uWS.App()
             process.exit(1);
         }
         listenSocket = token;
-        console.error(`[uws] uWebSockets.js (npm uwebsockets@3.0.6, third-party build) listening on 127.0.0.1:${port}`);
+        console.error(`[uws] uWebSockets.js (npm uwebsockets@3.0.6, third-party build) listening on 127.0.0.1:${port}${tls ? " (TLS)" : ""}${deflate ? " (permessage-deflate)" : ""}`);
     });
 
 exitOnSignals(() => listenSocket && uWS.us_listen_socket_close(listenSocket));

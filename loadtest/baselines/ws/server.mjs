@@ -2,21 +2,35 @@
 // of ../protocol.mjs. Rooms are a Map from room name to a Set of sockets; a
 // message is serialized once and sent to every open socket of the room, the
 // sender included, in the order the room's messages arrive.
+import fs from "node:fs";
 import http from "node:http";
+import https from "node:https";
 import { WebSocketServer, WebSocket } from "ws";
 import { roomOf, handleText, BINARY_ERROR, MAX_PAYLOAD, portArg, exitOnSignals } from "../protocol.mjs";
 
 const port = portArg();
 const rooms = new Map(); // room -> Set<WebSocket>
 
-const server = http.createServer((req, res) => {
+// TLS_CERT and TLS_KEY (loadtest compare --tls CERT,KEY): serve wss:// on https.createServer.
+const tls = process.env.TLS_CERT && process.env.TLS_KEY;
+const notFound = (req, res) => {
     res.writeHead(404, { "content-type": "text/plain" });
     res.end("not found: chat is at /ws/chat/<room>/ (WebSocket)\n");
-});
+};
+const server = tls
+    ? https.createServer(
+          { cert: fs.readFileSync(process.env.TLS_CERT), key: fs.readFileSync(process.env.TLS_KEY) },
+          notFound,
+      )
+    : http.createServer(notFound);
+// DEFLATE=1 (loadtest compare --deflate): permessage-deflate without context takeover
+// either way, so no connection keeps a compressor; ws's own threshold (1 KiB) and
+// compression level otherwise. Default off, as ws's default.
+const deflate = process.env.DEFLATE === "1";
 const wss = new WebSocketServer({
     noServer: true,
     clientTracking: false,
-    perMessageDeflate: false, // ws's default, stated
+    perMessageDeflate: deflate ? { serverNoContextTakeover: true, clientNoContextTakeover: true } : false,
     maxPayload: MAX_PAYLOAD,
 });
 
@@ -53,5 +67,9 @@ server.on("error", (e) => {
     console.error(`[ws] ${e.message}`);
     process.exit(1);
 });
-server.listen(port, "127.0.0.1", () => console.error(`[ws] listening on 127.0.0.1:${port}`));
+server.listen(port, "127.0.0.1", () =>
+    console.error(
+        `[ws] listening on 127.0.0.1:${port}${tls ? " (TLS)" : ""}${deflate ? " (permessage-deflate)" : ""}`,
+    ),
+);
 exitOnSignals(() => server.close());

@@ -22,13 +22,14 @@ use crate::accounting::{RxState, Window};
 use crate::cli::SoakArgs;
 use crate::client::Phase;
 use crate::clock::{now_us, secs_to_us};
+use crate::connect_options::ConnectOptions;
 use crate::engine::{Engine, Outcome, MAX_QUEUED};
+use crate::flag_check::positive;
 use crate::layout::Layout;
 use crate::proc::{self, ServerProcs};
 use crate::progress::Progress;
 use crate::report_common::Latency;
 use crate::runner::{check_server_nofile, sources_for, FD_RESERVE};
-use crate::scenario::positive;
 use crate::scrape;
 use crate::sys;
 use crate::target::{split_urls, Target};
@@ -66,9 +67,8 @@ pub struct SoakPlan {
     pub rss_tolerance_pct: f64,
     pub rss_tolerance_mib: f64,
     pub fd_tolerance: u64,
-    pub connect_concurrency: usize,
-    pub connect_timeout_s: f64,
-    pub source_addrs: usize,
+    /// How every client connects (shared with the load modes).
+    pub connect: ConnectOptions,
     pub server_pids: Vec<u32>,
     pub progress: bool,
 }
@@ -87,9 +87,10 @@ impl SoakPlan {
             ));
         }
         let urls = split_urls(&a.url);
+        let connect = a.connect.options()?.checked()?;
         Ok(SoakPlan {
             url: urls.join(","),
-            targets: Target::parse_all(&urls, a.origin.as_deref())?,
+            targets: Target::parse_all(&urls, &connect)?,
             layout,
             rate: positive("rate", a.rate, false)?,
             payload: a.payload,
@@ -104,9 +105,7 @@ impl SoakPlan {
             rss_tolerance_pct: positive("rss-tolerance-pct", a.rss_tolerance_pct, true)?,
             rss_tolerance_mib: positive("rss-tolerance-mib", a.rss_tolerance_mib, true)?,
             fd_tolerance: a.fd_tolerance,
-            connect_concurrency: a.connect_concurrency.max(1),
-            connect_timeout_s: positive("connect-timeout", a.connect_timeout, false)?,
-            source_addrs: a.source_addrs.clamp(1, 250),
+            connect,
             server_pids: a.server_pid.clone(),
             progress,
         })
@@ -230,7 +229,7 @@ struct Soak<'a> {
 /// Runs `plan` and returns its report (`Err` only when it could not start at all).
 pub fn execute(plan: &SoakPlan) -> Result<SoakReport, String> {
     let n = plan.layout.clients;
-    let sources = sources_for(&plan.targets, plan.source_addrs);
+    let sources = sources_for(&plan.targets, plan.connect.source_addrs);
     let (soft, hard) = sys::raise_nofile();
     let need = (n + plan.churners) as u64 + FD_RESERVE;
     if need > soft {
@@ -280,7 +279,7 @@ pub fn execute(plan: &SoakPlan) -> Result<SoakReport, String> {
     };
     let conn = s
         .engine
-        .connect(plan.connect_concurrency, secs_to_us(plan.connect_timeout_s));
+        .connect(plan.connect.concurrency, plan.connect.timeout_us());
     let mut r = SoakReport::new(plan, &conn);
     r.warnings = warnings;
     if conn.opened == 0 {
@@ -294,8 +293,49 @@ pub fn execute(plan: &SoakPlan) -> Result<SoakReport, String> {
     Ok(r)
 }
 
+/// The server's and the harness's readings at one edge of the run.
+struct Readings {
+    fds: Option<u64>,
+    server: Option<proc::Sample>,
+    rss_anon_kb: Option<u64>,
+    gauges: Option<Gauges>,
+    cpu_s: f64,
+    wait_s: Option<f64>,
+}
+
 impl Soak<'_> {
     fn run(&mut self, r: &mut SoakReport) {
+        self.prepare_churners();
+        // Let the server finish what it allocates lazily after the handshakes.
+        let t = now_us();
+        self.wait("ready", t + START_SETTLE_US, |_| false);
+        let start = self.start_readings(&mut r.warnings);
+        let t0 = now_us();
+        let window_end_reached = self.churn_window(t0);
+        let t_end = now_us();
+        let server_end = self.server.sample();
+        let (cpu1, wait1) = (
+            sys::cpu_seconds(),
+            proc::runqueue_wait_seconds(std::process::id()),
+        );
+        self.sends.clear();
+        self.send_churners_home(t_end);
+        self.drain_and_settle();
+        let end = self.end_readings(&mut r.warnings);
+        self.fill_report(r, t0, t_end);
+        self.fill_readings(r, &start, &end, server_end);
+        r.harness_cpu_s = (cpu1 - start.cpu_s).max(0.0);
+        r.harness_cpu_util = if r.window_s > 0.0 {
+            r.harness_cpu_s / r.window_s
+        } else {
+            0.0
+        };
+        r.harness_cpu_wait_s = wait1.zip(start.wait_s).map(|(x, y)| (x - y).max(0.0));
+        r.interrupted = !window_end_reached || sys::interrupted();
+    }
+
+    /// The stable members open per room, and the churner slots (idle, all free).
+    fn prepare_churners(&mut self) {
         let plan = self.plan;
         for id in 0..self.n {
             let c = self.engine.client(id);
@@ -316,21 +356,43 @@ impl Soak<'_> {
             })
             .collect();
         self.free = (0..plan.churners).collect();
-        // Let the server finish what it allocates lazily after the handshakes.
-        let t = now_us();
-        self.wait("ready", t + START_SETTLE_US, |_| false);
+    }
 
-        // Start readings.
-        let fds_start = self.server.fds();
-        let rss_start = self.server.sample();
-        let anon_start = self.server.rss_anon_kb();
-        let gauges_start = self.gauges(&mut r.warnings);
-        self.rss_peak = rss_start.map(|x| x.rss_kb);
-        self.fds_peak = fds_start;
-        let cpu0 = sys::cpu_seconds();
-        let wait0 = proc::runqueue_wait_seconds(std::process::id());
+    /// The start readings, which also start the peaks.
+    fn start_readings(&mut self, warnings: &mut Vec<String>) -> Readings {
+        let start = Readings {
+            fds: self.server.fds(),
+            server: self.server.sample(),
+            rss_anon_kb: self.server.rss_anon_kb(),
+            gauges: self.gauges(warnings),
+            cpu_s: sys::cpu_seconds(),
+            wait_s: proc::runqueue_wait_seconds(std::process::id()),
+        };
+        self.rss_peak = start.server.map(|x| x.rss_kb);
+        self.fds_peak = start.fds;
+        start
+    }
 
-        let t0 = now_us();
+    /// The end readings: descriptors first, before the /metrics request opens one.
+    fn end_readings(&mut self, warnings: &mut Vec<String>) -> Readings {
+        let fds = self.server.fds();
+        let server = self.server.sample();
+        let rss_anon_kb = self.server.rss_anon_kb();
+        self.sample();
+        Readings {
+            fds,
+            server,
+            rss_anon_kb,
+            gauges: self.gauges(warnings),
+            cpu_s: sys::cpu_seconds(),
+            wait_s: None,
+        }
+    }
+
+    /// The run proper from `t0`: stable sends, churn connects and timers, peak samples.
+    /// `true` when it lasted the whole duration (not interrupted).
+    fn churn_window(&mut self, t0: u64) -> bool {
+        let plan = self.plan;
         let end = t0 + secs_to_us(plan.duration_s);
         self.end_us = end;
         let epoch = self.engine.next_epoch();
@@ -353,23 +415,12 @@ impl Soak<'_> {
         // connection of the start readings.
         let mut next_sample = t0 + 1_000_000;
         self.progress.restart(t0, 0);
-        let window_end_reached = loop {
+        loop {
             let now = now_us();
             if now >= end || sys::interrupted() {
-                break now >= end;
+                return now >= end;
             }
-            while let Some(&Reverse((due, id))) = self.sends.peek() {
-                if due > now {
-                    break;
-                }
-                self.sends.pop();
-                if self.send_stable(id as usize, due) {
-                    let next = due + interval_us;
-                    if next < end {
-                        self.sends.push(Reverse((next, id)));
-                    }
-                }
-            }
+            self.send_due_stable(now, interval_us, end);
             while next_connect <= now {
                 next_connect += connect_every_us;
                 self.launch(now);
@@ -386,14 +437,28 @@ impl Soak<'_> {
                 wake = wake.min(*due);
             }
             self.poll_until(wake);
-        };
-        let t_end = now_us();
-        let server_end = self.server.sample();
-        let cpu1 = sys::cpu_seconds();
-        let wait1 = proc::runqueue_wait_seconds(std::process::id());
-        self.sends.clear();
+        }
+    }
 
-        // Every churner leaves; then the stragglers drain and the server settles.
+    /// Sends every stable message due by `now`, each rescheduling its sender until `end`.
+    fn send_due_stable(&mut self, now: u64, interval_us: u64, end: u64) {
+        while let Some(&Reverse((due, id))) = self.sends.peek() {
+            if due > now {
+                break;
+            }
+            self.sends.pop();
+            if self.send_stable(id as usize, due) {
+                let next = due + interval_us;
+                if next < end {
+                    self.sends.push(Reverse((next, id)));
+                }
+            }
+        }
+    }
+
+    /// Every churner leaves (one still connecting as soon as it opens), and the loop runs
+    /// until they are all gone.
+    fn send_churners_home(&mut self, t_end: u64) {
         self.end_us = t_end;
         for k in 0..self.churners.len() {
             match self.churners[k].state {
@@ -402,7 +467,7 @@ impl Soak<'_> {
                 State::Idle | State::Closing => {}
             }
         }
-        let gone_by = t_end + secs_to_us(plan.connect_timeout_s) + CLOSE_TIMEOUT_US + 1_000_000;
+        let gone_by = t_end + self.plan.connect.timeout_us() + CLOSE_TIMEOUT_US + 1_000_000;
         self.wait("leave", gone_by, |s| s.busy_churners() == 0);
         let now = now_us();
         for k in 0..self.churners.len() {
@@ -412,22 +477,22 @@ impl Soak<'_> {
                 self.finish(k, now);
             }
         }
-        let drain_by = now_us() + secs_to_us(plan.drain_s);
+    }
+
+    /// The stragglers drain, the server settles, every churn connection's books close.
+    fn drain_and_settle(&mut self) {
+        let drain_by = now_us() + secs_to_us(self.plan.drain_s);
         self.wait("drain", drain_by, |s| {
             let c = &s.engine.acct.stable.counts;
             c.delivered >= c.expected
         });
-        let settle_by = now_us() + secs_to_us(plan.settle_s);
+        let settle_by = now_us() + secs_to_us(self.plan.settle_s);
         self.wait("settle", settle_by, |_| false);
         self.engine.acct.settle_all();
+    }
 
-        // End readings: descriptors first, before the /metrics request opens one.
-        let fds_end = self.server.fds();
-        let rss_end = self.server.sample();
-        let anon_end = self.server.rss_anon_kb();
-        self.sample();
-        let gauges_end = self.gauges(&mut r.warnings);
-
+    /// The accounting and the churn figures of the run from `t0` to `t_end`.
+    fn fill_report(&mut self, r: &mut SoakReport, t0: u64, t_end: u64) {
         let a = &self.engine.acct;
         r.fill_stable(&a.stable.counts, &a.stable.latency, &a.stable.send_lag);
         r.window_s = t_end.saturating_sub(t0) as f64 / 1e6;
@@ -447,32 +512,36 @@ impl Soak<'_> {
         r.churn = churn;
         r.stable_disconnects = self.stable_disconnects;
         r.stable_disconnect_reasons = std::mem::take(&mut self.stable_disconnect_reasons);
-        r.server_rss_start_kb = rss_start.map(|x| x.rss_kb);
+    }
+
+    /// The server's figures: start, peak and end readings, CPU over the run.
+    fn fill_readings(
+        &self,
+        r: &mut SoakReport,
+        start: &Readings,
+        end: &Readings,
+        server_end: Option<proc::Sample>,
+    ) {
+        r.server_rss_start_kb = start.server.map(|x| x.rss_kb);
         r.server_rss_peak_kb = self.rss_peak;
-        r.server_rss_end_kb = rss_end.map(|x| x.rss_kb);
-        r.server_rss_anon_start_kb = anon_start;
-        r.server_rss_anon_end_kb = anon_end;
-        r.server_fds_start = fds_start;
+        r.server_rss_end_kb = end.server.map(|x| x.rss_kb);
+        r.server_rss_anon_start_kb = start.rss_anon_kb;
+        r.server_rss_anon_end_kb = end.rss_anon_kb;
+        r.server_fds_start = start.fds;
         r.server_fds_peak = self.fds_peak;
-        r.server_fds_end = fds_end;
-        r.server_cpu_s = rss_start
+        r.server_fds_end = end.fds;
+        r.server_cpu_s = start
+            .server
             .zip(server_end)
             .map(|(x, y)| (y.cpu_s - x.cpu_s).max(0.0));
-        r.server_cpu_wait_s = rss_start
+        r.server_cpu_wait_s = start
+            .server
             .zip(server_end)
             .and_then(|(x, y)| y.wait_s.zip(x.wait_s))
             .map(|(p, q)| (p - q).max(0.0));
-        r.metrics_start = gauges_start;
-        r.metrics_end = gauges_end;
-        r.harness_cpu_s = (cpu1 - cpu0).max(0.0);
-        r.harness_cpu_util = if r.window_s > 0.0 {
-            r.harness_cpu_s / r.window_s
-        } else {
-            0.0
-        };
-        r.harness_cpu_wait_s = wait1.zip(wait0).map(|(x, y)| (x - y).max(0.0));
+        r.metrics_start = start.gauges;
+        r.metrics_end = end.gauges;
         r.harness_rss_kb = proc::rss_kb(std::process::id());
-        r.interrupted = !window_end_reached || sys::interrupted();
     }
 
     /// Pumps the loop (timers, outcomes, progress) until `done` or `deadline`.
@@ -626,7 +695,7 @@ impl Soak<'_> {
                 let ch = &mut self.churners[k];
                 ch.state = State::Connecting;
                 ch.gen = ch.gen.wrapping_add(1);
-                let due = now + secs_to_us(self.plan.connect_timeout_s);
+                let due = now + self.plan.connect.timeout_us();
                 self.timers.push(Reverse((due, k as u32, ch.gen)));
             }
             Err(reason) => {

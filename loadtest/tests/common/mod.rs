@@ -38,6 +38,12 @@ pub struct Faults {
     /// Never deliver messages sent through another node (a node that lost its backplane
     /// subscription): its members only see what was sent through it.
     pub drop_from_other_nodes: bool,
+    /// A rate limiter per connection, as roomcast's: past this many chat messages a
+    /// connection's messages get `{"error": "rate limited ..."}` and are not broadcast;
+    /// past twice as many it is closed with 1008.
+    pub rate_limit: Option<u64>,
+    /// Refuse (403) an upgrade whose URL has no `token=` query parameter.
+    pub require_token: bool,
 }
 
 impl Faults {
@@ -58,6 +64,13 @@ impl Faults {
     pub fn error_nth_message(n: u64) -> Faults {
         Faults {
             error_nth_message: Some(n),
+            ..Faults::default()
+        }
+    }
+
+    pub fn rate_limit(n: u64) -> Faults {
+        Faults {
+            rate_limit: Some(n),
             ..Faults::default()
         }
     }
@@ -191,7 +204,19 @@ fn serve(stream: TcpStream, hub: &Hub, node: usize) {
     // by anyone (the harness starts sending as soon as everyone is
     // connected) reaches it. What arrives before the writer starts waits in
     // the channel.
+    let require_token = hub.nodes[node].faults.require_token;
     let callback = |req: &Request, resp: Response| {
+        let has_token = req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p.starts_with("token=") && p.len() > 6));
+        if require_token && !has_token {
+            let refusal = tungstenite::http::Response::builder()
+                .status(403)
+                .body(Some("no token".to_string()))
+                .expect("a valid response");
+            return Err(refusal);
+        }
         room = req
             .uri()
             .path()
@@ -235,9 +260,28 @@ fn serve(stream: TcpStream, hub: &Hub, node: usize) {
             }
         }
     });
+    let mut mine = 0u64;
     loop {
         match ws.read() {
-            Ok(Message::Text(t)) => on_text(hub, node, &room, id, &tx, t.as_str()),
+            Ok(Message::Text(t)) => {
+                mine += 1;
+                match hub.nodes[node].faults.rate_limit {
+                    // Closed: what it still sends is read and dropped until its close
+                    // frame answers ours (leaving it unread would make the close a reset).
+                    Some(n) if mine > 2 * n + 1 => {}
+                    Some(n) if mine == 2 * n + 1 => {
+                        leave(&room);
+                        let _ = tx.send(Message::Close(Some(tungstenite::protocol::CloseFrame {
+                            code: tungstenite::protocol::frame::coding::CloseCode::Policy,
+                            reason: "rate limited".into(),
+                        })));
+                    }
+                    Some(n) if mine > n => {
+                        let _ = tx.send(Message::text(r#"{"error": "rate limited (test)"}"#));
+                    }
+                    _ => on_text(hub, node, &room, id, &tx, t.as_str()),
+                }
+            }
             Ok(Message::Pong(_)) => {
                 hub.pongs.fetch_add(1, Ordering::SeqCst);
             }

@@ -2,7 +2,7 @@
 //! relay is one file to deploy. The page speaks only the seed's protocol, so
 //! it works against the seed's Django Channels app as well.
 
-use crate::http::Page;
+use crate::wire::http::Page;
 
 /// A static response body with its headers.
 pub struct Asset {

@@ -1,14 +1,20 @@
-//! The chat contract of Django Channels' `ChatConsumer` (SPEC section 2).
+//! The chat contract of Django Channels' `ChatConsumer` (SPEC section 2),
+//! and the two other things a chat relay serves: the back-end publish API
+//! ([`publish`]) and the embedded chat page ([`pages`]).
 //!
-//! Sans-IO. A text message must be a JSON object with a `"message"` field
-//! (any JSON value; other fields are ignored). It becomes the broadcast
-//! payload `{"message": <value>}` with the value's raw JSON text copied
-//! through, not re-serialised: the bytes a client sent are the bytes every
-//! member gets (the seed's `json.dumps` would re-escape non-ASCII text as
-//! `\uXXXX`; both spell the same JSON value). Anything else is answered with
-//! one `{"error": "<plain words>"}` frame to the sender alone.
+//! Sans-IO; may import [`crate::wire`] only. A text message must be a JSON
+//! object with a `"message"` field (any JSON value; other fields are
+//! ignored). It becomes the broadcast payload `{"message": <value>}` with the
+//! value's raw JSON text copied through, not re-serialised: the bytes a
+//! client sent are the bytes every member gets (the seed's `json.dumps`
+//! would re-escape non-ASCII text as `\uXXXX`; both spell the same JSON
+//! value). Anything else is answered with one `{"error": "<plain words>"}`
+//! frame to the sender alone.
 
-use crate::frame::{self, Opcode};
+pub mod pages;
+pub mod publish;
+
+use crate::wire::frame::{self, Opcode};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::fmt;

@@ -2,7 +2,7 @@
 //! place that maps each to the close code and plain-words reason the relay
 //! sends (SPEC section 3).
 
-use crate::close::CloseCode;
+use crate::wire::close::CloseCode;
 use std::fmt;
 
 /// Everything a client can get wrong after the handshake.

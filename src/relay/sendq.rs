@@ -2,20 +2,23 @@
 //!
 //! A broadcast is encoded once into a [`Frame`]; every recipient's queue
 //! holds a reference to the same bytes (no per-recipient copy or encode).
-//! [`SendQueue::write_to`] sends everything queued with vectored writes, up
-//! to [`MAX_IOV`] frames per syscall. Invariants: `queued` is the exact
-//! number of unsent bytes; `offset` is how much of the front frame was
+//! [`SendQueue::fill_iov`] hands the loop everything queued for one vectored
+//! write, up to [`MAX_IOV`] frames per syscall. Invariants: `queued` is the
+//! exact number of unsent bytes; `offset` is how much of the front frame was
 //! already written, and a frame once partly written is never dropped (the
 //! byte stream must stay a valid frame sequence even when the rest of the
 //! queue is discarded for a slow consumer). A queue that never held a frame
 //! holds no memory; a drained one keeps at most [`KEEP_SLOTS`] slots.
+//!
+//! A queue is charged what it really costs: [`SendQueue::cost`] adds
+//! [`FRAME_OVERHEAD`] per frame to its bytes, so a flood of tiny frames
+//! (empty pongs, empty echoes) is bounded as tightly as one big one. And it
+//! can hold a client's unanswered pongs to one ([`SendQueue::push_pong`]):
+//! RFC 6455 section 5.5.3 lets an endpoint answer only the latest ping.
 
+pub use crate::wire::frame::Frame;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
-use std::sync::Arc;
-
-/// An encoded frame shared by every queue it is in.
-pub type Frame = Arc<[u8]>;
 
 /// Frames per `writev`: enough to empty a busy queue in one call, far under
 /// the kernel's IOV_MAX (1024).
@@ -24,11 +27,24 @@ pub const MAX_IOV: usize = 64;
 /// Queue slots a drained queue keeps allocated.
 const KEEP_SLOTS: usize = 8;
 
+/// What one queued frame costs besides its bytes: its slot in the queue (a
+/// fat pointer, 16 bytes) and, for a frame of its own such as a pong, its
+/// `Arc` allocation (two counters plus the allocator's rounding).
+pub const FRAME_OVERHEAD: usize = 64;
+
+/// The first byte of a pong (FIN set, opcode 0xA).
+const PONG: u8 = 0x8A;
+
 #[derive(Debug, Default)]
 pub struct SendQueue {
     frames: VecDeque<Frame>,
-    offset: usize,
-    queued: usize,
+    /// Bytes of the front frame already written. A frame is at most
+    /// `--max-message-size` plus a header, so it fits 32 bits.
+    offset: u32,
+    /// Unsent bytes. Bounded by `--max-send-queue` (at most 1 GiB) plus what
+    /// one fan-out adds before the slow-consumer check, so 32 bits suffice;
+    /// the narrow fields keep an idle connection small.
+    queued: u32,
 }
 
 /// What a [`SendQueue::write_to`] call achieved.
@@ -41,13 +57,39 @@ pub struct Written {
 
 impl SendQueue {
     pub fn push(&mut self, frame: Frame) {
-        self.queued += frame.len();
+        self.queued = self.queued.saturating_add(len32(&frame));
         self.frames.push_back(frame);
+    }
+
+    /// Queues a pong; with `replace`, it takes the place of an unanswered
+    /// pong the socket has not started, if one is at the tail: only the
+    /// latest ping needs an answer.
+    pub fn push_pong(&mut self, pong: Frame, replace: bool) {
+        let started = self.frames.len() == 1 && self.offset > 0;
+        if let Some(last) = self.frames.back_mut() {
+            if replace && !started && last.first() == Some(&PONG) {
+                self.queued = self.queued - len32(last) + len32(&pong);
+                *last = pong;
+                return;
+            }
+        }
+        self.push(pong);
     }
 
     /// Unsent bytes.
     pub fn queued(&self) -> usize {
-        self.queued
+        self.queued as usize
+    }
+
+    /// What the queue costs in memory: its bytes plus [`FRAME_OVERHEAD`]
+    /// per frame. This is what `--max-send-queue` bounds.
+    pub fn cost(&self) -> usize {
+        self.queued as usize + self.frames.len() * FRAME_OVERHEAD
+    }
+
+    /// Frames queued.
+    pub fn len(&self) -> usize {
+        self.frames.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -60,8 +102,23 @@ impl SendQueue {
         let keep = usize::from(self.offset > 0);
         let dropped = self.frames.len().saturating_sub(keep);
         self.frames.truncate(keep);
-        self.queued = self.frames.front().map_or(0, |f| f.len() - self.offset);
+        self.queued = self.frames.front().map_or(0, |f| len32(f) - self.offset);
         dropped
+    }
+
+    /// Fills `iov` with the unsent bytes, oldest frame first, as many
+    /// frames as fit; returns how many slices it filled.
+    pub fn fill_iov<'a>(&'a self, iov: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (i, f) in self.frames.iter().take(iov.len()).enumerate() {
+            iov[i] = IoSlice::new(if i == 0 {
+                &f[self.offset as usize..]
+            } else {
+                f
+            });
+            n += 1;
+        }
+        n
     }
 
     /// Writes as much as the socket takes. `Ok` with `drained: false` means
@@ -69,15 +126,11 @@ impl SendQueue {
     pub fn write_to<W: Write>(&mut self, mut sink: W) -> io::Result<Written> {
         let mut total = 0;
         while !self.frames.is_empty() {
-            let result = if self.frames.len() == 1 {
-                sink.write(&self.frames[0][self.offset..])
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let n = self.fill_iov(&mut slices);
+            let result = if n == 1 {
+                sink.write(&slices[0])
             } else {
-                let mut slices = [IoSlice::new(&[]); MAX_IOV];
-                let mut n = 0;
-                for (i, f) in self.frames.iter().take(MAX_IOV).enumerate() {
-                    slices[i] = IoSlice::new(if i == 0 { &f[self.offset..] } else { f });
-                    n += 1;
-                }
                 sink.write_vectored(&slices[..n])
             };
             match result {
@@ -103,11 +156,11 @@ impl SendQueue {
         })
     }
 
-    /// The unsent bytes of the only queued frame, when exactly one is
-    /// queued (what a batched single-buffer send can take).
-    pub fn sole_frame(&self) -> Option<&[u8]> {
+    /// The only queued frame and how much of it was already written, when
+    /// exactly one is queued (what a batched single-buffer send can take).
+    pub fn sole_frame(&self) -> Option<(&Frame, usize)> {
         match self.frames.len() {
-            1 => Some(&self.frames[0][self.offset..]),
+            1 => Some((&self.frames[0], self.offset as usize)),
             _ => None,
         }
     }
@@ -115,8 +168,8 @@ impl SendQueue {
     /// Records that the first `n` unsent bytes were written elsewhere (by a
     /// batched send); returns whether the queue is now empty.
     pub fn consumed(&mut self, n: usize) -> bool {
-        debug_assert!(n <= self.queued);
-        self.advance(n.min(self.queued));
+        debug_assert!(n <= self.queued());
+        self.advance(n.min(self.queued()));
         if self.frames.is_empty() {
             self.release();
             true
@@ -125,10 +178,11 @@ impl SendQueue {
         }
     }
 
-    fn advance(&mut self, mut n: usize) {
+    fn advance(&mut self, n: usize) {
+        let mut n = n as u32;
         self.queued -= n;
         while n > 0 {
-            let front_left = self.frames[0].len() - self.offset;
+            let front_left = len32(&self.frames[0]) - self.offset;
             if n >= front_left {
                 n -= front_left;
                 self.frames.pop_front();
@@ -149,6 +203,12 @@ impl SendQueue {
             self.frames = VecDeque::new();
         }
     }
+}
+
+/// A frame's length in the queue's 32-bit counts.
+fn len32(frame: &Frame) -> u32 {
+    debug_assert!(frame.len() <= u32::MAX as usize);
+    frame.len() as u32
 }
 
 #[cfg(test)]
@@ -189,19 +249,21 @@ mod tests {
     }
 
     fn frame(bytes: &[u8]) -> Frame {
+        use std::sync::Arc;
         Arc::from(bytes)
     }
 
     #[test]
     fn a_lone_frame_is_offered_whole_then_from_where_it_stopped() {
         let mut q = SendQueue::default();
-        assert_eq!(q.sole_frame(), None);
+        let unsent = |q: &SendQueue| q.sole_frame().map(|(f, at)| f[at..].to_vec());
+        assert_eq!(unsent(&q), None);
         q.push(frame(b"abcdef"));
-        assert_eq!(q.sole_frame(), Some(&b"abcdef"[..]));
+        assert_eq!(unsent(&q), Some(b"abcdef".to_vec()));
         assert!(!q.consumed(2), "a short send leaves the rest queued");
-        assert_eq!((q.sole_frame(), q.queued()), (Some(&b"cdef"[..]), 4));
+        assert_eq!((unsent(&q), q.queued()), (Some(b"cdef".to_vec()), 4));
         q.push(frame(b"gh"));
-        assert_eq!(q.sole_frame(), None, "two frames take the vectored path");
+        assert_eq!(unsent(&q), None, "two frames take the vectored path");
         let mut sink = Trickle {
             out: vec![],
             per_call: 1 << 20,
@@ -291,5 +353,31 @@ mod tests {
         q.push(frame(&[1; 10]));
         assert_eq!(q.discard_unstarted(), 1);
         assert_eq!(q.queued(), 0);
+    }
+
+    #[test]
+    fn one_pending_pong_and_the_real_cost() {
+        let mut q = SendQueue::default();
+        for i in 0..=250u8 {
+            q.push_pong(frame(&[PONG, 1, i]), true);
+        }
+        assert_eq!(q.len(), 1, "only the latest ping is answered");
+        assert_eq!(q.fill_iov(&mut [IoSlice::new(&[]); 4]), 1);
+        assert_eq!(q.sole_frame().unwrap().0[2], 250);
+        assert_eq!(q.cost(), 3 + FRAME_OVERHEAD);
+        // Behind another frame, a pong is queued after it.
+        q.push(frame(b"\x81\x01x"));
+        q.push_pong(frame(&[PONG, 0]), true);
+        q.push_pong(frame(&[PONG, 0]), true);
+        assert_eq!(q.len(), 3);
+        assert_eq!(q.cost(), 3 + 3 + 2 + 3 * FRAME_OVERHEAD);
+        q.push_pong(frame(&[PONG, 0]), false);
+        assert_eq!(q.len(), 4, "every ping answered while the client reads");
+        // A pong the socket has started is never replaced.
+        let mut q = SendQueue::default();
+        q.push_pong(frame(&[PONG, 1, 7]), true);
+        assert!(!q.consumed(1));
+        q.push_pong(frame(&[PONG, 1, 8]), true);
+        assert_eq!(q.len(), 2);
     }
 }

@@ -10,20 +10,14 @@
 
 use crate::chat;
 use crate::msgpack;
-use crate::room::RoomId;
-use crate::sendq::Frame;
+use crate::relay::room::RoomId;
+use crate::relay::sendq::Frame;
+use crate::relay::ConnId;
 use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-
-/// A connection named by slab key and generation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConnRef {
-    pub key: u32,
-    pub generation: u32,
-}
 
 #[derive(Clone, Debug)]
 struct Job {
@@ -32,7 +26,7 @@ struct Job {
     /// room may be gone by the time the message is published (its last
     /// member sent it and left), yet other nodes' members must get it.
     name: Option<Arc<str>>,
-    sender: ConnRef,
+    sender: ConnId,
     start: u32,
     end: u32,
 }
@@ -59,7 +53,7 @@ pub struct Batch {
 impl Batch {
     /// Appends one message; `text` is already validated UTF-8. `name` is
     /// needed with [`Encoding::Msgpack`].
-    pub fn push(&mut self, room: RoomId, name: Option<Arc<str>>, sender: ConnRef, text: &[u8]) {
+    pub fn push(&mut self, room: RoomId, name: Option<Arc<str>>, sender: ConnId, text: &[u8]) {
         let start = self.text.len() as u32;
         self.text.extend_from_slice(text);
         self.jobs.push(Job {
@@ -96,11 +90,11 @@ pub enum Outcome {
     /// A msgpack Channels event for the backplane.
     Publish {
         room: Arc<str>,
-        sender: ConnRef,
+        sender: ConnId,
         payload: Vec<u8>,
     },
     Error {
-        sender: ConnRef,
+        sender: ConnId,
         frame: Frame,
     },
 }
@@ -129,7 +123,7 @@ pub fn decode_batch(batch: &Batch, encoding: Encoding, out: &mut Vec<Outcome>) {
     }
 }
 
-fn publish_outcome(text: &str, room: &Arc<str>, sender: ConnRef, max_message: usize) -> Outcome {
+fn publish_outcome(text: &str, room: &Arc<str>, sender: ConnId, max_message: usize) -> Outcome {
     let raw = match chat::decode(text) {
         Ok(raw) => raw,
         Err(e) => {
@@ -314,7 +308,7 @@ mod tests {
         let poll = mio::Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
         let mut pool = WorkerPool::new(3, Encoding::Frame, waker).unwrap();
-        let sender = ConnRef {
+        let sender = ConnId {
             key: 1,
             generation: 1,
         };
@@ -351,7 +345,7 @@ mod tests {
     #[test]
     fn errors_go_to_the_sender() {
         let mut batch = Batch::default();
-        let sender = ConnRef {
+        let sender = ConnId {
             key: 9,
             generation: 3,
         };

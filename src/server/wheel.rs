@@ -1,6 +1,6 @@
 //! A hashed timing wheel for per-connection deadlines.
 //!
-//! Sans-IO: time is a tick count passed in. Each connection has at most one
+//! Sans-IO: time is a [`Tick`] passed in. Each connection has at most one
 //! live entry; an expired entry is handed back and the caller decides (from
 //! the connection's own timestamps) whether the deadline really passed or
 //! moved later, re-arming if so. A connection that stays busy therefore costs
@@ -8,12 +8,14 @@
 //! deadlines: advancing the wheel touches only the slots of the elapsed
 //! ticks, never every connection.
 
+use crate::relay::ConnId;
+use crate::session::Tick;
+
 /// One scheduled check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Entry {
-    pub key: u32,
-    pub generation: u32,
-    pub due: u32,
+    pub conn: ConnId,
+    pub due: Tick,
 }
 
 #[derive(Debug)]
@@ -37,19 +39,19 @@ impl Default for TimerWheel {
 }
 
 impl TimerWheel {
-    /// Schedules a check at tick `due` (clamped to the next tick).
-    pub fn schedule(&mut self, key: u32, generation: u32, due: u32) {
-        let due = due.max(self.now + 1);
+    /// Schedules a check of `conn` at `due` (clamped to the next tick).
+    pub fn schedule(&mut self, conn: ConnId, due: Tick) {
+        let due = due.0.max(self.now + 1);
         self.slots[due as usize % SLOTS].push(Entry {
-            key,
-            generation,
-            due,
+            conn,
+            due: Tick(due),
         });
         self.len += 1;
     }
 
     /// Moves every entry due at or before `now` into `out`.
-    pub fn expire(&mut self, now: u32, out: &mut Vec<Entry>) {
+    pub fn expire(&mut self, now: Tick, out: &mut Vec<Entry>) {
+        let now = now.0;
         if now <= self.now {
             return;
         }
@@ -62,7 +64,7 @@ impl TimerWheel {
             }
             let before = out.len();
             slot.retain(|e| {
-                if e.due <= now {
+                if e.due.0 <= now {
                     out.push(*e);
                     false
                 } else {
@@ -92,16 +94,21 @@ mod tests {
 
     fn expire(w: &mut TimerWheel, now: u32) -> Vec<u32> {
         let mut out = Vec::new();
-        w.expire(now, &mut out);
-        out.iter().map(|e| e.key).collect()
+        w.expire(Tick(now), &mut out);
+        out.iter().map(|e| e.conn.key).collect()
+    }
+
+    fn at(w: &mut TimerWheel, key: u32, due: u32) {
+        let conn = ConnId { key, generation: 0 };
+        w.schedule(conn, Tick(due));
     }
 
     #[test]
     fn fires_at_the_due_tick_and_not_before() {
         let mut w = TimerWheel::default();
-        w.schedule(1, 0, 5);
-        w.schedule(2, 0, 5 + SLOTS as u32); // same slot, one turn later
-        w.schedule(3, 0, 3);
+        at(&mut w, 1, 5);
+        at(&mut w, 2, 5 + SLOTS as u32); // same slot, one turn later
+        at(&mut w, 3, 3);
         assert_eq!(expire(&mut w, 2), Vec::<u32>::new());
         assert_eq!(expire(&mut w, 5), vec![3, 1]);
         assert_eq!(w.len(), 1);
@@ -114,7 +121,7 @@ mod tests {
     fn a_long_jump_visits_everything_once() {
         let mut w = TimerWheel::default();
         for k in 0..2000 {
-            w.schedule(k, 0, 1 + k % 1500);
+            at(&mut w, k, 1 + k % 1500);
         }
         let mut fired = expire(&mut w, 10_000);
         fired.sort();
@@ -125,7 +132,7 @@ mod tests {
     fn past_deadlines_fire_on_the_next_tick() {
         let mut w = TimerWheel::default();
         expire(&mut w, 100);
-        w.schedule(7, 0, 50);
+        at(&mut w, 7, 50);
         assert_eq!(expire(&mut w, 101), vec![7]);
     }
 }

@@ -18,11 +18,11 @@
 //! - The leftover the caller must keep between calls is therefore at most a
 //!   partial header or a partial control frame (under 140 bytes).
 
-use crate::close::CloseCode;
-use crate::error::ProtocolError;
-use crate::frame::{self, FrameHeader, Opcode};
-use crate::mask::unmask;
-use crate::utf8::{self, Utf8Validator};
+use crate::wire::close::CloseCode;
+use crate::wire::error::ProtocolError;
+use crate::wire::frame::{self, FrameHeader, Opcode};
+use crate::wire::mask::unmask;
+use crate::wire::utf8::{self, Utf8Validator};
 
 /// Size limits for incoming frames and messages.
 #[derive(Clone, Copy, Debug)]
@@ -73,8 +73,9 @@ pub struct Decoder {
 #[derive(Clone, Copy, Debug)]
 struct StreamingFrame {
     mask: [u8; 4],
-    /// Payload bytes already unmasked, for the mask phase.
-    done: u64,
+    /// Payload bytes already unmasked, modulo 4: where the mask resumes.
+    /// (A byte, not a count, so an idle connection's decoder stays small.)
+    phase: u8,
     remaining: u64,
     fin: bool,
 }
@@ -93,10 +94,10 @@ impl Decoder {
                 let take = (input.len() - pos).min(f.remaining.min(usize::MAX as u64) as usize);
                 if take > 0 {
                     let chunk = &mut input[pos..pos + take];
-                    unmask(chunk, f.mask, f.done as usize);
+                    unmask(chunk, f.mask, usize::from(f.phase));
                     self.buf.extend_from_slice(chunk);
                     pos += take;
-                    f.done += take as u64;
+                    f.phase = ((usize::from(f.phase) + take) % 4) as u8;
                     f.remaining -= take as u64;
                     if self.message == Some(DataKind::Text) {
                         self.utf8
@@ -182,7 +183,7 @@ impl Decoder {
             self.buf.reserve(len.min(input.len() - start));
             self.frame = Some(StreamingFrame {
                 mask,
-                done: 0,
+                phase: 0,
                 remaining: header.payload_len,
                 fin: header.fin,
             });

@@ -8,36 +8,8 @@
 //! with the status saying which check failed (see [`check_head`]).
 
 use crate::chat;
-use crate::http::{self, Rejection, Request};
+use crate::wire::http::{self, Rejection, Request};
 use serde_json::value::RawValue;
-
-/// A refused publish request: status, reason, extra headers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
-    pub status: u16,
-    pub reason: String,
-    pub headers: &'static str,
-}
-
-impl Refusal {
-    fn new(status: u16, reason: impl Into<String>) -> Refusal {
-        Refusal {
-            status,
-            reason: reason.into(),
-            headers: "",
-        }
-    }
-}
-
-impl From<Rejection> for Refusal {
-    fn from(r: Rejection) -> Refusal {
-        Refusal {
-            status: r.status,
-            reason: r.reason,
-            headers: r.headers,
-        }
-    }
-}
 
 /// Checks everything the head decides, in this order: the API is enabled
 /// (404), the method (405), credentials (401 without a bearer token, 403
@@ -48,15 +20,15 @@ pub fn check_head(
     room: Result<String, Rejection>,
     token: Option<&str>,
     max_body: usize,
-) -> Result<(String, usize), Refusal> {
+) -> Result<(String, usize), Rejection> {
     let Some(token) = token else {
-        return Err(Refusal::new(
+        return Err(Rejection::new(
             404,
             "the publish API is disabled: start roomcast with --publish-token",
         ));
     };
     if req.method != "POST" {
-        return Err(Refusal {
+        return Err(Rejection {
             status: 405,
             reason: format!("method {} not allowed; publish with POST", req.method),
             headers: "Allow: POST\r\n",
@@ -69,27 +41,30 @@ pub fn check_head(
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim());
     let Some(presented) = presented else {
-        return Err(Refusal {
+        return Err(Rejection {
             status: 401,
             reason: "send the publish token as Authorization: Bearer <token>".into(),
             headers: "WWW-Authenticate: Bearer realm=\"roomcast\"\r\n",
         });
     };
     if !constant_time_eq(presented.as_bytes(), token.as_bytes()) {
-        return Err(Refusal::new(403, "wrong publish token"));
+        return Err(Rejection::new(403, "wrong publish token"));
     }
     let room = room?;
     if req.chunked {
-        return Err(Refusal::new(
+        return Err(Rejection::new(
             411,
             "chunked bodies are not accepted; send Content-Length",
         ));
     }
     let Some(length) = req.content_length else {
-        return Err(Refusal::new(411, "a publish request needs Content-Length"));
+        return Err(Rejection::new(
+            411,
+            "a publish request needs Content-Length",
+        ));
     };
     if length > max_body as u64 {
-        return Err(Refusal::new(
+        return Err(Rejection::new(
             413,
             format!("the body is {length} bytes; the limit (--max-message-size) is {max_body}"),
         ));
@@ -108,29 +83,29 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The raw JSON text of each message in a body, in order.
-pub fn parse_body(body: &[u8]) -> Result<Vec<&str>, Refusal> {
+pub fn parse_body(body: &[u8]) -> Result<Vec<&str>, Rejection> {
     let text = std::str::from_utf8(body)
-        .map_err(|e| Refusal::new(400, format!("the body is not UTF-8: {e}")))?;
+        .map_err(|e| Rejection::new(400, format!("the body is not UTF-8: {e}")))?;
     let trimmed = text.trim_start_matches([' ', '\t', '\n', '\r']);
     if !trimmed.starts_with('[') {
         return chat::decode(text)
             .map(|raw| vec![raw])
-            .map_err(|e| Refusal::new(400, e.to_string()));
+            .map_err(|e| Rejection::new(400, e.to_string()));
     }
-    let items: Vec<&RawValue> =
-        serde_json::from_str(text).map_err(|e| Refusal::new(400, format!("invalid JSON: {e}")))?;
+    let items: Vec<&RawValue> = serde_json::from_str(text)
+        .map_err(|e| Rejection::new(400, format!("invalid JSON: {e}")))?;
     items
         .iter()
         .enumerate()
         .map(|(i, item)| {
             chat::decode(item.get())
-                .map_err(|e| Refusal::new(400, format!("batch element {i}: {e}")))
+                .map_err(|e| Rejection::new(400, format!("batch element {i}: {e}")))
         })
         .collect()
 }
 
 /// The full HTTP response for a refusal.
-pub fn refusal_response(r: &Refusal, close: bool) -> Vec<u8> {
+pub fn refusal_response(r: &Rejection, close: bool) -> Vec<u8> {
     let body = serde_json::json!({ "error": r.reason }).to_string();
     let mut headers = String::from("Cache-Control: no-store\r\n");
     headers.push_str(r.headers);
@@ -175,7 +150,7 @@ mod tests {
         }
     }
 
-    fn status(r: Result<(String, usize), Refusal>) -> u16 {
+    fn status(r: Result<(String, usize), Rejection>) -> u16 {
         r.map(|_| 202).unwrap_or_else(|e| e.status)
     }
 

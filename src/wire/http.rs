@@ -86,7 +86,7 @@ pub enum Decision {
         head_only: bool,
     },
     /// The publish API (`/publish/<room>/`); the event loop checks the rest
-    /// (it holds the token), see [`crate::publish::check_head`].
+    /// (it holds the token), see [`crate::chat::publish::check_head`].
     Publish {
         room: Result<String, Rejection>,
     },

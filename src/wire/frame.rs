@@ -7,7 +7,13 @@
 //! the rest. Payload length limits are the caller's (see `message`), checked
 //! from the header before any payload is buffered.
 
-use crate::error::ProtocolError;
+use crate::wire::error::ProtocolError;
+use std::sync::Arc;
+
+/// An encoded frame (or any bytes for the socket, such as an HTTP response),
+/// shared by every send queue it is in: a broadcast is encoded once and each
+/// recipient holds a reference, never a copy.
+pub type Frame = Arc<[u8]>;
 
 /// Frame opcodes (RFC 6455 section 5.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -205,7 +211,7 @@ pub fn encode_client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4])
     out.extend_from_slice(&mask);
     let start = out.len();
     out.extend_from_slice(payload);
-    crate::mask::unmask(&mut out[start..], mask, 0);
+    crate::wire::mask::unmask(&mut out[start..], mask, 0);
     out
 }
 
@@ -391,7 +397,7 @@ mod tests {
                 (h.payload_len as usize, h.mask),
                 (len, Some([0x37, 0xfa, 0x21, 0x3d]))
             );
-            crate::mask::unmask(&mut frame[n..], h.mask.unwrap(), 0);
+            crate::wire::mask::unmask(&mut frame[n..], h.mask.unwrap(), 0);
             assert_eq!(&frame[n..], &payload[..]);
         }
         // RFC 6455 section 5.7: a masked "Hello".

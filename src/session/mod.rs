@@ -1,0 +1,1019 @@
+//! One connection's protocol life as a machine of its own, sans-IO: bytes,
+//! timeouts and write completions in; effects and bytes to send out.
+//!
+//! Shaped like quinn-proto's `Connection`. A [`Session`] owns no socket,
+//! reads no clock and starts no thread; the event loop drives it, and so can
+//! a test (`tests/session.rs`) or a fuzzer, on a virtual clock. The loop
+//! calls, in this order:
+//! 1. **one input**: [`Session::handle_read`], [`Session::handle_eof`],
+//!    [`Session::handle_timeout`], [`Session::handle_written`]; or an answer
+//!    it owes the session ([`Session::accept_upgrade`], [`Session::answer`],
+//!    [`Session::refuse_publish`]); or a mutator ([`Session::send`],
+//!    [`Session::queue`] then [`Session::close_slow_consumer`],
+//!    [`Session::shut_down`], [`Session::abort`]). Each takes a [`Cx`]: the
+//!    current [`Tick`], the [`Policy`], and the [`Sink`] that receives
+//!    what the session asks of the loop;
+//! 2. **the effects**, in the order they were emitted. Some ask for an
+//!    answer ([`Effect::Upgrade`] and [`Effect::Status`] and
+//!    [`Effect::Publish`]: the loop owns rooms and counters), which is
+//!    another input. Chat messages go to [`Sink::chat`] directly, so the hot
+//!    path builds no effect;
+//! 3. **the getters**: [`Session::wants_write`] (flush it at the end of the
+//!    iteration, writing [`Session::transmit`] or [`Session::sole_frame`] and
+//!    reporting [`Session::handle_written`]) and [`Session::deadline`] (make
+//!    sure a timer fires by then).
+//!
+//! The life of a connection is the [`Stage`]. Each stage owns its state, a
+//! transition consumes the old stage, and the only ways out of `Open` emit
+//! [`Effect::Left`] with the room membership the open stage owned. Hence:
+//! - a session is in a room exactly while it is open, and it leaves once;
+//! - every stage but `Open` has a deadline that ends it (handshake timeout,
+//!   close timeout), so nothing lingers;
+//! - bytes leave in the order they were queued, and a frame once partly
+//!   written is never dropped (see [`SendQueue`]);
+//! - after a wire fault, input is discarded (RFC 6455 section 7.1.7): the
+//!   bytes after it cannot be trusted to frame anything.
+//!
+//! May import [`crate::wire`], [`crate::chat`], [`crate::relay`]'s data
+//! types and [`crate::metrics`].
+
+pub mod pair;
+mod request;
+pub mod time;
+
+pub use time::{Tick, Ticks, TICK};
+
+use crate::chat::{self, publish};
+use crate::metrics::Metrics;
+use crate::relay::room::{Membership, RoomId};
+use crate::relay::sendq::SendQueue;
+use crate::wire::close::CloseCode;
+use crate::wire::error::ProtocolError;
+use crate::wire::frame::{self, Frame, Opcode};
+use crate::wire::http::{self, OriginPolicy, Page, Rejection, WsRoute};
+use crate::wire::message::{DataKind, Decoded, Decoder, Event, Limits};
+use log::{debug, info};
+use request::Asked;
+use std::io::IoSlice;
+
+/// What the relay allows a connection: limits and timeouts, parsed once
+/// from the flags.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// `--max-frame-size` and `--max-message-size`.
+    pub limits: Limits,
+    /// `--max-send-queue`: what a client's queue may cost (bytes plus a
+    /// fixed overhead per frame) before it counts as not reading.
+    pub max_send_queue: usize,
+    /// `--slow-consumer-grace`: how long a client may stay behind (its
+    /// queue over half of `--max-send-queue`) before it is closed as slow.
+    pub slow_grace: Ticks,
+    /// `--max-header-size`.
+    pub max_header_size: usize,
+    /// Time to send a complete request head.
+    pub handshake: Ticks,
+    /// Silence before a ping; zero disables pings and the idle timeout.
+    pub ping: Ticks,
+    /// Silence before the relay closes with 1001.
+    pub idle: Ticks,
+    /// Time a closing connection gets to finish.
+    pub close: Ticks,
+    /// `--allowed-origins`.
+    pub origins: OriginPolicy,
+    /// `--publish-token`; `None` disables the publish API.
+    pub publish_token: Option<String>,
+}
+
+impl Policy {
+    /// Past this, a client is behind: its room's senders wait for it (while
+    /// it drains), and it is closed if it stays behind past the grace.
+    pub fn high_water(&self) -> usize {
+        self.max_send_queue / 2
+    }
+}
+
+/// A behind client that the kernel took nothing from for this long has
+/// stopped draining: it no longer holds its room back (it is on its way to
+/// being closed as a slow consumer).
+const PROGRESS_WINDOW: Ticks = Ticks(2);
+
+impl Default for Policy {
+    /// The flags' defaults, for tests.
+    fn default() -> Policy {
+        Policy {
+            limits: Limits {
+                max_frame_size: 1 << 20,
+                max_message_size: 1 << 20,
+            },
+            max_send_queue: 4 << 20,
+            slow_grace: Ticks(20),
+            max_header_size: 8 << 10,
+            handshake: Ticks(100),
+            ping: Ticks(300),
+            idle: Ticks(750),
+            close: Ticks(50),
+            origins: OriginPolicy::default(),
+            publish_token: None,
+        }
+    }
+}
+
+/// What a session asks of the loop, other than chat messages.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// A valid upgrade to `route`: join the room, then
+    /// [`Session::accept_upgrade`].
+    Upgrade(WsRoute),
+    /// `/healthz` or `/metrics`: render it (`Connection: close` unless
+    /// `keep_alive`), then [`Session::answer`].
+    Status {
+        page: Page,
+        head_only: bool,
+        keep_alive: bool,
+    },
+    /// `POST /publish/<room>/` with its body: publish it, then
+    /// [`Session::answer`] or [`Session::refuse_publish`].
+    Publish {
+        room: String,
+        body: Vec<u8>,
+        keep_alive: bool,
+    },
+    /// The open stage is over: one WebSocket fewer, and the membership (for
+    /// a chat connection) leaves its room.
+    Left(Option<Membership>),
+    /// A member of `room` fell behind while still draining (`on`), or
+    /// caught up, stalled or left (`!on`): while any member holds its room
+    /// back, the loop reads none of the room's members, so their senders
+    /// wait in TCP's window instead of the relay's memory.
+    Throttle { room: RoomId, on: bool },
+    /// The final answer is written: half-close the socket so the client
+    /// reads the end of it, and wait for its EOF.
+    HalfClose,
+    /// Over: remove the connection. `clean`: the closing handshake
+    /// completed and the last frame went out.
+    Ended { clean: bool },
+}
+
+/// Where a session's output goes. The loop's implementation appends chat
+/// messages to the decode batch and effects to its queue.
+pub trait Sink {
+    /// A chat text message (valid UTF-8) from a member of `room`.
+    fn chat(&mut self, room: RoomId, text: &[u8]);
+    /// Anything else the loop must do, in order.
+    fn effect(&mut self, effect: Effect);
+    /// Counters the session keeps up to date.
+    fn metrics(&mut self) -> &mut Metrics;
+    /// A name for this connection in log lines.
+    fn label(&self) -> u64;
+}
+
+/// What every input needs besides its own argument.
+pub struct Cx<'a, S: Sink> {
+    pub now: Tick,
+    pub policy: &'a Policy,
+    pub out: &'a mut S,
+}
+
+/// An open WebSocket's endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `/ws/echo/`: every message comes back to its sender.
+    Echo,
+    /// `/ws/chat/<room>/`, in that room.
+    Chat(Membership),
+}
+
+/// One connection.
+#[derive(Debug)]
+pub struct Session {
+    stage: Stage,
+    /// Frames and responses waiting for the socket, oldest first.
+    tx: SendQueue,
+    /// When the current stage began: the base of the handshake and close
+    /// timeouts.
+    since: Tick,
+}
+
+/// Where a connection is in its life.
+#[derive(Debug)]
+enum Stage {
+    /// Reading HTTP request heads; a keep-alive client may send several.
+    Request(Request),
+    /// A valid upgrade waits for the loop's decision.
+    Upgrading(Upgrading),
+    /// A WebSocket exchanging messages.
+    Open(Open),
+    /// The relay sent a close frame and reads until the client's, discarding
+    /// messages.
+    Closing(Framed),
+    /// Both close frames are exchanged: flush, then end.
+    Closed,
+    /// A final answer is queued (an HTTP response, or the close frame that
+    /// fails a connection after a wire fault): flush, half-close, linger.
+    /// Input is discarded.
+    Responding {
+        /// The client already sent EOF: end as soon as the answer is out.
+        peer_eof: bool,
+    },
+    /// Half-closed after a final answer; waiting for the client's EOF so
+    /// that closing does not reset the connection under its unread answer.
+    Lingering,
+    /// Over; the loop removes the connection.
+    Ended,
+}
+
+#[derive(Debug, Default)]
+struct Request {
+    /// Unconsumed request bytes: a partial head, pipelined requests, or a
+    /// publish body still arriving.
+    rx: Vec<u8>,
+    /// The loop owes an answer to the request just read (a status page or
+    /// a publish), with its keep-alive; nothing more is read until it comes,
+    /// so answers go out in request order.
+    awaiting: Option<bool>,
+}
+
+#[derive(Debug)]
+struct Upgrading {
+    /// Bytes the client sent right behind its head: its first frames.
+    rx: Vec<u8>,
+    /// The `Sec-WebSocket-Accept` value for the 101.
+    accept: String,
+}
+
+#[derive(Debug)]
+struct Open {
+    framed: Framed,
+    route: Route,
+    /// When the client last sent anything: the base of pings and the idle
+    /// timeout.
+    last_rx: Tick,
+    /// A ping went out since `last_rx`.
+    pinged: bool,
+    flow: Flow,
+}
+
+/// Where an open connection's queue stands (ARCHITECTURE.md, "Flow
+/// control"): judged by what the kernel refused over time, not by what one
+/// loop iteration queued.
+#[derive(Debug)]
+struct Flow {
+    /// The last time the kernel took bytes from the queue, or it was empty.
+    last_progress: Tick,
+    /// Since when the queue has been over the high-water mark;
+    /// [`Tick::NEVER`] while it is not.
+    behind_since: Tick,
+    /// Behind and still draining: counted in its room's throttle.
+    throttling: bool,
+    /// When the last pong was queued. A pong still unsent a tick later
+    /// means the client is not reading: the next one replaces it.
+    pong_at: Tick,
+}
+
+/// The frame reader of an open or closing connection.
+#[derive(Debug, Default)]
+struct Framed {
+    decoder: Decoder,
+    /// Input kept between reads: a partial frame header or control frame
+    /// (under 140 bytes), or the rest of a read that stopped because the
+    /// connection's own queue is full.
+    rx: Leftover,
+}
+
+impl Framed {
+    /// Gives input memory back once nothing is pending in it, so idle
+    /// connections hold no buffer at all.
+    fn release_buffers(&mut self) {
+        self.decoder.release_buffer();
+    }
+}
+
+/// Input kept between reads: empty nearly always, and then 8 bytes with
+/// no allocation.
+#[derive(Debug, Default)]
+struct Leftover(Option<Box<Vec<u8>>>);
+
+impl Leftover {
+    fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// The bytes, leaving it empty.
+    fn take(&mut self) -> Vec<u8> {
+        self.0.take().map_or_else(Vec::new, |b| *b)
+    }
+
+    /// Keeps `bytes` (nothing if they are empty).
+    fn put(&mut self, bytes: Vec<u8>) {
+        self.0 = (!bytes.is_empty()).then(|| Box::new(bytes));
+    }
+}
+
+/// What to do after an event, once the decoder's borrow of it has ended.
+enum Next {
+    Nothing,
+    Send(Vec<u8>),
+    /// Replaces an unanswered pong (only the latest ping needs one).
+    Pong(Vec<u8>),
+    PeerClosed(Option<CloseCode>),
+}
+
+impl Session {
+    /// A new connection, about to send its request.
+    pub fn new(now: Tick) -> Session {
+        Session {
+            stage: Stage::Request(Request::default()),
+            tx: SendQueue::default(),
+            since: now,
+        }
+    }
+
+    // ---- getters ---------------------------------------------------------
+
+    /// An open WebSocket (counted in `/healthz`; in its room, for chat).
+    pub fn is_open(&self) -> bool {
+        matches!(self.stage, Stage::Open(_))
+    }
+
+    /// Over: nothing more will happen.
+    pub fn is_ended(&self) -> bool {
+        matches!(self.stage, Stage::Ended)
+    }
+
+    /// The room membership of an open chat connection.
+    pub fn membership(&self) -> Option<Membership> {
+        match &self.stage {
+            Stage::Open(Open {
+                route: Route::Chat(m),
+                ..
+            }) => Some(*m),
+            _ => None,
+        }
+    }
+
+    /// Bytes are queued for the socket.
+    pub fn wants_write(&self) -> bool {
+        !self.tx.is_empty()
+    }
+
+    /// Unsent bytes queued.
+    pub fn queued(&self) -> usize {
+        self.tx.queued()
+    }
+
+    /// The connection's own queue is over `--max-send-queue` (it asked for
+    /// echoes or pongs faster than it reads them): stop reading it until it
+    /// drains, so its kernel's TCP window slows it down.
+    pub fn read_blocked(&self, policy: &Policy) -> bool {
+        self.tx.cost() > policy.max_send_queue
+    }
+
+    /// When [`Session::handle_timeout`] must next be called; `None` for an
+    /// open connection without pings, or an ended one.
+    pub fn deadline(&self, policy: &Policy) -> Option<Tick> {
+        match &self.stage {
+            Stage::Request(_) | Stage::Upgrading(_) => Some(self.since.after(policy.handshake)),
+            Stage::Open(o) => {
+                let idle = match (policy.ping.is_zero(), o.pinged) {
+                    (true, _) => Tick::NEVER,
+                    (false, true) => o.last_rx.after(policy.idle),
+                    (false, false) => o.last_rx.after(policy.ping),
+                };
+                let slow = o.flow.behind_since.after(policy.slow_grace);
+                let stalls = match o.flow.throttling {
+                    true => o.flow.last_progress.after(Ticks(PROGRESS_WINDOW.0 + 1)),
+                    false => Tick::NEVER,
+                };
+                Some(idle.min(slow).min(stalls)).filter(|&t| t != Tick::NEVER)
+            }
+            Stage::Closing(_) | Stage::Closed | Stage::Responding { .. } | Stage::Lingering => {
+                Some(self.since.after(policy.close))
+            }
+            Stage::Ended => None,
+        }
+    }
+
+    /// Fills `iov` with the queued bytes, oldest first; returns how many
+    /// slices. Report what the socket took with [`Session::handle_written`].
+    pub fn transmit<'a>(&'a self, iov: &mut [IoSlice<'a>]) -> usize {
+        self.tx.fill_iov(iov)
+    }
+
+    /// The only queued frame and how much of it is already written, when
+    /// exactly one is queued: what a batched single-buffer send can take.
+    pub fn sole_frame(&self) -> Option<(&Frame, usize)> {
+        self.tx.sole_frame()
+    }
+
+    // ---- inputs ----------------------------------------------------------
+
+    /// Bytes from the client. `input` may be unmasked in place.
+    pub fn handle_read<S: Sink>(&mut self, input: &mut [u8], cx: &mut Cx<'_, S>) {
+        match &mut self.stage {
+            Stage::Request(req) => {
+                req.rx.extend_from_slice(input);
+                self.read_requests(cx);
+            }
+            // The upgrade is decided within the loop iteration that read its
+            // head, so these are frames the client sent right behind it.
+            Stage::Upgrading(up) => up.rx.extend_from_slice(input),
+            Stage::Open(open) => {
+                open.last_rx = cx.now;
+                open.pinged = false;
+                self.read_frames(input, cx);
+            }
+            Stage::Closing(_) => self.read_frames(input, cx),
+            // Whatever a client sends after its answer is read and ignored.
+            Stage::Closed | Stage::Responding { .. } | Stage::Lingering | Stage::Ended => {}
+        }
+    }
+
+    /// The client shut its side of the connection.
+    pub fn handle_eof<S: Sink>(&mut self, cx: &mut Cx<'_, S>) {
+        match &mut self.stage {
+            Stage::Open(_) => {
+                debug!(
+                    "connection {} ended without a closing handshake",
+                    cx.out.label()
+                );
+                self.abort(cx);
+            }
+            // A half-closed client may still read its answer: finish it.
+            Stage::Request(_) if !self.tx.is_empty() => {
+                self.enter(Stage::Responding { peer_eof: true }, cx)
+            }
+            Stage::Responding { peer_eof } if !self.tx.is_empty() => *peer_eof = true,
+            Stage::Request(_)
+            | Stage::Upgrading(_)
+            | Stage::Responding { .. }
+            | Stage::Lingering
+            | Stage::Closing(_)
+            | Stage::Closed => self.end(false, cx),
+            Stage::Ended => {}
+        }
+    }
+
+    /// A deadline from [`Session::deadline`] may have passed.
+    pub fn handle_timeout<S: Sink>(&mut self, cx: &mut Cx<'_, S>) {
+        let policy = cx.policy;
+        let now = cx.now;
+        match &mut self.stage {
+            Stage::Request(_) if now >= self.since.after(policy.handshake) => {
+                info!(
+                    "connection {}: no complete request head within the handshake timeout",
+                    cx.out.label()
+                );
+                let rejection =
+                    Rejection::new(408, "no complete request within the handshake timeout");
+                self.respond(http::rejection_response(&rejection), 408, cx);
+            }
+            Stage::Upgrading(_) if now >= self.since.after(policy.handshake) => {
+                info!(
+                    "connection {}: the upgrade was not decided within the handshake timeout",
+                    cx.out.label()
+                );
+                let rejection = Rejection::new(
+                    503,
+                    "the upgrade could not be completed within the handshake timeout; retry",
+                );
+                self.respond(http::rejection_response(&rejection), 503, cx);
+            }
+            Stage::Open(open) if now >= open.flow.behind_since.after(policy.slow_grace) => {
+                info!(
+                    "connection {}: behind for longer than --slow-consumer-grace",
+                    cx.out.label()
+                );
+                self.close_slow_consumer(cx);
+            }
+            Stage::Open(open)
+                if open.flow.throttling && now.since(open.flow.last_progress) > PROGRESS_WINDOW =>
+            {
+                // Stalled: it no longer holds its room back.
+                self.check_flow(cx);
+                self.handle_timeout(cx);
+            }
+            Stage::Open(open) if !policy.ping.is_zero() => {
+                let silent = now.since(open.last_rx);
+                if silent >= policy.idle {
+                    debug!("connection {}: idle timeout", cx.out.label());
+                    self.start_close(CloseCode::GOING_AWAY, "idle timeout", cx);
+                } else if silent >= policy.ping && !open.pinged {
+                    open.pinged = true;
+                    self.send(Frame::from(frame::encode_frame(Opcode::Ping, b"")), cx);
+                }
+            }
+            Stage::Closing(_) | Stage::Closed | Stage::Responding { .. } | Stage::Lingering
+                if now >= self.since.after(policy.close) =>
+            {
+                debug!(
+                    "connection {}: close timeout in stage {}",
+                    cx.out.label(),
+                    self.stage.name()
+                );
+                self.abort(cx);
+            }
+            _ => {}
+        }
+    }
+
+    /// The socket took the first `n` queued bytes.
+    pub fn handle_written<S: Sink>(&mut self, n: usize, cx: &mut Cx<'_, S>) {
+        let drained = self.tx.consumed(n);
+        if let Stage::Open(open) = &mut self.stage {
+            if n > 0 {
+                open.flow.last_progress = cx.now;
+            }
+            if open.flow.behind_since != Tick::NEVER {
+                self.check_flow(cx);
+            }
+        }
+        if drained {
+            self.after_drained(cx);
+        }
+    }
+
+    // ---- answers the loop owes -------------------------------------------
+
+    /// Completes an [`Effect::Upgrade`]: the 101 goes out and the session
+    /// opens, in `route`'s room if it is a chat.
+    pub fn accept_upgrade<S: Sink>(&mut self, route: Route, cx: &mut Cx<'_, S>) {
+        let Stage::Upgrading(up) = std::mem::replace(&mut self.stage, Stage::Ended) else {
+            debug_assert!(false, "accept_upgrade outside the upgrading stage");
+            return;
+        };
+        self.tx
+            .push(Frame::from(http::upgrade_response(&up.accept)));
+        self.stage = Stage::Open(Open {
+            framed: Framed::default(),
+            route,
+            last_rx: cx.now,
+            pinged: false,
+            flow: Flow {
+                last_progress: cx.now,
+                behind_since: Tick::NEVER,
+                throttling: false,
+                pong_at: Tick::NEVER,
+            },
+        });
+        self.since = cx.now;
+        // Frames the client sent right behind its request head.
+        if !up.rx.is_empty() {
+            let mut buffered = up.rx;
+            self.read_frames(&mut buffered, cx);
+        }
+    }
+
+    /// Completes an [`Effect::Status`] or an accepted [`Effect::Publish`]
+    /// with its response; a keep-alive connection reads its next request.
+    pub fn answer<S: Sink>(&mut self, response: Vec<u8>, cx: &mut Cx<'_, S>) {
+        let Stage::Request(req) = &mut self.stage else {
+            return;
+        };
+        let keep_alive = req.awaiting.take().unwrap_or(false);
+        self.reply(response, keep_alive, cx);
+        self.read_requests(cx);
+    }
+
+    /// Refuses the connection before it says anything (over
+    /// `--max-connections`): it gets `rejection`, then ends.
+    pub fn refuse<S: Sink>(&mut self, rejection: &Rejection, cx: &mut Cx<'_, S>) {
+        self.respond(http::rejection_response(rejection), rejection.status, cx);
+    }
+
+    /// Completes a refused [`Effect::Publish`]: its JSON answer, then the
+    /// connection ends.
+    pub fn refuse_publish<S: Sink>(&mut self, refusal: &Rejection, cx: &mut Cx<'_, S>) {
+        info!(
+            "refused a publish request: {} {}",
+            refusal.status, refusal.reason
+        );
+        self.respond(publish::refusal_response(refusal, true), refusal.status, cx);
+    }
+
+    // ---- mutators --------------------------------------------------------
+
+    /// Queues `frame` (an answer to this client, such as an error frame),
+    /// then judges the queue ([`Session::check_flow`]).
+    pub fn send<S: Sink>(&mut self, frame: Frame, cx: &mut Cx<'_, S>) {
+        if self.queue(frame, cx.policy, cx.now) {
+            self.check_flow(cx);
+        }
+    }
+
+    /// Queues `frame` during a fan-out, which must not change rooms while
+    /// it iterates one. Returns whether the queue is over the high-water
+    /// mark: then the caller calls [`Session::check_flow`] after the
+    /// fan-out.
+    pub fn queue(&mut self, frame: Frame, policy: &Policy, now: Tick) -> bool {
+        self.queue_with(|tx| tx.push(frame), now);
+        self.tx.cost() > policy.high_water()
+    }
+
+    /// Where the queue stands. A client whose queue is over the high-water
+    /// mark is behind; while it still drains, it holds its room's senders
+    /// back ([`Effect::Throttle`]). One that stays behind past
+    /// `--slow-consumer-grace`, or is over `--max-send-queue` after the
+    /// kernel took nothing from it for a while, is closed as a slow
+    /// consumer. So one burst never closes a client that reads as fast as
+    /// the kernel allows.
+    pub fn check_flow<S: Sink>(&mut self, cx: &mut Cx<'_, S>) {
+        let policy = cx.policy;
+        let cost = self.tx.cost();
+        let Stage::Open(open) = &mut self.stage else {
+            return;
+        };
+        let flow = &mut open.flow;
+        let stalled = cx.now.since(flow.last_progress) > PROGRESS_WINDOW;
+        let behind = cost > policy.high_water();
+        if behind && flow.behind_since == Tick::NEVER {
+            flow.behind_since = cx.now;
+        } else if !behind {
+            flow.behind_since = Tick::NEVER;
+        }
+        if cost > policy.max_send_queue && stalled {
+            return self.close_slow_consumer(cx);
+        }
+        let throttle = behind && !stalled;
+        if let Route::Chat(m) = open.route {
+            if throttle != flow.throttling {
+                flow.throttling = throttle;
+                cx.out.effect(Effect::Throttle {
+                    room: m.room,
+                    on: throttle,
+                });
+            }
+        }
+    }
+
+    /// Pushes with `push`, noting that an empty queue is making progress:
+    /// it only starts to lag from now.
+    fn queue_with(&mut self, push: impl FnOnce(&mut SendQueue), now: Tick) {
+        if self.tx.is_empty() {
+            if let Stage::Open(open) = &mut self.stage {
+                open.flow.last_progress = now;
+            }
+        }
+        push(&mut self.tx);
+    }
+
+    /// A client whose queue passed `--max-send-queue`: the frames it has not
+    /// started to receive are dropped, and the close frame says why (SPEC
+    /// section 4).
+    pub fn close_slow_consumer<S: Sink>(&mut self, cx: &mut Cx<'_, S>) {
+        if !self.is_open() {
+            return;
+        }
+        let dropped = self.tx.discard_unstarted();
+        info!(
+            "closing connection {} as a slow consumer ({dropped} queued frames dropped)",
+            cx.out.label()
+        );
+        cx.out.metrics().slow_consumer_closes += 1;
+        self.start_close(CloseCode::POLICY_VIOLATION, "slow consumer", cx);
+    }
+
+    /// The relay is shutting down: an open WebSocket gets 1001, a request
+    /// not yet answered gets 503.
+    pub fn shut_down<S: Sink>(&mut self, cx: &mut Cx<'_, S>) {
+        match self.stage {
+            Stage::Open(_) => self.start_close(CloseCode::GOING_AWAY, "server shutting down", cx),
+            Stage::Request(_) | Stage::Upgrading(_) => {
+                let rejection = Rejection::new(503, "the relay is shutting down");
+                self.respond(http::rejection_response(&rejection), 503, cx);
+            }
+            _ => {}
+        }
+    }
+
+    /// Ends the connection now, without a closing handshake (a socket error,
+    /// a close timeout, or the loop stopping).
+    pub fn abort<S: Sink>(&mut self, cx: &mut Cx<'_, S>) {
+        if matches!(self.stage, Stage::Open(_) | Stage::Closing(_)) {
+            cx.out.metrics().close(1006);
+        }
+        self.end(false, cx);
+    }
+
+    /// The member that moved into another's place in the room's list.
+    pub fn set_member_index(&mut self, index: u32) {
+        if let Stage::Open(Open {
+            route: Route::Chat(m),
+            ..
+        }) = &mut self.stage
+        {
+            m.index = index;
+        }
+    }
+
+    // ---- requests --------------------------------------------------------
+
+    /// Handles every complete request buffered: a loop, not recursion, so
+    /// thousands of pipelined requests in one read cannot exhaust the stack.
+    fn read_requests<S: Sink>(&mut self, cx: &mut Cx<'_, S>) {
+        loop {
+            let Stage::Request(req) = &mut self.stage else {
+                return;
+            };
+            if req.awaiting.is_some() || req.rx.is_empty() {
+                return;
+            }
+            match request::next(&mut req.rx, cx.policy) {
+                Asked::Incomplete => return,
+                Asked::Reject(rejection) => return self.reject(&rejection, cx),
+                Asked::RefusePublish(refusal) => return self.refuse_publish(&refusal, cx),
+                Asked::Page {
+                    response,
+                    keep_alive,
+                } => self.reply(response, keep_alive, cx),
+                Asked::Status {
+                    page,
+                    head_only,
+                    keep_alive,
+                } => {
+                    req.awaiting = Some(keep_alive);
+                    cx.out.effect(Effect::Status {
+                        page,
+                        head_only,
+                        keep_alive,
+                    });
+                }
+                Asked::Publish {
+                    room,
+                    body,
+                    keep_alive,
+                } => {
+                    req.awaiting = Some(keep_alive);
+                    cx.out.effect(Effect::Publish {
+                        room,
+                        body,
+                        keep_alive,
+                    });
+                }
+                Asked::Upgrade { route, accept } => {
+                    let rx = std::mem::take(&mut req.rx);
+                    self.stage = Stage::Upgrading(Upgrading { rx, accept });
+                    cx.out.effect(Effect::Upgrade(route));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Queues a successful answer; without keep-alive it is the last one.
+    fn reply<S: Sink>(&mut self, response: Vec<u8>, keep_alive: bool, cx: &mut Cx<'_, S>) {
+        if !keep_alive {
+            return self.respond(response, 200, cx);
+        }
+        self.tx.push(Frame::from(response));
+        self.since = cx.now;
+        if self.tx.cost() > cx.policy.max_send_queue {
+            // Pipelining requests without reading the answers.
+            debug!(
+                "connection {}: HTTP responses piled past --max-send-queue",
+                cx.out.label()
+            );
+            self.abort(cx);
+        }
+    }
+
+    fn reject<S: Sink>(&mut self, rejection: &Rejection, cx: &mut Cx<'_, S>) {
+        info!(
+            "rejected a request: {} {}",
+            rejection.status, rejection.reason
+        );
+        self.respond(http::rejection_response(rejection), rejection.status, cx);
+    }
+
+    /// Queues a final HTTP answer; the connection ends after it.
+    fn respond<S: Sink>(&mut self, bytes: Vec<u8>, status: u16, cx: &mut Cx<'_, S>) {
+        if status >= 400 {
+            cx.out.metrics().rejection(status);
+        }
+        self.tx.push(Frame::from(bytes));
+        self.enter(Stage::Responding { peer_eof: false }, cx);
+    }
+
+    // ---- frames ----------------------------------------------------------
+
+    fn framed_mut(&mut self) -> Option<&mut Framed> {
+        match &mut self.stage {
+            Stage::Open(open) => Some(&mut open.framed),
+            Stage::Closing(framed) => Some(framed),
+            _ => None,
+        }
+    }
+
+    /// Decodes `input`, keeping a partial frame (or, when the connection's
+    /// own queue filled up, the rest of the read) for later. The common case
+    /// decodes straight from the loop's read buffer, no copy.
+    fn read_frames<S: Sink>(&mut self, input: &mut [u8], cx: &mut Cx<'_, S>) {
+        let Some(framed) = self.framed_mut() else {
+            return;
+        };
+        if framed.rx.is_empty() {
+            let used = self.decode(input, cx);
+            if let Some(framed) = self.framed_mut() {
+                framed.rx.put(input[used..].to_vec());
+            }
+        } else {
+            let mut buffered = framed.rx.take();
+            buffered.extend_from_slice(input);
+            let used = self.decode(&mut buffered, cx);
+            if let Some(framed) = self.framed_mut() {
+                buffered.drain(..used);
+                framed.rx.put(buffered);
+            }
+        }
+        if let Some(framed) = self.framed_mut() {
+            framed.release_buffers();
+        }
+    }
+
+    /// Decodes frames from `input` while the session reads frames; returns
+    /// the bytes consumed (the rest is an incomplete header or control
+    /// frame).
+    fn decode<S: Sink>(&mut self, input: &mut [u8], cx: &mut Cx<'_, S>) -> usize {
+        let mut pos = 0;
+        loop {
+            let (framed, route) = match &mut self.stage {
+                Stage::Open(open) => (&mut open.framed, Some(open.route)),
+                Stage::Closing(framed) => (framed, None),
+                _ => return pos,
+            };
+            let Decoded { consumed, event } =
+                match framed.decoder.decode(&mut input[pos..], &cx.policy.limits) {
+                    Ok(decoded) => decoded,
+                    Err(e) => {
+                        self.on_wire_fault(e, cx);
+                        return pos;
+                    }
+                };
+            pos += consumed;
+            let Some(event) = event else {
+                return pos;
+            };
+            let next = match (event, route) {
+                // Closing: only the client's close frame matters now.
+                (Event::Message(..) | Event::Ping(_), None) => Next::Nothing,
+                (Event::Message(kind, payload), Some(route)) => {
+                    cx.out.metrics().messages_received += 1;
+                    match (route, kind) {
+                        (Route::Echo, DataKind::Text) => {
+                            Next::Send(frame::encode_frame(Opcode::Text, payload))
+                        }
+                        (Route::Echo, DataKind::Binary) => {
+                            Next::Send(frame::encode_frame(Opcode::Binary, payload))
+                        }
+                        (Route::Chat(m), DataKind::Text) => {
+                            cx.out.chat(m.room, payload);
+                            Next::Nothing
+                        }
+                        (Route::Chat(_), DataKind::Binary) => {
+                            cx.out.metrics().chat_errors += 1;
+                            Next::Send(chat::error_frame(&chat::ChatError::Binary))
+                        }
+                    }
+                }
+                (Event::Ping(payload), Some(_)) => {
+                    Next::Pong(frame::encode_frame(Opcode::Pong, payload))
+                }
+                (Event::Pong(_), _) => Next::Nothing,
+                (Event::Close(status), _) => Next::PeerClosed(status.map(|(code, _)| code)),
+            };
+            match next {
+                Next::Nothing => {}
+                Next::Send(bytes) => self.send(Frame::from(bytes), cx),
+                Next::Pong(bytes) => {
+                    // A client that reads gets every pong (Autobahn 2.10
+                    // checks); one that does not has one waiting at most.
+                    let replace = match &mut self.stage {
+                        Stage::Open(open) => {
+                            let stale = open.flow.pong_at < cx.now;
+                            open.flow.pong_at = cx.now;
+                            stale
+                        }
+                        _ => false,
+                    };
+                    self.queue_with(|tx| tx.push_pong(Frame::from(bytes), replace), cx.now);
+                    self.check_flow(cx);
+                }
+                Next::PeerClosed(code) => self.on_peer_close(code, cx),
+            }
+            if self.read_blocked(cx.policy) {
+                // Answers it does not read: keep the rest of this read for
+                // when its queue drains (the loop stops reading it).
+                return pos;
+            }
+        }
+    }
+
+    /// Fails the connection (RFC 6455 section 7.1.7): the relay sends its
+    /// close and discards input until the client's EOF or the close timeout.
+    /// Already closing, a broken peer just goes.
+    fn on_wire_fault<S: Sink>(&mut self, e: ProtocolError, cx: &mut Cx<'_, S>) {
+        if !self.is_open() {
+            return self.end(false, cx);
+        }
+        debug!("connection {}: {e}", cx.out.label());
+        let code = e.close_code();
+        cx.out.metrics().close(code.0);
+        self.tx
+            .push(Frame::from(frame::encode_close(code.0, e.reason())));
+        self.enter(Stage::Responding { peer_eof: false }, cx);
+    }
+
+    fn on_peer_close<S: Sink>(&mut self, code: Option<CloseCode>, cx: &mut Cx<'_, S>) {
+        if self.is_open() {
+            // Echo the client's code (section 5.5.1); an empty close gets 1000.
+            let code = code.unwrap_or(CloseCode::NORMAL);
+            cx.out.metrics().close(code.0);
+            self.tx.push(Frame::from(frame::encode_close(code.0, "")));
+        }
+        // Closing: our close was answered, and the handshake is complete.
+        self.enter(Stage::Closed, cx);
+    }
+
+    /// Sends a close frame and waits for the client's answer.
+    fn start_close<S: Sink>(&mut self, code: CloseCode, reason: &str, cx: &mut Cx<'_, S>) {
+        let Some(framed) = self.leave_open(cx) else {
+            return;
+        };
+        cx.out.metrics().close(code.0);
+        self.tx
+            .push(Frame::from(frame::encode_close(code.0, reason)));
+        self.enter(Stage::Closing(framed), cx);
+    }
+
+    // ---- transitions -----------------------------------------------------
+
+    /// Takes the open stage apart, emitting [`Effect::Left`]: the one way
+    /// out of `Open`. Returns its frame reader, for the closing stage.
+    fn leave_open<S: Sink>(&mut self, cx: &mut Cx<'_, S>) -> Option<Framed> {
+        if !self.is_open() {
+            return None;
+        }
+        let Stage::Open(open) = std::mem::replace(&mut self.stage, Stage::Ended) else {
+            return None;
+        };
+        let membership = match open.route {
+            Route::Chat(m) => Some(m),
+            Route::Echo => None,
+        };
+        if let (true, Some(m)) = (open.flow.throttling, membership) {
+            cx.out.effect(Effect::Throttle {
+                room: m.room,
+                on: false,
+            });
+        }
+        cx.out.effect(Effect::Left(membership));
+        Some(open.framed)
+    }
+
+    /// Moves to a stage other than `Open`.
+    fn enter<S: Sink>(&mut self, next: Stage, cx: &mut Cx<'_, S>) {
+        debug_assert!(!matches!(next, Stage::Open(_)));
+        self.leave_open(cx);
+        self.stage = next;
+        self.since = cx.now;
+        if self.tx.is_empty() {
+            self.after_drained(cx);
+        }
+    }
+
+    /// Everything queued is written: a final stage moves on.
+    fn after_drained<S: Sink>(&mut self, cx: &mut Cx<'_, S>) {
+        match self.stage {
+            Stage::Closed => self.end(true, cx),
+            Stage::Responding { peer_eof: true } => self.end(false, cx),
+            Stage::Responding { peer_eof: false } => {
+                cx.out.effect(Effect::HalfClose);
+                self.stage = Stage::Lingering;
+            }
+            _ => {}
+        }
+    }
+
+    fn end<S: Sink>(&mut self, clean: bool, cx: &mut Cx<'_, S>) {
+        if matches!(self.stage, Stage::Ended) {
+            return;
+        }
+        self.leave_open(cx);
+        self.stage = Stage::Ended;
+        cx.out.effect(Effect::Ended { clean });
+    }
+}
+
+impl Stage {
+    fn name(&self) -> &'static str {
+        match self {
+            Stage::Request(_) => "request",
+            Stage::Upgrading(_) => "upgrading",
+            Stage::Open(_) => "open",
+            Stage::Closing(_) => "closing",
+            Stage::Closed => "closed",
+            Stage::Responding { .. } => "responding",
+            Stage::Lingering => "lingering",
+            Stage::Ended => "ended",
+        }
+    }
+}
