@@ -199,6 +199,7 @@ pub struct Config {
 
     /// How long a join waits for the --auth-url back end's answer (waiting
     /// for a free connection included) before it is refused with 503.
+    /// Shorter than --handshake-timeout.
     #[arg(long, env = "ROOMCAST_AUTH_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub auth_timeout: Duration,
 

@@ -62,6 +62,12 @@ impl AuthSettings {
                 {
                     return Err("--auth-timeout must be between 10ms and 60s".into());
                 }
+                if c.auth_timeout >= c.handshake_timeout {
+                    return Err(format!(
+                        "--auth-timeout ({:?}) must be shorter than --handshake-timeout ({:?}): the join waits for the back end within the handshake",
+                        c.auth_timeout, c.handshake_timeout
+                    ));
+                }
                 if c.auth_cache_ttl > Duration::from_secs(3600) {
                     return Err("--auth-cache-ttl must be at most 1h".into());
                 }
@@ -184,6 +190,10 @@ mod tests {
             (
                 &["--auth-url", "http://h/", "--auth-connections", "0"],
                 "--auth-connections",
+            ),
+            (
+                &["--auth-url", "http://h/", "--auth-timeout", "10s"],
+                "shorter than --handshake-timeout",
             ),
             (&["--rate-burst", "5"], "needs --max-messages-per-second"),
             (&["--max-messages-per-second", "5000"], "1,000"),
