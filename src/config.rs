@@ -168,12 +168,97 @@ pub struct Config {
     #[arg(long, env = "ROOMCAST_PUBLISH_TOKEN", hide_env_values = true)]
     pub publish_token: Option<String>,
 
+    /// Turns on signed join tokens: the key that signs the
+    /// `?token=` every chat join must then carry, made by Django's
+    /// `signing.dumps(payload, key=KEY, salt=--auth-salt)` or as an HS256 JWT
+    /// with `exp`. Django's SECRET_KEY will do; at least 16 bytes. Without it
+    /// (and without --auth-url) rooms are open.
+    #[arg(long, env = "ROOMCAST_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+
+    /// Older keys that still verify join tokens of both formats,
+    /// comma-separated, like Django's SECRET_KEY_FALLBACKS (for rotating
+    /// --auth-secret). Needs --auth-secret.
+    #[arg(
+        long,
+        env = "ROOMCAST_AUTH_SECRET_FALLBACKS",
+        value_delimiter = ',',
+        hide_env_values = true,
+        value_name = "KEYS"
+    )]
+    pub auth_secret_fallbacks: Vec<String>,
+
+    /// The salt Django-format join tokens are signed with
+    /// (`signing.dumps(..., salt=THIS)`).
+    #[arg(long, env = "ROOMCAST_AUTH_SALT", default_value = "roomcast")]
+    pub auth_salt: String,
+
+    /// How long a Django-format join token stays valid after it was signed
+    /// (JWTs carry their own `exp`).
+    #[arg(long, env = "ROOMCAST_AUTH_MAX_AGE", default_value = "1h", value_parser = parse_duration)]
+    pub auth_max_age: Duration,
+
+    /// Ask this back end about every chat join: `GET URL?room=<room>` with the
+    /// client's Cookie and Origin headers. 200 with `{"user": ..., "write":
+    /// ...}` admits; 401 or 403 refuses with that status; anything else, or
+    /// no answer within --auth-timeout, refuses with 503. http:// only (keep
+    /// the back end on a private address). With --auth-secret as well, a join
+    /// carrying `?token=` is decided by the token alone, others by the back
+    /// end. The host name is resolved once, at start.
+    #[arg(long, env = "ROOMCAST_AUTH_URL", value_name = "URL")]
+    pub auth_url: Option<String>,
+
+    /// How long a join waits for the --auth-url back end's answer (waiting
+    /// for a free connection included) before it is refused with 503.
+    /// Shorter than --handshake-timeout.
+    #[arg(long, env = "ROOMCAST_AUTH_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub auth_timeout: Duration,
+
+    /// How long the back end's 200, 401 or 403 is reused for joins with the
+    /// same room, Cookie and Origin (at most 16,384 decisions are kept). 0,
+    /// the default, asks for every join, so a logout takes effect at once.
+    #[arg(long, env = "ROOMCAST_AUTH_CACHE_TTL", default_value = "0s", value_parser = parse_duration)]
+    pub auth_cache_ttl: Duration,
+
+    /// Most keep-alive connections to the --auth-url back end; joins beyond
+    /// them wait for one (within --auth-timeout), so a back end that hangs
+    /// holds at most this many.
+    #[arg(long, env = "ROOMCAST_AUTH_CONNECTIONS", default_value_t = 8)]
+    pub auth_connections: usize,
+
+    /// Chat messages one connection may send per second, on average (a token
+    /// bucket of --rate-burst messages; fractions allowed, 0.5 is one every
+    /// 2 s; at most 1,000). A message over it gets {"error": "rate limited ..."} and is not
+    /// broadcast; a client refused more than 10 messages plus one per second
+    /// is closed with 1008. 0, the default: no limit.
+    #[arg(long, env = "ROOMCAST_MAX_MESSAGES_PER_SECOND", default_value_t = 0.0)]
+    pub max_messages_per_second: f64,
+
+    /// Messages a connection may send back to back before
+    /// --max-messages-per-second applies (the bucket's size). Default: one
+    /// second's worth, the rate rounded up (at least 1).
+    #[arg(long, env = "ROOMCAST_RATE_BURST")]
+    pub rate_burst: Option<u32>,
+
+    /// Most open connections from one client IP address (IPv6: one /64); one
+    /// more gets 429. Counted by the TCP peer, so behind a reverse proxy this
+    /// counts the proxy. 0, the default: no limit.
+    #[arg(long, env = "ROOMCAST_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: u32,
+
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, env = "ROOMCAST_LOG_LEVEL", default_value = "info", value_parser = parse_level)]
     pub log_level: log::LevelFilter,
 }
 
 impl Config {
+    /// `--rate-burst` after applying the default: one second's worth of
+    /// `--max-messages-per-second`, at least 1.
+    pub fn rate_burst(&self) -> u32 {
+        self.rate_burst
+            .unwrap_or_else(|| self.max_messages_per_second.ceil().clamp(1.0, 1_000_000.0) as u32)
+    }
+
     /// A configuration for tests and embedding: defaults, bound to `bind`.
     pub fn for_address(bind: SocketAddr) -> Config {
         let mut c = Config::parse_from(["roomcast"]);

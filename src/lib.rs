@@ -15,16 +15,21 @@
 //!   timeouts and write completions in; effects and bytes to send out;
 //! - [`backplane`]: the Redis pub/sub backplane: its codecs and link state
 //!   machine (sans-IO) and its thread, which owns the Redis sockets;
+//! - [`auth`]: who may join and write, and how much: join tokens, the join
+//!   policy, the rate bucket, the per-IP count (sans-IO), and the
+//!   `--auth-url` client, whose thread owns the back end's sockets;
 //! - [`server`]: the mio event loop, which owns every client socket and
 //!   drives the sessions; [`server::sys`] holds every libc call and
 //!   `unsafe` block.
 //!
-//! Everything but `server/` and `backplane/thread.rs` is sans-IO: no
+//! Everything but `server/`, `backplane/thread.rs` and
+//! `auth/backend_thread.rs` is sans-IO: no
 //! sockets, no threads (the JSON workers aside, which take and return plain
 //! data), no clock reads. [`config`] parses the flags and [`settings`] turns
 //! them, once, into what the loop uses.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod auth;
 pub mod backplane;
 pub mod chat;
 pub mod config;

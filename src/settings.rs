@@ -3,6 +3,7 @@
 //! origin policy), with every rule that involves several flags checked here,
 //! once, at start. Nothing downstream re-checks a flag.
 
+use crate::auth::AuthSettings;
 use crate::config::{Config, IoUringMode};
 use crate::session::{Policy, Ticks};
 use crate::wire::http::OriginPolicy;
@@ -29,6 +30,8 @@ pub struct Settings {
     pub policy: Policy,
     /// `--shutdown-grace`.
     pub grace: Ticks,
+    /// Who may join and write, and how much (SPEC section 9).
+    pub auth: AuthSettings,
     /// The flags, for the Redis backplane, which reads its own from them.
     pub flags: Config,
 }
@@ -101,6 +104,7 @@ impl Settings {
         if c.handshake_timeout.is_zero() || c.close_timeout.is_zero() {
             return Err("--handshake-timeout and --close-timeout must be above zero".into());
         }
+        let auth = AuthSettings::from_config(&c)?;
         Ok(Settings {
             bind: c.bind,
             listen_backlog: c.listen_backlog,
@@ -124,6 +128,7 @@ impl Settings {
                 publish_token: c.publish_token.clone(),
             },
             grace: Ticks::from_duration(c.shutdown_grace),
+            auth,
             flags: c,
         })
     }
@@ -181,6 +186,9 @@ mod tests {
             .contains("--max-send-queue"));
         assert!(parse(&["--ping-interval", "60s", "--idle-timeout", "30s"]).is_err());
         assert!(parse(&["--max-connections", "0"]).is_err());
+        assert!(parse(&["--auth-secret", "short"])
+            .unwrap_err()
+            .contains("--auth-secret"));
         assert_eq!(
             parse(&["--max-connections", "7"])
                 .unwrap()

@@ -12,11 +12,13 @@
 #   3. Autobahn TestSuite 1.x-10.x with kosoku against /ws/echo/, diffed
 #      against tests/autobahn/expected.txt, each case group time-limited
 #   4. the browser test (headless Chromium + Playwright) of the chat page
-#   5. interop (Django + Redis): the seed's Django Channels app with
+#   5. auth interop: join tokens minted by Django 5.2 and PyJWT checked by
+#      roomcast's verifier (tests/auth/run.sh)
+#   6. interop (Django + Redis): the seed's Django Channels app with
 #      channels_redis's RedisPubSubChannelLayer and the release binary on one
 #      Redis; a roomcast page and the seed's snippet on daphne chat in one room,
 #      and a Python group_send reaches both (tests/interop/run.sh)
-#   6. a short load-harness run against the release binary (no loss allowed)
+#   7. a short load-harness run against the release binary (no loss allowed)
 # Ends with one line "suite: N passed, N failed".
 set -uo pipefail
 
@@ -92,6 +94,10 @@ browser() {
   RELAY_CMD="$ROOT/target/release/roomcast" tests/browser/run.sh
 }
 
+auth_interop() {
+  timeout --kill-after=30 1500 tests/auth/run.sh
+}
+
 interop() {
   # Bounded inside too; this outer limit also covers a first-time venv build.
   timeout --kill-after=60 1800 tests/interop/run.sh
@@ -107,6 +113,7 @@ stage "cargo test" unit_and_integration
 stage "release build" release_build
 stage "autobahn 1.x-10.x" autobahn
 stage "browser" browser
+stage "auth interop (Django + PyJWT tokens)" auth_interop
 stage "interop (Django + Redis)" interop
 if [ -x loadtest/smoke.sh ]; then
   stage "load smoke" load_smoke
