@@ -347,7 +347,13 @@ fn bench_fanout(c: &mut Criterion) {
             key: seq,
             generation: 1,
         };
-        batch.push(room, None, sender, harness_message(seq, 64).as_bytes());
+        batch.push(
+            room,
+            None,
+            sender,
+            None,
+            harness_message(seq, 64).as_bytes(),
+        );
     }
     g.throughput(Throughput::Elements(batch.len() as u64));
     g.bench_function(BenchmarkId::new("decode_batch", "100x64B"), |b| {

@@ -17,6 +17,12 @@ pub struct Metrics {
     /// Messages accepted by the publish API.
     pub api_published: u64,
     pub slow_consumer_closes: u64,
+    /// Chat messages refused by `--max-messages-per-second` (closes of
+    /// clients that kept flooding included).
+    pub rate_limited: u64,
+    /// Joins refused by authorization, by reason
+    /// ([`crate::auth::REFUSAL_REASONS`]).
+    pub auth_rejections: [u64; crate::auth::REFUSAL_REASONS.len()],
     pub accept_errors: u64,
     /// Sends completed through io_uring, and the submissions that carried them.
     pub io_uring_sends: u64,
@@ -151,6 +157,12 @@ impl Metrics {
             self.slow_consumer_closes.to_string(),
         );
         line(
+            "roomcast_rate_limited_total",
+            "counter",
+            "Chat messages refused by --max-messages-per-second.",
+            self.rate_limited.to_string(),
+        );
+        line(
             "roomcast_accept_errors_total",
             "counter",
             "accept() failures such as EMFILE.",
@@ -176,6 +188,16 @@ impl Metrics {
                 other => other.to_string(),
             };
             let _ = writeln!(s, "roomcast_closes_total{{code=\"{label}\"}} {n}");
+        }
+        let _ = writeln!(s, "# HELP roomcast_auth_rejections_total Joins refused by authorization, by reason.\n# TYPE roomcast_auth_rejections_total counter");
+        for (reason, n) in crate::auth::REFUSAL_REASONS
+            .iter()
+            .zip(&self.auth_rejections)
+        {
+            let _ = writeln!(
+                s,
+                "roomcast_auth_rejections_total{{reason=\"{reason}\"}} {n}"
+            );
         }
         let _ = writeln!(s, "# HELP roomcast_handshake_rejections_total HTTP requests refused, by status.\n# TYPE roomcast_handshake_rejections_total counter");
         for (status, n) in &self.handshake_rejections {

@@ -126,6 +126,7 @@ impl Settings {
                 close: Ticks::from_duration(c.close_timeout),
                 origins: OriginPolicy::new(&c.allowed_origins),
                 publish_token: c.publish_token.clone(),
+                rate: auth.rate,
             },
             grace: Ticks::from_duration(c.shutdown_grace),
             auth,

@@ -241,11 +241,25 @@ const PREFIX: &[u8] = b"{\"message\": ";
 
 /// Encodes the broadcast text frame `{"message": <raw>}` in one allocation.
 pub fn broadcast_frame(raw: &str) -> Vec<u8> {
-    let len = PREFIX.len() + raw.len() + 1;
+    broadcast_frame_from(raw, None)
+}
+
+const USER: &[u8] = b", \"user\": ";
+
+/// Encodes `{"message": <raw>, "user": <user>}` when the sender has an
+/// identity (raw JSON set by the relay, never taken from the client), else
+/// `{"message": <raw>}`; in one allocation.
+pub fn broadcast_frame_from(raw: &str, user: Option<&str>) -> Vec<u8> {
+    let extra = user.map_or(0, |u| USER.len() + u.len());
+    let len = PREFIX.len() + raw.len() + extra + 1;
     let mut out = Vec::with_capacity(frame::header_len(len) + len);
     frame::push_header(&mut out, Opcode::Text, len);
     out.extend_from_slice(PREFIX);
     out.extend_from_slice(raw.as_bytes());
+    if let Some(user) = user {
+        out.extend_from_slice(USER);
+        out.extend_from_slice(user.as_bytes());
+    }
     out.push(b'}');
     out
 }
@@ -264,8 +278,13 @@ pub fn error_text_frame(text: &str) -> Vec<u8> {
 /// Decodes a chat message straight to the frame to send: the broadcast on
 /// success, the sender's error frame otherwise.
 pub fn process(text: &str) -> Result<Vec<u8>, Vec<u8>> {
+    process_from(text, None)
+}
+
+/// [`process`] for a sender with an identity (see [`broadcast_frame_from`]).
+pub fn process_from(text: &str, user: Option<&str>) -> Result<Vec<u8>, Vec<u8>> {
     match decode(text) {
-        Ok(raw) => Ok(broadcast_frame(raw)),
+        Ok(raw) => Ok(broadcast_frame_from(raw, user)),
         Err(e) => Err(error_frame(&e)),
     }
 }
@@ -365,5 +384,19 @@ mod tests {
             assert_eq!(local.is_ok(), ok, "{value}: {local:?}");
             assert_eq!(redis.is_ok(), ok, "the encoder agrees on {value}");
         }
+    }
+
+    /// The relay sets "user"; what the client sent under that name is not
+    /// carried (only the message's value is read).
+    #[test]
+    fn the_identity_is_the_relays_not_the_clients() {
+        let f = process_from(
+            r#"{"message": "hi", "user": "mallory"}"#,
+            Some(r#""alice""#),
+        )
+        .unwrap();
+        assert_eq!(payload(&f), r#"{"message": "hi", "user": "alice"}"#);
+        let f = process(r#"{"message": "hi", "user": "mallory"}"#).unwrap();
+        assert_eq!(payload(&f), r#"{"message": "hi"}"#);
     }
 }

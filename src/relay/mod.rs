@@ -150,15 +150,15 @@ impl Relay {
     }
 
     /// Queues a chat text message (already valid UTF-8) from `sender`, a
-    /// member of `room`, for decoding.
-    pub fn chat(&mut self, room: RoomId, sender: ConnId, text: &[u8]) {
+    /// member of `room` with identity `user` (raw JSON), for decoding.
+    pub fn chat(&mut self, room: RoomId, sender: ConnId, user: Option<&Arc<str>>, text: &[u8]) {
         // Redis publishes by name, and the room may be gone by the time the
         // message is published (its last member sent it and left).
         let name = match self.delivery.publishes_by_name() {
             true => self.rooms.get(room).map(|r| r.name.clone()),
             false => None,
         };
-        self.batch.push(room, name, sender, text);
+        self.batch.push(room, name, sender, user.cloned(), text);
     }
 
     /// Whether the batch should go to the decoders before the iteration ends.

@@ -26,6 +26,8 @@ struct Job {
     /// member sent it and left), yet other nodes' members must get it.
     name: Option<Arc<str>>,
     sender: ConnId,
+    /// The sender's identity (raw JSON), added to what its message becomes.
+    user: Option<Arc<str>>,
     start: u32,
     end: u32,
 }
@@ -52,13 +54,21 @@ pub struct Batch {
 impl Batch {
     /// Appends one message; `text` is already validated UTF-8. `name` is
     /// needed with [`Encoding::Msgpack`].
-    pub fn push(&mut self, room: RoomId, name: Option<Arc<str>>, sender: ConnId, text: &[u8]) {
+    pub fn push(
+        &mut self,
+        room: RoomId,
+        name: Option<Arc<str>>,
+        sender: ConnId,
+        user: Option<Arc<str>>,
+        text: &[u8],
+    ) {
         let start = self.text.len() as u32;
         self.text.extend_from_slice(text);
         self.jobs.push(Job {
             room,
             name,
             sender,
+            user,
             start,
             end: self.text.len() as u32,
         });
@@ -108,7 +118,7 @@ pub fn decode_batch(batch: &Batch, encoding: Encoding, out: &mut Vec<Outcome>) {
             (Encoding::Msgpack { max_message }, Some(name)) => {
                 publish_outcome(text, name, job.sender, max_message)
             }
-            _ => match chat::process(text) {
+            _ => match chat::process_from(text, job.user.as_deref()) {
                 Ok(frame) => Outcome::Broadcast {
                     room: job.room,
                     frame: Frame::from(frame),
@@ -311,6 +321,7 @@ mod tests {
                     room(),
                     None,
                     sender,
+                    None,
                     format!(r#"{{"message": [{b}, {m}]}}"#).as_bytes(),
                 );
             }
@@ -341,7 +352,7 @@ mod tests {
             key: 9,
             generation: 3,
         };
-        batch.push(room(), None, sender, b"nope");
+        batch.push(room(), None, sender, None, b"nope");
         let mut out = Vec::new();
         decode_batch(&batch, Encoding::Frame, &mut out);
         assert!(matches!(&out[0], Outcome::Error { sender: s, .. } if *s == sender));

@@ -89,15 +89,15 @@ impl Acceptor {
 
     /// The next waiting client, until the backlog is empty (or accepting is
     /// paused or over).
-    pub fn next(&mut self, metrics: &mut Metrics, now: Tick) -> Option<TcpStream> {
+    pub fn next(&mut self, metrics: &mut Metrics, now: Tick) -> Option<(TcpStream, SocketAddr)> {
         if !self.accepting || self.retry_at.is_some() {
             return None;
         }
         loop {
             match self.listener.accept() {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     metrics.connections_accepted += 1;
-                    return Some(stream);
+                    return Some((stream, peer));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // The backlog is drained: a starvation burst is over.

@@ -43,13 +43,14 @@ pub mod wheel;
 
 pub use control::ShutdownHandle;
 
+use crate::auth::{self, AuthClient, Grant, JoinCheck, PerIpLimit, Refusal, Verdict};
 use crate::config::Config;
 use crate::metrics::{Gauges, Metrics};
 use crate::relay::delivery::Delivery;
 use crate::relay::room::RoomId;
 use crate::relay::worker::Outcome;
 use crate::relay::{ConnId, Published, Relay};
-use crate::session::{Cx, Effect, Route, Session, Sink, Tick, Ticks};
+use crate::session::{Cx, Effect, Member, Route, Session, Sink, Tick, Ticks, Upgrade};
 use crate::settings::Settings;
 use crate::wire::frame::Frame;
 use crate::wire::http::{Rejection, WsRoute};
@@ -59,7 +60,8 @@ use control::Control;
 use log::{debug, info, warn};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::IpAddr;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -132,6 +134,15 @@ pub struct Server {
     /// of bad ones makes (each is logged at debug).
     rejections_logged: BTreeMap<u16, u64>,
     next_rejection_report: Tick,
+    /// The auth back end (`--auth-url`), on its own thread.
+    auth: Option<AuthClient>,
+    /// Upgrades waiting for the back end's answer, with their room.
+    awaiting_auth: HashMap<ConnId, String>,
+    auth_scratch: Vec<(ConnId, Verdict)>,
+    /// `--max-connections-per-ip`, with each counted connection's address
+    /// (kept only when the limit is on).
+    per_ip: Option<PerIpLimit>,
+    addresses: HashMap<ConnId, IpAddr>,
 }
 
 /// The loop's side of a session's [`Sink`]: chat messages into the decode
@@ -144,8 +155,8 @@ struct Outbox<'a> {
 }
 
 impl Sink for Outbox<'_> {
-    fn chat(&mut self, room: RoomId, text: &[u8]) {
-        self.relay.chat(room, self.id, text);
+    fn chat(&mut self, room: RoomId, text: &[u8], user: Option<&Arc<str>>) {
+        self.relay.chat(room, self.id, user, text);
     }
 
     fn effect(&mut self, effect: Effect) {
@@ -196,6 +207,11 @@ impl Server {
             settings.policy.limits.max_message_size as usize,
             waker.clone(),
         )?;
+        let auth = match &settings.auth.backend {
+            Some(backend) => Some(AuthClient::start(backend.clone(), waker.clone())?),
+            None => None,
+        };
+        let per_ip = settings.auth.per_ip.map(PerIpLimit::new);
         let capacity = sys::connection_capacity();
         let (max_connections, over_limit_slots) = settings.connection_limits(capacity);
         if max_connections > capacity {
@@ -231,6 +247,11 @@ impl Server {
             summary: RunSummary::default(),
             rejections_logged: BTreeMap::new(),
             next_rejection_report: Tick(0),
+            auth,
+            awaiting_auth: HashMap::new(),
+            auth_scratch: Vec::new(),
+            per_ip,
+            addresses: HashMap::new(),
         })
     }
 
@@ -338,6 +359,7 @@ impl Server {
         self.relay.collect(&mut self.outcomes);
         self.apply_outcomes();
         self.fan_out_arrivals();
+        self.auth_answers();
         self.relay.delivery.flush();
         self.run_timers();
         self.flush_dirty();
@@ -435,20 +457,7 @@ impl Server {
 
     fn carry_out(&mut self, id: ConnId, effect: Effect) {
         match effect {
-            Effect::Upgrade(route) => {
-                if self.conns.get(id).is_none() {
-                    return;
-                }
-                let route = match route {
-                    WsRoute::Echo => Route::Echo,
-                    WsRoute::Chat(room) => {
-                        debug!("connection {id} joined room {room}");
-                        Route::Chat(self.relay.join(&room, id))
-                    }
-                };
-                self.conns.open += 1;
-                self.call(id, |s, cx| s.accept_upgrade(route, cx));
-            }
+            Effect::Upgrade(upgrade) => self.upgrade(id, upgrade),
             Effect::Status {
                 page,
                 head_only,
@@ -514,10 +523,101 @@ impl Server {
                     if conn.over_limit {
                         self.conns.over_limit -= 1;
                     }
+                    if let (Some(limit), Some(ip)) =
+                        (self.per_ip.as_mut(), self.addresses.remove(&id))
+                    {
+                        limit.close(ip);
+                    }
                     let _ = self.poll.registry().deregister(&mut conn.socket);
                 }
             }
         }
+    }
+
+    // ---- joining -----------------------------------------------------------
+
+    /// Decides an upgrade: echo opens at once; a chat join asks
+    /// authorization (open rooms, the join token, or the auth back end,
+    /// which answers on a later iteration while the session waits).
+    fn upgrade(&mut self, id: ConnId, upgrade: Upgrade) {
+        if self.conns.get(id).is_none() {
+            return;
+        }
+        let room = match upgrade.route {
+            WsRoute::Echo => return self.open(id, Route::Echo, None),
+            WsRoute::Chat(room) => room,
+        };
+        let policy = &self.settings.auth.policy;
+        match policy.check(upgrade.query.as_deref(), &room, unix_now()) {
+            JoinCheck::Open => self.join(id, room, Grant::open()),
+            JoinCheck::Decided(verdict) => self.decided(id, room, verdict),
+            JoinCheck::AskBackend => {
+                let asked = self.auth.as_mut().map(|client| {
+                    client.ask(
+                        tag(id),
+                        &room,
+                        upgrade.cookie.as_deref(),
+                        upgrade.origin.as_deref(),
+                    )
+                });
+                match asked {
+                    Some(Some(cached)) => self.decided(id, room, cached),
+                    Some(None) => {
+                        self.awaiting_auth.insert(id, room);
+                    }
+                    // A policy that asks the back end always has a client.
+                    None => self.decided(
+                        id,
+                        room,
+                        Err(Refusal::BackendUnavailable(auth::Unavailable::Stopped)),
+                    ),
+                }
+            }
+        }
+    }
+
+    /// The auth back end's answers that came in.
+    fn auth_answers(&mut self) {
+        let Some(client) = self.auth.as_mut() else {
+            return;
+        };
+        client.flush();
+        let mut answers = std::mem::take(&mut self.auth_scratch);
+        client.drain(|t, verdict| answers.push((untag(t), verdict)));
+        for (id, verdict) in answers.drain(..) {
+            let Some(room) = self.awaiting_auth.remove(&id) else {
+                continue;
+            };
+            // The client may have gone, or timed out, meanwhile.
+            if self.conns.get(id).is_some_and(|c| c.session.is_upgrading()) {
+                self.decided(id, room, verdict);
+            }
+        }
+        self.auth_scratch = answers;
+    }
+
+    fn decided(&mut self, id: ConnId, room: String, verdict: Verdict) {
+        match verdict {
+            Ok(grant) => self.join(id, room, grant),
+            Err(refusal) => {
+                self.metrics.auth_rejections[refusal.index()] += 1;
+                debug!("connection {id}: join to {room} refused: {refusal}");
+                let rejection = Rejection::new(refusal.status(), refusal.to_string());
+                self.call(id, |s, cx| s.refuse_upgrade(&rejection, cx));
+            }
+        }
+    }
+
+    fn join(&mut self, id: ConnId, room: String, grant: Grant) {
+        let member = Member::new(grant, &self.settings.policy, self.now);
+        debug!("connection {id} joined room {room}");
+        let m = self.relay.join(&room, id);
+        self.open(id, Route::Chat(m), member);
+    }
+
+    fn open(&mut self, id: ConnId, route: Route, member: Option<Box<Member>>) {
+        self.conns.open += 1;
+        self.call(id, |s, cx| s.accept_upgrade(route, member, cx));
     }
 
     fn gauges(&self) -> Gauges {
@@ -534,12 +634,12 @@ impl Server {
     // ---- accepting -------------------------------------------------------
 
     fn accept_all(&mut self) {
-        while let Some(stream) = self.acceptor.next(&mut self.metrics, self.now) {
-            self.add_conn(stream);
+        while let Some((stream, peer)) = self.acceptor.next(&mut self.metrics, self.now) {
+            self.add_conn(stream, peer.ip());
         }
     }
 
-    fn add_conn(&mut self, mut socket: TcpStream) {
+    fn add_conn(&mut self, mut socket: TcpStream, ip: IpAddr) {
         let open = self.conns.len() - self.conns.over_limit;
         let over = open >= self.max_connections;
         if over && self.conns.over_limit >= self.over_limit_slots {
@@ -559,6 +659,10 @@ impl Server {
         }
         let stored = self.conns.insert(socket, Session::new(self.now));
         debug_assert_eq!(stored, id);
+        let per_ip_ok = match self.per_ip.as_mut() {
+            Some(limit) if !over => limit.try_open(ip),
+            _ => true,
+        };
         if over {
             self.conns[id].over_limit = true;
             self.conns.over_limit += 1;
@@ -568,7 +672,17 @@ impl Server {
             );
             let rejection = Rejection::new(503, "too many connections; retry later");
             self.call(id, |s, cx| s.refuse(&rejection, cx));
+        } else if !per_ip_ok {
+            debug!("rejected a connection from {ip}: over --max-connections-per-ip");
+            let rejection = Rejection::new(
+                429,
+                "too many connections from your address (--max-connections-per-ip); retry later",
+            );
+            self.call(id, |s, cx| s.refuse(&rejection, cx));
         } else {
+            if self.per_ip.is_some() {
+                self.addresses.insert(id, ip);
+            }
             // Arms the handshake timeout.
             self.call(id, |_, _| {});
         }
@@ -958,6 +1072,13 @@ impl Server {
 fn parse(config: &Config) -> std::io::Result<Settings> {
     Settings::from_config(config.clone())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+}
+
+/// Seconds since the Unix epoch, for token timestamps.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A ring tag names its connection.

@@ -43,6 +43,7 @@ pub mod time;
 
 pub use time::{Tick, Ticks, TICK};
 
+use crate::auth::{self, Admission, Bucket, RateLimit};
 use crate::chat::{self, publish};
 use crate::metrics::Metrics;
 use crate::relay::room::{Membership, RoomId};
@@ -55,6 +56,7 @@ use crate::wire::message::{DataKind, Decoded, Decoder, Event, Limits};
 use log::{debug, info};
 use request::Asked;
 use std::io::IoSlice;
+use std::sync::Arc;
 
 /// What the relay allows a connection: limits and timeouts, parsed once
 /// from the flags.
@@ -83,6 +85,8 @@ pub struct Policy {
     pub origins: OriginPolicy,
     /// `--publish-token`; `None` disables the publish API.
     pub publish_token: Option<String>,
+    /// `--max-messages-per-second` and `--rate-burst`, per chat connection.
+    pub rate: Option<RateLimit>,
 }
 
 impl Policy {
@@ -117,6 +121,7 @@ impl Default for Policy {
             close: Ticks(50),
             origins: OriginPolicy::default(),
             publish_token: None,
+            rate: None,
         }
     }
 }
@@ -124,9 +129,11 @@ impl Default for Policy {
 /// What a session asks of the loop, other than chat messages.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Effect {
-    /// A valid upgrade to `route`: join the room, then
-    /// [`Session::accept_upgrade`].
-    Upgrade(WsRoute),
+    /// A valid upgrade: decide who may join (authorization), join the room,
+    /// then [`Session::accept_upgrade`]; or [`Session::refuse_upgrade`].
+    /// The decision may take the loop a while (the auth back end, a Redis
+    /// subscription): the handshake timeout still bounds it.
+    Upgrade(Upgrade),
     /// `/healthz` or `/metrics`: render it (`Connection: close` unless
     /// `keep_alive`), then [`Session::answer`].
     Status {
@@ -157,11 +164,52 @@ pub enum Effect {
     Ended { clean: bool },
 }
 
+/// A valid WebSocket upgrade, with what authorization needs of it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Upgrade {
+    pub route: WsRoute,
+    /// The request's query string, which may carry `token=`.
+    pub query: Option<String>,
+    /// Every `Cookie` header, for the auth back end.
+    pub cookie: Option<String>,
+    pub origin: Option<String>,
+}
+
+/// What authorization decided about an open chat member: kept (boxed, so a
+/// connection without it pays 8 bytes) only when it has an identity, is
+/// read-only, or a rate limit is configured.
+#[derive(Debug)]
+pub struct Member {
+    /// The identity as raw JSON text: every frame its messages produce is
+    /// `{"message": ..., "user": <this>}`, the field set by the relay.
+    pub user: Option<Arc<str>>,
+    /// False: read-only, its messages get `{"error"}` and are not sent.
+    pub write: bool,
+    /// Its share of `--max-messages-per-second`.
+    pub bucket: Option<Bucket>,
+}
+
+impl Member {
+    /// The per-connection record for a grant, or `None` when it would say
+    /// nothing (anonymous, may write, no rate limit).
+    pub fn new(grant: auth::Grant, policy: &Policy, now: Tick) -> Option<Box<Member>> {
+        if grant.user.is_none() && grant.write && policy.rate.is_none() {
+            return None;
+        }
+        Some(Box::new(Member {
+            user: grant.user.map(Arc::from),
+            write: grant.write,
+            bucket: policy.rate.map(|_| Bucket::new(now.millis())),
+        }))
+    }
+}
+
 /// Where a session's output goes. The loop's implementation appends chat
 /// messages to the decode batch and effects to its queue.
 pub trait Sink {
-    /// A chat text message (valid UTF-8) from a member of `room`.
-    fn chat(&mut self, room: RoomId, text: &[u8]);
+    /// A chat text message (valid UTF-8) from a member of `room`, with the
+    /// member's identity (raw JSON) if it has one.
+    fn chat(&mut self, room: RoomId, text: &[u8], user: Option<&Arc<str>>);
     /// Anything else the loop must do, in order.
     fn effect(&mut self, effect: Effect);
     /// Counters the session keeps up to date.
@@ -261,6 +309,8 @@ struct Upgrading {
 struct Open {
     framed: Framed,
     route: Route,
+    /// Identity, rights and rate of a chat member, when any applies.
+    member: Option<Box<Member>>,
     /// When the client last sent anything: the base of pings and the idle
     /// timeout.
     last_rx: Tick,
@@ -331,6 +381,8 @@ impl Leftover {
 enum Next {
     Nothing,
     Send(Vec<u8>),
+    /// A client that keeps flooding past its rate: close with 1008.
+    Flooding,
     /// Replaces an unanswered pong (only the latest ping needs one).
     Pong(Vec<u8>),
     PeerClosed(Option<CloseCode>),
@@ -351,6 +403,11 @@ impl Session {
     /// An open WebSocket (counted in `/healthz`; in its room, for chat).
     pub fn is_open(&self) -> bool {
         matches!(self.stage, Stage::Open(_))
+    }
+
+    /// Waiting for the loop to decide an upgrade.
+    pub fn is_upgrading(&self) -> bool {
+        matches!(self.stage, Stage::Upgrading(_))
     }
 
     /// Over: nothing more will happen.
@@ -439,9 +496,17 @@ impl Session {
                 req.rx.extend_from_slice(input);
                 self.read_requests(cx);
             }
-            // The upgrade is decided within the loop iteration that read its
-            // head, so these are frames the client sent right behind it.
-            Stage::Upgrading(up) => up.rx.extend_from_slice(input),
+            // Frames the client sent before its 101 wait for it, as much as
+            // a request head may hold: a pending upgrade (the auth back end,
+            // a Redis subscription) costs no more than a handshake.
+            Stage::Upgrading(up) => {
+                if up.rx.len() + input.len() > cx.policy.max_header_size {
+                    let rejection =
+                        Rejection::new(400, "too many bytes sent before the upgrade was answered");
+                    return self.reject(&rejection, cx);
+                }
+                up.rx.extend_from_slice(input);
+            }
             Stage::Open(open) => {
                 open.last_rx = cx.now;
                 open.pinged = false;
@@ -567,7 +632,12 @@ impl Session {
 
     /// Completes an [`Effect::Upgrade`]: the 101 goes out and the session
     /// opens, in `route`'s room if it is a chat.
-    pub fn accept_upgrade<S: Sink>(&mut self, route: Route, cx: &mut Cx<'_, S>) {
+    pub fn accept_upgrade<S: Sink>(
+        &mut self,
+        route: Route,
+        member: Option<Box<Member>>,
+        cx: &mut Cx<'_, S>,
+    ) {
         let Stage::Upgrading(up) = std::mem::replace(&mut self.stage, Stage::Ended) else {
             debug_assert!(false, "accept_upgrade outside the upgrading stage");
             return;
@@ -577,6 +647,7 @@ impl Session {
         self.stage = Stage::Open(Open {
             framed: Framed::default(),
             route,
+            member,
             last_rx: cx.now,
             pinged: false,
             flow: Flow {
@@ -591,6 +662,15 @@ impl Session {
         if !up.rx.is_empty() {
             let mut buffered = up.rx;
             self.read_frames(&mut buffered, cx);
+        }
+    }
+
+    /// Refuses an [`Effect::Upgrade`] (authorization said no, or the room
+    /// could not be joined): the client gets `rejection` instead of a 101,
+    /// then the connection ends.
+    pub fn refuse_upgrade<S: Sink>(&mut self, rejection: &Rejection, cx: &mut Cx<'_, S>) {
+        if matches!(self.stage, Stage::Upgrading(_)) {
+            self.reject(rejection, cx);
         }
     }
 
@@ -794,10 +874,10 @@ impl Session {
                         keep_alive,
                     });
                 }
-                Asked::Upgrade { route, accept } => {
+                Asked::Upgrade { asked, accept } => {
                     let rx = std::mem::take(&mut req.rx);
                     self.stage = Stage::Upgrading(Upgrading { rx, accept });
-                    cx.out.effect(Effect::Upgrade(route));
+                    cx.out.effect(Effect::Upgrade(asked));
                     return;
                 }
             }
@@ -885,9 +965,13 @@ impl Session {
     fn decode<S: Sink>(&mut self, input: &mut [u8], cx: &mut Cx<'_, S>) -> usize {
         let mut pos = 0;
         loop {
-            let (framed, route) = match &mut self.stage {
-                Stage::Open(open) => (&mut open.framed, Some(open.route)),
-                Stage::Closing(framed) => (framed, None),
+            let (framed, route, mut member) = match &mut self.stage {
+                Stage::Open(open) => (
+                    &mut open.framed,
+                    Some(open.route),
+                    open.member.as_deref_mut(),
+                ),
+                Stage::Closing(framed) => (framed, None, None),
                 _ => return pos,
             };
             let Decoded { consumed, event } =
@@ -907,20 +991,33 @@ impl Session {
                 (Event::Message(..) | Event::Ping(_), None) => Next::Nothing,
                 (Event::Message(kind, payload), Some(route)) => {
                     cx.out.metrics().messages_received += 1;
-                    match (route, kind) {
-                        (Route::Echo, DataKind::Text) => {
-                            Next::Send(frame::encode_frame(Opcode::Text, payload))
-                        }
-                        (Route::Echo, DataKind::Binary) => {
-                            Next::Send(frame::encode_frame(Opcode::Binary, payload))
-                        }
-                        (Route::Chat(m), DataKind::Text) => {
-                            cx.out.chat(m.room, payload);
-                            Next::Nothing
-                        }
-                        (Route::Chat(_), DataKind::Binary) => {
-                            cx.out.metrics().chat_errors += 1;
-                            Next::Send(chat::error_frame(&chat::ChatError::Binary))
+                    // A chat member's rate and rights come before its content.
+                    let refused = match (route, member.as_deref_mut()) {
+                        (Route::Chat(_), Some(member)) => admit(member, cx),
+                        _ => None,
+                    };
+                    let user = match (route, member.as_deref()) {
+                        (Route::Chat(_), Some(m)) => m.user.as_ref(),
+                        _ => None,
+                    };
+                    if let Some(next) = refused {
+                        next
+                    } else {
+                        match (route, kind) {
+                            (Route::Echo, DataKind::Text) => {
+                                Next::Send(frame::encode_frame(Opcode::Text, payload))
+                            }
+                            (Route::Echo, DataKind::Binary) => {
+                                Next::Send(frame::encode_frame(Opcode::Binary, payload))
+                            }
+                            (Route::Chat(m), DataKind::Text) => {
+                                cx.out.chat(m.room, payload, user);
+                                Next::Nothing
+                            }
+                            (Route::Chat(_), DataKind::Binary) => {
+                                cx.out.metrics().chat_errors += 1;
+                                Next::Send(chat::error_frame(&chat::ChatError::Binary))
+                            }
                         }
                     }
                 }
@@ -948,6 +1045,13 @@ impl Session {
                     self.check_flow(cx);
                 }
                 Next::PeerClosed(code) => self.on_peer_close(code, cx),
+                Next::Flooding => {
+                    info!(
+                        "closing connection {}: it keeps sending past --max-messages-per-second",
+                        cx.out.label()
+                    );
+                    self.start_close(CloseCode::POLICY_VIOLATION, auth::bucket::FLOODING, cx);
+                }
             }
             if self.read_blocked(cx.policy) {
                 // Answers it does not read: keep the rest of this read for
@@ -1060,6 +1164,31 @@ impl Session {
         self.stage = Stage::Ended;
         cx.out.effect(Effect::Ended { clean });
     }
+}
+
+/// A chat member's message against its rate and rights: `None` lets it
+/// through; otherwise what to do instead.
+fn admit<S: Sink>(member: &mut Member, cx: &mut Cx<'_, S>) -> Option<Next> {
+    if let (Some(bucket), Some(rate)) = (member.bucket.as_mut(), cx.policy.rate.as_ref()) {
+        match bucket.check(rate, cx.now.millis()) {
+            Admission::Allow => {}
+            Admission::Refuse => {
+                cx.out.metrics().rate_limited += 1;
+                return Some(Next::Send(chat::error_text_frame(
+                    auth::bucket::RATE_LIMITED,
+                )));
+            }
+            Admission::Close => {
+                cx.out.metrics().rate_limited += 1;
+                return Some(Next::Flooding);
+            }
+        }
+    }
+    if !member.write {
+        cx.out.metrics().chat_errors += 1;
+        return Some(Next::Send(chat::error_text_frame(auth::READ_ONLY)));
+    }
+    None
 }
 
 impl Stage {

@@ -12,13 +12,15 @@
 //! clock, firing every deadline on the way. Nothing sleeps, so an hour of
 //! pings takes microseconds.
 
+use crate::auth::{Grant, Verdict};
 use crate::chat;
 use crate::metrics::Metrics;
 use crate::relay::room::{RoomId, Rooms};
-use crate::session::{Cx, Effect, Policy, Route, Session, Sink, Tick, Ticks};
+use crate::session::{Cx, Effect, Member, Policy, Route, Session, Sink, Tick, Ticks};
 use crate::wire::frame::{self, Frame};
-use crate::wire::http::WsRoute;
+use crate::wire::http::{Rejection, WsRoute};
 use std::io::IoSlice;
+use std::sync::Arc;
 
 /// What the fake loop saw.
 #[derive(Debug, Default)]
@@ -30,13 +32,14 @@ pub struct Log {
     pub metrics: Metrics,
     /// Effects not yet carried out.
     pending: Vec<Effect>,
-    /// Chat messages not yet decoded.
-    pending_chats: Vec<(RoomId, Vec<u8>)>,
+    /// Chat messages not yet decoded, with the sender's identity.
+    pending_chats: Vec<(RoomId, Vec<u8>, Option<String>)>,
 }
 
 impl Sink for Log {
-    fn chat(&mut self, room: RoomId, text: &[u8]) {
-        self.pending_chats.push((room, text.to_vec()));
+    fn chat(&mut self, room: RoomId, text: &[u8], user: Option<&Arc<str>>) {
+        self.pending_chats
+            .push((room, text.to_vec(), user.map(|u| u.to_string())));
     }
 
     fn effect(&mut self, effect: Effect) {
@@ -91,6 +94,8 @@ pub struct Pair {
     pub half_closed: bool,
     /// Set by [`Effect::Ended`]: whether it was clean.
     pub ended: Option<bool>,
+    /// What authorization decides for a chat upgrade (open by default).
+    pub grant: Verdict,
 }
 
 impl Pair {
@@ -105,6 +110,7 @@ impl Pair {
             log: Log::default(),
             half_closed: false,
             ended: None,
+            grant: Ok(Grant::open()),
         }
     }
 
@@ -182,9 +188,9 @@ impl Pair {
                 self.carry_out(&effect);
                 self.log.effects.push(effect);
             }
-            for (room, text) in std::mem::take(&mut self.log.pending_chats) {
+            for (room, text, user) in std::mem::take(&mut self.log.pending_chats) {
                 moved = true;
-                self.relay_chat(room, &text);
+                self.relay_chat(room, &text, user.as_deref());
             }
             moved |= self.write();
             if !moved {
@@ -200,13 +206,18 @@ impl Pair {
             out: &mut self.log,
         };
         match effect {
-            Effect::Upgrade(route) => {
-                let route = match route {
-                    WsRoute::Echo => Route::Echo,
-                    WsRoute::Chat(room) => Route::Chat(self.rooms.join(room, 0)),
-                };
-                self.session.accept_upgrade(route, &mut cx);
-            }
+            Effect::Upgrade(upgrade) => match (&upgrade.route, self.grant.clone()) {
+                (WsRoute::Echo, _) => self.session.accept_upgrade(Route::Echo, None, &mut cx),
+                (WsRoute::Chat(room), Ok(grant)) => {
+                    let route = Route::Chat(self.rooms.join(room, 0));
+                    let member = Member::new(grant, &self.policy, self.now);
+                    self.session.accept_upgrade(route, member, &mut cx);
+                }
+                (WsRoute::Chat(_), Err(refusal)) => {
+                    let rejection = Rejection::new(refusal.status(), refusal.to_string());
+                    self.session.refuse_upgrade(&rejection, &mut cx);
+                }
+            },
             Effect::Status { .. } => {
                 let body = b"{\"status\": \"ok\"}";
                 let response =
@@ -231,7 +242,7 @@ impl Pair {
 
     /// Decodes a chat message as the relay does, and fans the broadcast out
     /// to the room (this pair's client, if it is still a member).
-    fn relay_chat(&mut self, room: RoomId, text: &[u8]) {
+    fn relay_chat(&mut self, room: RoomId, text: &[u8], user: Option<&str>) {
         self.log.chats.push((room, text.to_vec()));
         let mut cx = Cx {
             now: self.now,
@@ -239,7 +250,7 @@ impl Pair {
             out: &mut self.log,
         };
         let text = std::str::from_utf8(text).expect("the session passes UTF-8 only");
-        match chat::process(text) {
+        match chat::process_from(text, user) {
             Ok(broadcast) => {
                 let member = self.rooms.get(room).is_some_and(|r| r.members.contains(&0));
                 if member

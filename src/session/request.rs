@@ -10,8 +10,8 @@
 //! checked from the head before any of it is waited for).
 
 use crate::chat::{pages, publish};
-use crate::session::Policy;
-use crate::wire::http::{self, Decision, Page, Rejection, WsRoute};
+use crate::session::{Policy, Upgrade};
+use crate::wire::http::{self, Decision, Page, Rejection};
 
 /// What the request at the front of the buffer asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub(super) enum Asked {
         keep_alive: bool,
     },
     /// A valid WebSocket upgrade; `accept` is `Sec-WebSocket-Accept`.
-    Upgrade { route: WsRoute, accept: String },
+    Upgrade { asked: Upgrade, accept: String },
 }
 
 /// Reads the request at the front of `rx`, consuming it when complete.
@@ -75,7 +75,15 @@ pub(super) fn next(rx: &mut Vec<u8>, policy: &Policy) -> Asked {
     rx.drain(..head_len);
     match decision {
         Decision::Reject(rejection) => Asked::Reject(rejection),
-        Decision::Upgrade { route, accept } => Asked::Upgrade { route, accept },
+        Decision::Upgrade { route, accept } => Asked::Upgrade {
+            asked: Upgrade {
+                route,
+                query: request.query,
+                cookie: request.cookie,
+                origin: request.origin,
+            },
+            accept,
+        },
         Decision::Serve { page, head_only } if matches!(page, Page::Healthz | Page::Metrics) => {
             Asked::Status {
                 page,

@@ -33,6 +33,11 @@ impl Tick {
         Ticks(self.0.saturating_sub(earlier.0))
     }
 
+    /// This tick in milliseconds since the start (for rate limits).
+    pub fn millis(self) -> u64 {
+        u64::from(self.0) * TICK.as_millis() as u64
+    }
+
     /// The tick an instant `elapsed` after the start falls in.
     pub fn at(elapsed: Duration) -> Tick {
         Tick((elapsed.as_millis() / TICK.as_millis()).min(u32::MAX as u128 - 1) as u32)

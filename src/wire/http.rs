@@ -20,6 +20,9 @@ pub struct Request {
     pub method: String,
     /// The path without the query string.
     pub path: String,
+    /// The query string (after `?`, before any `#`), which may carry a join
+    /// token.
+    pub query: Option<String>,
     /// HTTP/1.1 (or later); false for HTTP/1.0.
     pub http11: bool,
     pub upgrade: Option<String>,
@@ -34,6 +37,8 @@ pub struct Request {
     pub chunked: bool,
     /// `Authorization`, for the publish API.
     pub authorization: Option<String>,
+    /// Every `Cookie` header, joined with `"; "`, for the auth back end.
+    pub cookie: Option<String>,
 }
 
 /// A refusal: one status, one reason in plain words, maybe extra headers.
@@ -204,10 +209,15 @@ pub fn parse_head(
         return Err(too_large());
     }
     let target = req.path.unwrap_or("/");
-    let path = target.split(['?', '#']).next().unwrap_or("/");
+    let target = target.split('#').next().unwrap_or("/");
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query.to_string())),
+        None => (target, None),
+    };
     let mut out = Request {
         method: req.method.unwrap_or("").to_string(),
         path: path.to_string(),
+        query,
         http11: req.version == Some(1),
         ..Request::default()
     };
@@ -249,6 +259,14 @@ pub fn parse_head(
             out.chunked = true;
         } else if name.eq_ignore_ascii_case("authorization") {
             out.authorization = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("cookie") {
+            match out.cookie.as_mut() {
+                Some(c) => {
+                    c.push_str("; ");
+                    c.push_str(value);
+                }
+                None => out.cookie = Some(value.to_string()),
+            }
         }
     }
     if out.chunked && out.content_length.is_some() {

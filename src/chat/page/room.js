@@ -1,7 +1,7 @@
 // Served at /static/room.js (Content-Type: text/javascript; charset=utf-8).
 // Loaded by room.html (GET /chat/<room>/). Speaks only the Django Channels
 // ChatConsumer protocol, so it works against roomcast and the seed app alike:
-//   connect  ws(s)://<host>/ws/chat/<room>/
+//   connect  ws(s)://<host>/ws/chat/<room>/ (with the page's ?token=, if any)
 //   send     {"message": <text>}
 //   receive  {"message": <any JSON value>}  broadcast to the room, sender included
 //            {"error": "<plain words>"}     to the sender only (roomcast)
@@ -71,7 +71,11 @@
 
   function wsUrl() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    return `${scheme}//${location.host}/ws/chat/${room.name}/`;
+    // A join token in the page's own URL (/chat/<room>/?token=...), as a
+    // Django template links to it, goes on to the WebSocket.
+    const token = new URLSearchParams(location.search).get("token");
+    const query = token ? `?token=${encodeURIComponent(token)}` : "";
+    return `${scheme}//${location.host}/ws/chat/${room.name}/${query}`;
   }
 
   function connect() {
