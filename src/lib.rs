@@ -37,6 +37,7 @@ pub mod sendq;
 pub mod server;
 pub mod shard;
 pub mod timer;
+pub mod tls;
 pub mod utf8;
 pub mod worker;
 
