@@ -19,7 +19,7 @@ fn setup() -> (Pki, ServerCert) {
 
 fn open_pair(versions: &[&'static rustls::SupportedProtocolVersion]) -> Pair {
     let (pki, cert) = setup();
-    let client = client_config(&pki, tls::ring_provider(), versions, &[b"http/1.1"]);
+    let client = client_config(&pki, aws_lc_provider(), versions, &[b"http/1.1"]);
     let mut pair = Pair::new(server_config(&cert, tls::provider()), client);
     pair.handshake().unwrap();
     pair
@@ -65,12 +65,12 @@ fn alpn_is_http11_or_nothing() {
     let (pki, cert) = setup();
     let server = server_config(&cert, tls::provider());
     // No ALPN offered: the handshake succeeds without it.
-    let client = client_config(&pki, tls::ring_provider(), rustls::ALL_VERSIONS, &[]);
+    let client = client_config(&pki, aws_lc_provider(), rustls::ALL_VERSIONS, &[]);
     let mut pair = Pair::new(server.clone(), client);
     pair.handshake().unwrap();
     assert_eq!(pair.server.alpn_protocol(), None);
     // Only h2 offered: refused with no_application_protocol.
-    let client = client_config(&pki, tls::ring_provider(), rustls::ALL_VERSIONS, &[b"h2"]);
+    let client = client_config(&pki, aws_lc_provider(), rustls::ALL_VERSIONS, &[b"h2"]);
     let mut pair = Pair::new(server.clone(), client);
     let err = pair.handshake().unwrap_err();
     assert_eq!((err.failure, err.during_handshake), (Failure::NoAlpn, true));
@@ -78,7 +78,7 @@ fn alpn_is_http11_or_nothing() {
     // Both offered: http/1.1 is chosen.
     let client = client_config(
         &pki,
-        tls::ring_provider(),
+        aws_lc_provider(),
         rustls::ALL_VERSIONS,
         &[b"h2", b"http/1.1"],
     );
@@ -253,7 +253,7 @@ fn renegotiation_is_refused_once_then_fatal() {
     let suite = CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256;
     let mut client_config = (*client_config(
         &pki,
-        only_suite(tls::ring_provider(), suite, None),
+        only_suite(aws_lc_provider(), suite, None),
         &[&rustls::version::TLS12],
         &[b"http/1.1"],
     ))
@@ -303,7 +303,7 @@ fn empty_records_and_warning_alerts_are_bounded() {
     let suite = CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256;
     let mut cc = (*client_config(
         &pki,
-        only_suite(tls::ring_provider(), suite, None),
+        only_suite(aws_lc_provider(), suite, None),
         &[&rustls::version::TLS12],
         &[b"http/1.1"],
     ))
@@ -440,7 +440,7 @@ fn no_shared_cipher_and_old_versions_have_their_labels() {
     let client = client_config(
         &pki,
         only_suite(
-            tls::ring_provider(),
+            aws_lc_provider(),
             CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
             None,
         ),

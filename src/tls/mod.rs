@@ -28,25 +28,16 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::ProducesTickets;
 use std::sync::Arc;
 
-/// The crypto provider the relay uses.
+/// The crypto provider the relay uses: rustls's aws-lc-rs provider, with
+/// its default key exchange groups (X25519MLKEM768 first, then P-384,
+/// X25519, P-256) and cipher suites (TLS 1.3: AES-256-GCM, AES-128-GCM,
+/// ChaCha20-Poly1305; TLS 1.2: the ECDHE AEAD suites).
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(ring_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// rustls's *ring* provider: X25519, P-256 and P-384 key exchange.
-#[allow(deprecated)] // rustls 0.23.48 deprecates it for lacking post-quantum key exchange
-pub fn ring_provider() -> CryptoProvider {
-    rustls::crypto::ring::default_provider()
-}
-
-/// rustls's aws-lc-rs provider: adds the X25519MLKEM768 hybrid
-/// post-quantum key exchange, preferred first.
-pub fn aws_lc_provider() -> CryptoProvider {
-    rustls::crypto::aws_lc_rs::default_provider()
-}
-
-/// A session ticket key ring (ChaCha20-Poly1305, keys rotated every 6
-/// hours), from the relay's provider.
+/// A session ticket key ring (AES-256-GCM, keys rotated every 6 hours),
+/// from the relay's provider.
 pub fn ticketer() -> Result<Arc<dyn ProducesTickets>, rustls::Error> {
-    rustls::crypto::ring::Ticketer::new()
+    rustls::crypto::aws_lc_rs::Ticketer::new()
 }

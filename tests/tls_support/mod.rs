@@ -123,14 +123,22 @@ pub fn client_config(
     Arc::new(config)
 }
 
-/// The default client: TLS 1.3 and 1.2, ALPN `http/1.1`, *ring*.
+/// The default client: TLS 1.3 and 1.2, ALPN `http/1.1`, aws-lc-rs (so
+/// it offers X25519MLKEM768 first, as browsers do).
 pub fn default_client(pki: &Pki) -> Arc<ClientConfig> {
-    client_config(
-        pki,
-        tls::ring_provider(),
-        rustls::ALL_VERSIONS,
-        &[b"http/1.1"],
-    )
+    client_config(pki, aws_lc_provider(), rustls::ALL_VERSIONS, &[b"http/1.1"])
+}
+
+/// rustls's aws-lc-rs provider (the relay's).
+pub fn aws_lc_provider() -> CryptoProvider {
+    rustls::crypto::aws_lc_rs::default_provider()
+}
+
+/// rustls's *ring* provider, for comparisons (a dev-dependency feature:
+/// the relay's binary does not contain it).
+#[allow(deprecated)] // rustls 0.23.48 deprecates it for lacking post-quantum key exchange
+pub fn ring_provider() -> CryptoProvider {
+    rustls::crypto::ring::default_provider()
 }
 
 /// A provider restricted to one cipher suite (and optionally one key
