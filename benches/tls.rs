@@ -19,7 +19,6 @@ mod tls_support;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use roomcast::tls;
-use rustls::crypto::CryptoProvider;
 use rustls::{CipherSuite, NamedGroup};
 use std::hint::black_box;
 use std::sync::Arc;
@@ -32,11 +31,6 @@ fn configure() -> Criterion {
         .measurement_time(Duration::from_secs(2))
         .sample_size(20)
 }
-
-type MakeProvider = fn() -> CryptoProvider;
-
-const PROVIDERS: [(&str, MakeProvider); 2] =
-    [("ring", ring_provider), ("aws-lc-rs", aws_lc_provider)];
 
 /// Runs a handshake, timing only the server's calls.
 fn server_handshake_time(pair: &mut Pair) -> Duration {

@@ -11,7 +11,6 @@
 mod tls_support;
 
 use roomcast::tls::TlsConn;
-use rustls::crypto::CryptoProvider;
 use rustls::server::{ServerConnection, ServerSessionMemoryCache};
 use rustls::{CipherSuite, ServerConfig};
 use std::io::{Read, Write};
@@ -109,8 +108,7 @@ fn memory_per_idle_tls_connection() {
     let pki = Pki::new();
     let cert = pki.issue(KeyKind::EcdsaP256, 1);
     let mut rows = Vec::new();
-    let providers: [(&str, fn() -> CryptoProvider); 2] =
-        [("ring", ring_provider), ("aws-lc-rs", aws_lc_provider)];
+
     let suites = [
         (
             "TLS1.3 AES-128-GCM",
@@ -130,7 +128,7 @@ fn memory_per_idle_tls_connection() {
     ];
     let mut chosen = usize::MAX;
     let mut buffered_min = usize::MAX;
-    for (pname, provider) in providers {
+    for (pname, provider) in PROVIDERS {
         let server = server_config(&cert, provider());
         for (sname, suite, version) in suites {
             let client = client_config(

@@ -149,8 +149,8 @@ impl Identity {
         })
     }
 
-    /// Parses PEM text already in memory (`cert_name` and `key_name` only
-    /// label the errors).
+    /// Parses PEM text already in memory (errors name the files
+    /// `certificate` and `key`).
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Identity, LoadError> {
         Ok(Identity {
             chain: parse_chain(Path::new("certificate"), cert_pem)?,

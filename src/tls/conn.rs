@@ -502,7 +502,6 @@ impl TlsConn {
                             }
                             Err(_) => {
                                 out.truncate(at);
-                                drop(traffic);
                                 return Err(self.fail(Failure::Other, None));
                             }
                         }

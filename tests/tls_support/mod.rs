@@ -129,6 +129,13 @@ pub fn default_client(pki: &Pki) -> Arc<ClientConfig> {
     client_config(pki, aws_lc_provider(), rustls::ALL_VERSIONS, &[b"http/1.1"])
 }
 
+/// Makes a crypto provider.
+pub type MakeProvider = fn() -> CryptoProvider;
+
+/// The two providers compared.
+pub const PROVIDERS: [(&str, MakeProvider); 2] =
+    [("ring", ring_provider), ("aws-lc-rs", aws_lc_provider)];
+
 /// rustls's aws-lc-rs provider (the relay's).
 pub fn aws_lc_provider() -> CryptoProvider {
     rustls::crypto::aws_lc_rs::default_provider()
