@@ -12,6 +12,8 @@
 //! - [`room`], [`sendq`], [`timer`]: rooms, shared-frame send queues and the
 //!   timing wheel (pure data structures);
 //! - [`worker`]: ordered batches of JSON decoding on worker threads;
+//! - [`tls`]: `wss://`/`https://` with rustls: certificate loading and a
+//!   per-connection TLS state driven from the loop's shared buffers;
 //! - [`server`], [`conn`]: the mio event loop, the only code with sockets.
 
 pub mod backplane;
