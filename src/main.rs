@@ -13,6 +13,19 @@ fn main() -> ExitCode {
         eprintln!("roomcast: {e}");
         return ExitCode::from(2);
     }
+    if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+        // The files are checked at start, so a bad certificate fails here
+        // in plain words rather than at the first handshake.
+        let loaded = roomcast::tls::CertFiles::new(cert, key).and_then(|files| files.load());
+        if let Err(e) = loaded {
+            eprintln!("roomcast: {e}");
+            return ExitCode::from(2);
+        }
+        // Until the event loop serves TLS, refuse rather than serve
+        // plaintext to clients that were promised https:// and wss://.
+        eprintln!("roomcast: --tls-cert/--tls-key are not served by this build's event loop yet");
+        return ExitCode::from(2);
+    }
     let nofile = roomcast::limits::raise_open_file_limit();
     let server = match Server::bind_with_signals(&config) {
         Ok(s) => s,
