@@ -8,6 +8,7 @@
 
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// `--io-uring`: how writes to clients reach the kernel.
@@ -87,7 +88,8 @@ pub struct Config {
     #[arg(long, env = "ROOMCAST_MAX_HEADER_SIZE", default_value = "8KiB", value_parser = parse_size)]
     pub max_header_size: usize,
 
-    /// Time a client has to send its complete HTTP request head.
+    /// Time a client has to send its complete HTTP request head (with TLS,
+    /// the TLS handshake included).
     #[arg(long, env = "ROOMCAST_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
 
@@ -245,6 +247,29 @@ pub struct Config {
     /// counts the proxy. 0, the default: no limit.
     #[arg(long, env = "ROOMCAST_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
     pub max_connections_per_ip: u32,
+    /// TLS certificate chain (PEM: the server's certificate first, then any
+    /// intermediates). With --tls-key, the listener speaks TLS only (TLS 1.2
+    /// and 1.3, ALPN http/1.1): every route is served as https:// and wss://.
+    /// SIGHUP re-reads both files; if they fail to load, the old certificate
+    /// stays in use and the error is logged. Default: no TLS.
+    #[arg(
+        long,
+        env = "ROOMCAST_TLS_CERT",
+        value_name = "PATH",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key for --tls-cert (PEM: PKCS#8 "PRIVATE KEY", PKCS#1
+    /// "RSA PRIVATE KEY" or SEC1 "EC PRIVATE KEY"; not encrypted). ECDSA
+    /// P-256/P-384, Ed25519 or RSA of 2048 bits or more.
+    #[arg(
+        long,
+        env = "ROOMCAST_TLS_KEY",
+        value_name = "PATH",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
 
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, env = "ROOMCAST_LOG_LEVEL", default_value = "info", value_parser = parse_level)]
@@ -348,5 +373,17 @@ mod tests {
             "127.0.0.1:8000"
         );
         assert!(Config::try_parse_from(["roomcast", "--max-frame-size", "lots"]).is_err());
+    }
+
+    #[test]
+    fn tls_flags_come_in_pairs() {
+        let c = Config::parse_from(["roomcast"]);
+        assert_eq!((c.tls_cert.as_ref(), c.tls_key.as_ref()), (None, None));
+        let c = Config::parse_from(["roomcast", "--tls-cert", "c.pem", "--tls-key", "k.pem"]);
+        assert_eq!(c.tls_cert, Some(PathBuf::from("c.pem")));
+        let e = Config::try_parse_from(["roomcast", "--tls-cert", "c.pem"]).unwrap_err();
+        assert!(e.to_string().contains("--tls-key"), "{e}");
+        let e = Config::try_parse_from(["roomcast", "--tls-key", "k.pem"]).unwrap_err();
+        assert!(e.to_string().contains("--tls-cert"), "{e}");
     }
 }

@@ -18,6 +18,9 @@
 //! - [`auth`]: who may join and write, and how much: join tokens, the join
 //!   policy, the rate bucket, the per-IP count (sans-IO), and the
 //!   `--auth-url` client, whose thread owns the back end's sockets;
+//! - [`tls`]: `wss://` and `https://` with rustls: loading (and reloading)
+//!   the certificate, and a per-connection TLS state driven from the loop's
+//!   shared buffers (sans-IO);
 //! - [`server`]: the mio event loop, which owns every client socket and
 //!   drives the sessions; [`server::sys`] holds every libc call and
 //!   `unsafe` block.
@@ -39,6 +42,7 @@ pub mod relay;
 pub mod server;
 pub mod session;
 pub mod settings;
+pub mod tls;
 pub mod wire;
 
 pub use config::{Config, IoUringMode};

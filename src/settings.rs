@@ -6,10 +6,26 @@
 use crate::auth::AuthSettings;
 use crate::config::{Config, IoUringMode};
 use crate::session::{Policy, Ticks};
+use crate::tls::CertFiles;
 use crate::wire::http::OriginPolicy;
 use crate::wire::message::Limits;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// The certificate files and the configuration loaded from them (again on
+/// SIGHUP).
+#[derive(Clone)]
+pub struct Tls {
+    pub files: CertFiles,
+    pub config: Arc<rustls::ServerConfig>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tls({})", self.files.cert_path().display())
+    }
+}
 
 /// Connections allowed by default when the open-file limit allows more.
 const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
@@ -30,6 +46,9 @@ pub struct Settings {
     pub policy: Policy,
     /// `--shutdown-grace`.
     pub grace: Ticks,
+    /// `--tls-cert` and `--tls-key`, loaded: with them the listener speaks
+    /// TLS only.
+    pub tls: Option<Tls>,
     /// Who may join and write, and how much (SPEC section 9).
     pub auth: AuthSettings,
     /// The flags, for the Redis backplane, which reads its own from them.
@@ -105,6 +124,21 @@ impl Settings {
             return Err("--handshake-timeout and --close-timeout must be above zero".into());
         }
         let auth = AuthSettings::from_config(&c)?;
+        // Loaded now, so a bad certificate fails at start in plain words
+        // rather than at the first handshake.
+        let tls =
+            match (&c.tls_cert, &c.tls_key) {
+                (None, None) => None,
+                (Some(cert), Some(key)) => {
+                    let files = CertFiles::new(cert, key).map_err(|e| e.to_string())?;
+                    let config = files.load().map_err(|e| e.to_string())?;
+                    Some(Tls { files, config })
+                }
+                _ => return Err(
+                    "--tls-cert and --tls-key go together: give both, or neither for plain HTTP"
+                        .into(),
+                ),
+            };
         Ok(Settings {
             bind: c.bind,
             listen_backlog: c.listen_backlog,
@@ -130,6 +164,7 @@ impl Settings {
             },
             grace: Ticks::from_duration(c.shutdown_grace),
             auth,
+            tls,
             flags: c,
         })
     }

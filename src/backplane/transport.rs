@@ -167,11 +167,9 @@ pub fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    // ring, not aws-lc-rs (which needs cmake and a C toolchain to build).
-    // rustls 0.23.48 deprecates ring's provider for lacking post-quantum
-    // key exchange; its classical suites are what Redis servers offer.
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // The same provider as the edge's TLS (aws-lc-rs, src/tls/mod.rs says
+    // why), so one crypto library is in the binary.
+    let provider = crate::tls::provider();
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS for Redis: {e}"))?

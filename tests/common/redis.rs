@@ -36,8 +36,8 @@ impl TestPki {
     /// Makes a new CA, and a server certificate signed by it, in `dir`.
     pub fn make(dir: &std::path::Path) -> TestPki {
         use rcgen::{
-            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-            KeyUsagePurpose, SanType,
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose, SanType,
         };
         std::fs::create_dir_all(dir).unwrap();
         let ca_key = KeyPair::generate().unwrap();
@@ -46,20 +46,21 @@ impl TestPki {
         ca.distinguished_name
             .push(DnType::CommonName, "roomcast test CA");
         ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = ca.self_signed(&ca_key).unwrap();
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
         let key = KeyPair::generate().unwrap();
         let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
         leaf.subject_alt_names
             .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
         leaf.distinguished_name.push(DnType::CommonName, "redis");
         leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let cert = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+        let cert = leaf.signed_by(&key, &issuer).unwrap();
         let pki = TestPki {
             ca: dir.join("ca.pem"),
             cert: dir.join("redis.pem"),
             key: dir.join("redis.key"),
         };
-        std::fs::write(&pki.ca, ca.pem()).unwrap();
+        std::fs::write(&pki.ca, ca_cert.pem()).unwrap();
         std::fs::write(&pki.cert, cert.pem()).unwrap();
         std::fs::write(&pki.key, key.serialize_pem()).unwrap();
         pki
