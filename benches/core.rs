@@ -340,7 +340,7 @@ fn bench_fanout(c: &mut Criterion) {
     let mut batch = Batch::default();
     let room = RoomId {
         slot: 0,
-        generation: 1,
+        generation: std::num::NonZeroU32::MIN,
     };
     for seq in 0..100u32 {
         let sender = roomcast::relay::ConnId {

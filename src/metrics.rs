@@ -23,6 +23,10 @@ pub struct Metrics {
     /// Joins refused by authorization, by reason
     /// ([`crate::auth::REFUSAL_REASONS`]).
     pub auth_rejections: [u64; crate::auth::REFUSAL_REASONS.len()],
+    /// TLS handshakes completed, and failed by reason
+    /// ([`crate::tls::Failure::ALL`]).
+    pub tls_handshakes: u64,
+    pub tls_handshake_failures: [u64; crate::tls::Failure::ALL.len()],
     pub accept_errors: u64,
     /// Sends completed through io_uring, and the submissions that carried them.
     pub io_uring_sends: u64,
@@ -58,6 +62,12 @@ impl Metrics {
             other => other,
         };
         *self.closes.entry(key).or_default() += 1;
+    }
+
+    pub fn tls_failure(&mut self, failure: crate::tls::Failure) {
+        if let Some(i) = crate::tls::Failure::ALL.iter().position(|f| *f == failure) {
+            self.tls_handshake_failures[i] += 1;
+        }
     }
 
     pub fn rejection(&mut self, status: u16) {
@@ -163,6 +173,12 @@ impl Metrics {
             self.rate_limited.to_string(),
         );
         line(
+            "roomcast_tls_handshakes_total",
+            "counter",
+            "TLS handshakes completed.",
+            self.tls_handshakes.to_string(),
+        );
+        line(
             "roomcast_accept_errors_total",
             "counter",
             "accept() failures such as EMFILE.",
@@ -197,6 +213,17 @@ impl Metrics {
             let _ = writeln!(
                 s,
                 "roomcast_auth_rejections_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+        let _ = writeln!(s, "# HELP roomcast_tls_handshake_failures_total TLS handshakes that failed, by reason.\n# TYPE roomcast_tls_handshake_failures_total counter");
+        for (failure, n) in crate::tls::Failure::ALL
+            .iter()
+            .zip(&self.tls_handshake_failures)
+        {
+            let _ = writeln!(
+                s,
+                "roomcast_tls_handshake_failures_total{{reason=\"{}\"}} {n}",
+                failure.label()
             );
         }
         let _ = writeln!(s, "# HELP roomcast_handshake_rejections_total HTTP requests refused, by status.\n# TYPE roomcast_handshake_rejections_total counter");

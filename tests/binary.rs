@@ -2,6 +2,7 @@
 //! flight, and running out of file descriptors.
 
 mod common;
+mod tls_support;
 use common::*;
 use serde_json::json;
 use std::io::{Read, Write};
@@ -19,6 +20,14 @@ impl Binary {
     /// Starts the binary on a free port, optionally under an open-file limit.
     fn start(args: &[&str], nofile: Option<u64>) -> Binary {
         let mut binary = Binary::spawn(args, nofile, false);
+        binary.wait_listening();
+        binary
+    }
+
+    /// Starts the binary serving TLS, and waits for its handshakes.
+    fn start_tls(args: &[&str], _pki: &tls_support::Pki) -> Binary {
+        let mut binary = Binary::spawn(args, None, false);
+        // A TCP connect is enough to know it listens.
         binary.wait_listening();
         binary
     }
@@ -470,4 +479,96 @@ fn the_crowd_over_the_cap_never_exhausts_descriptors() {
         most_fds < 240,
         "{most_fds} descriptors open at once: the 503s must not hold them"
     );
+}
+
+/// SIGHUP re-reads the certificate and key: new handshakes see the new
+/// certificate, open connections go on, a file that fails to load keeps the
+/// old pair (and says why). Without TLS, SIGHUP is harmless.
+#[test]
+fn sighup_rotates_the_certificate_without_dropping_anyone() {
+    use rustls::pki_types::ServerName;
+    use rustls::{ClientConnection, StreamOwned};
+    use tls_support::{default_client, KeyKind, Pki, HOST};
+
+    let plain = Binary::start(&[], None);
+    plain.signal(libc::SIGHUP);
+    let (status, _, _) = plain.get_health();
+    assert_eq!(status, 200, "SIGHUP did not end a relay without TLS");
+
+    let pki = Pki::new();
+    let first = pki.issue(KeyKind::EcdsaP256, 1001);
+    let dir = std::env::temp_dir().join(format!("roomcast-sighup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, &first.chain_pem).unwrap();
+    std::fs::write(&key_path, &first.key_pem).unwrap();
+    let relay = Binary::start_tls(
+        &[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+        &pki,
+    );
+    // A fresh client each time: a resumed session shows no certificate.
+    let connect = |path: &str| {
+        let tcp = TcpStream::connect(relay.addr).unwrap();
+        tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let conn = ClientConnection::new(default_client(&pki), ServerName::try_from(HOST).unwrap())
+            .unwrap();
+        let url = format!("wss://{HOST}:{}{path}", relay.addr.port());
+        tungstenite::client::client(url, StreamOwned::new(conn, tcp))
+            .unwrap()
+            .0
+    };
+    let seen = |ws: &tungstenite::WebSocket<StreamOwned<ClientConnection, TcpStream>>| {
+        ws.get_ref().conn.peer_certificates().unwrap()[0].clone()
+    };
+    let mut old = connect("/ws/chat/rotate/");
+    assert_eq!(seen(&old), first.der);
+
+    let second = pki.issue(KeyKind::EcdsaP256, 2002);
+    std::fs::write(&cert_path, &second.chain_pem).unwrap();
+    std::fs::write(&key_path, &second.key_pem).unwrap();
+    relay.signal(libc::SIGHUP);
+    let deadline = Instant::now() + TIMEOUT;
+    let mut new = loop {
+        let ws = connect("/ws/chat/rotate/");
+        if seen(&ws) == second.der {
+            break ws;
+        }
+        assert!(Instant::now() < deadline, "still the old certificate");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // The old connection still delivers, both ways.
+    old.send(tungstenite::Message::text(
+        json!({"message": "before and after"}).to_string(),
+    ))
+    .unwrap();
+    for ws in [&mut old, &mut new] {
+        loop {
+            match ws.read().unwrap() {
+                tungstenite::Message::Text(t) => {
+                    assert_eq!(t.as_str(), r#"{"message": "before and after"}"#);
+                    break;
+                }
+                _ => continue,
+            }
+        }
+    }
+    // A broken file keeps the pair in use.
+    std::fs::write(&key_path, "not a key").unwrap();
+    relay.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(seen(&connect("/ws/echo/")), second.der);
+    drop((old, new));
+    relay.signal(libc::SIGTERM);
+    let (ok, stderr) = relay.wait();
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("keeping the current TLS certificate"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -14,14 +14,17 @@
 use crate::relay::ConnId;
 use slab::Slab;
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 /// A room's slot in the registry plus a generation, so a room id kept in a
-/// decode batch never names a newer room that reused the slot.
+/// decode batch never names a newer room that reused the slot. The
+/// generation is never zero, which lets `Option<Membership>` (and a
+/// session's route) cost no extra bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RoomId {
     pub slot: u32,
-    pub generation: u32,
+    pub generation: NonZeroU32,
 }
 
 /// Where a connection sits: its room and its index in the member list.
@@ -37,7 +40,7 @@ pub struct Membership {
 pub struct Room<M = ConnId> {
     /// Shared with the Redis backplane's commands without copying.
     pub name: Arc<str>,
-    generation: u32,
+    generation: NonZeroU32,
     pub members: Vec<M>,
     /// Members behind and still draining; while any, none of the room's
     /// members is read.
@@ -51,7 +54,7 @@ pub struct Room<M = ConnId> {
 pub struct Rooms<M = ConnId> {
     by_name: HashMap<Arc<str>, u32>,
     rooms: Slab<Room<M>>,
-    next_generation: u32,
+    next_generation: NonZeroU32,
 }
 
 impl<M> Default for Rooms<M> {
@@ -59,7 +62,7 @@ impl<M> Default for Rooms<M> {
         Rooms {
             by_name: HashMap::new(),
             rooms: Slab::new(),
-            next_generation: 0,
+            next_generation: NonZeroU32::MIN,
         }
     }
 }
@@ -70,7 +73,10 @@ impl<M: Copy> Rooms<M> {
         let slot = match self.by_name.get(name) {
             Some(&slot) => slot,
             None => {
-                self.next_generation = self.next_generation.wrapping_add(1);
+                self.next_generation = self
+                    .next_generation
+                    .checked_add(1)
+                    .unwrap_or(NonZeroU32::MIN);
                 let name: Arc<str> = name.into();
                 let slot = self.rooms.insert(Room {
                     name: name.clone(),

@@ -301,7 +301,7 @@ mod tests {
     fn room() -> RoomId {
         RoomId {
             slot: 0,
-            generation: 1,
+            generation: std::num::NonZeroU32::MIN,
         }
     }
 

@@ -9,6 +9,7 @@
 //! an idle connection costs this struct, its slab slot and nothing else.
 
 use crate::relay::ConnId;
+use crate::server::transport::TlsLink;
 use crate::session::{Session, Tick};
 use mio::net::TcpStream;
 use mio::Token;
@@ -36,6 +37,9 @@ pub struct Connection {
     /// Not read while its own queue is over `--max-send-queue`; holds
     /// whether its peer had shut its side, for when reading resumes.
     pub read_paused: Option<bool>,
+    /// TLS between the socket and the session (`--tls-cert`); boxed, as it
+    /// is large (rustls's state) and absent without TLS.
+    pub tls: Option<Box<TlsLink>>,
 }
 
 /// Every connection the loop holds.
@@ -51,7 +55,12 @@ pub struct Connections {
 
 impl Connections {
     /// Stores a new connection; its id's token is what it registers with.
-    pub fn insert(&mut self, socket: TcpStream, session: Session) -> ConnId {
+    pub fn insert(
+        &mut self,
+        socket: TcpStream,
+        session: Session,
+        tls: Option<Box<TlsLink>>,
+    ) -> ConnId {
         self.next_generation = self.next_generation.wrapping_add(1);
         let generation = self.next_generation;
         let key = self.slab.insert(Connection {
@@ -63,6 +72,7 @@ impl Connections {
             write_interest: false,
             over_limit: false,
             read_paused: None,
+            tls,
         });
         ConnId {
             key: key as u32,

@@ -1,5 +1,7 @@
 //! What an operator can ask of a running loop: shut down gracefully, on
-//! SIGINT or SIGTERM, or through a [`ShutdownHandle`] (tests, embedders).
+//! SIGINT or SIGTERM, or through a [`ShutdownHandle`] (tests, embedders);
+//! and reload the TLS certificate, on SIGHUP (`systemctl reload`), which
+//! without TLS is harmless.
 //!
 //! Signal handlers only write to a pipe the loop polls (signal-hook), so a
 //! signal never interrupts the loop in the middle of anything: it is read as
@@ -26,6 +28,15 @@ impl ShutdownHandle {
     }
 }
 
+/// What a signal asks of the loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Asked {
+    /// Shut down gracefully; the signal's name, for the log.
+    Stop(&'static str),
+    /// Re-read the TLS certificate and key.
+    Reload,
+}
+
 pub struct Control {
     requested: Arc<AtomicBool>,
     /// Only the binary listens to signals: they are process-wide.
@@ -33,11 +44,12 @@ pub struct Control {
 }
 
 impl Control {
-    /// With `signals`, SIGINT and SIGTERM are registered under `token`.
+    /// With `signals`, SIGINT, SIGTERM and SIGHUP are registered under
+    /// `token`.
     pub fn new(signals: bool, registry: &Registry, token: Token) -> io::Result<Control> {
         let signals = match signals {
             true => {
-                let mut s = Signals::new([libc::SIGINT, libc::SIGTERM])?;
+                let mut s = Signals::new([libc::SIGINT, libc::SIGTERM, libc::SIGHUP])?;
                 registry.register(&mut s, token, Interest::READABLE)?;
                 Some(s)
             }
@@ -63,13 +75,18 @@ impl Control {
             .then_some("shutdown requested")
     }
 
-    /// After a signal event: which signal asks to stop, if any.
-    pub fn signalled(&mut self) -> Option<&'static str> {
-        let sig = self.signals.as_mut()?.pending().next()?;
-        Some(if sig == libc::SIGINT {
-            "SIGINT"
-        } else {
-            "SIGTERM"
-        })
+    /// After a signal event: what the signals that came ask for, in order.
+    pub fn signalled(&mut self) -> Vec<Asked> {
+        let Some(signals) = self.signals.as_mut() else {
+            return Vec::new();
+        };
+        signals
+            .pending()
+            .map(|sig| match sig {
+                libc::SIGHUP => Asked::Reload,
+                libc::SIGINT => Asked::Stop("SIGINT"),
+                _ => Asked::Stop("SIGTERM"),
+            })
+            .collect()
     }
 }

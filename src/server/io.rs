@@ -2,7 +2,7 @@
 //! `write`/`writev` call did. What the bytes mean, and what a connection
 //! does next, is its session's.
 
-use crate::relay::sendq::MAX_IOV;
+use crate::relay::sendq::{SendQueue, MAX_IOV};
 use crate::session::Session;
 use mio::net::TcpStream;
 use std::io::{self, IoSlice, Read as _, Write as _};
@@ -45,6 +45,18 @@ pub fn read(socket: &TcpStream, buf: &mut [u8]) -> Read {
 pub fn write(socket: &TcpStream, session: &Session) -> io::Result<usize> {
     let mut iov = [IoSlice::new(&[]); MAX_IOV];
     let n = session.transmit(&mut iov);
+    write_iov(socket, &iov[..n])
+}
+
+/// The same for a queue of ciphertext (a TLS connection's).
+pub fn write_queue(socket: &TcpStream, queue: &SendQueue) -> io::Result<usize> {
+    let mut iov = [IoSlice::new(&[]); MAX_IOV];
+    let n = queue.fill_iov(&mut iov);
+    write_iov(socket, &iov[..n])
+}
+
+fn write_iov(socket: &TcpStream, iov: &[IoSlice<'_>]) -> io::Result<usize> {
+    let n = iov.len();
     loop {
         let result = match n {
             0 => return Ok(0),

@@ -38,6 +38,7 @@ mod control;
 mod endpoints;
 mod io;
 pub mod sys;
+mod transport;
 mod uring;
 pub mod wheel;
 
@@ -52,6 +53,7 @@ use crate::relay::worker::Outcome;
 use crate::relay::{ConnId, Published, Relay};
 use crate::session::{Cx, Effect, Member, Route, Session, Sink, Tick, Ticks, Upgrade};
 use crate::settings::Settings;
+use crate::tls;
 use crate::wire::frame::Frame;
 use crate::wire::http::{Rejection, WsRoute};
 use accept::Acceptor;
@@ -66,6 +68,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use transport::{TlsLink, SEAL_BATCH};
 use uring::SendRing;
 use wheel::TimerWheel;
 
@@ -143,6 +146,14 @@ pub struct Server {
     /// (kept only when the limit is on).
     per_ip: Option<PerIpLimit>,
     addresses: HashMap<ConnId, IpAddr>,
+    /// The TLS configuration new connections handshake with (`--tls-cert`;
+    /// replaced on SIGHUP, while open connections keep theirs).
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// Buffers every TLS connection shares: decrypted input, records to
+    /// send, and frames gathered into one record.
+    tls_plain: Vec<u8>,
+    tls_out: Vec<u8>,
+    tls_gather: Vec<u8>,
 }
 
 /// The loop's side of a session's [`Sink`]: chat messages into the decode
@@ -212,6 +223,7 @@ impl Server {
             None => None,
         };
         let per_ip = settings.auth.per_ip.map(PerIpLimit::new);
+        let settings_tls = settings.tls.as_ref().map(|t| t.config.clone());
         let capacity = sys::connection_capacity();
         let (max_connections, over_limit_slots) = settings.connection_limits(capacity);
         if max_connections > capacity {
@@ -252,6 +264,10 @@ impl Server {
             auth_scratch: Vec::new(),
             per_ip,
             addresses: HashMap::new(),
+            tls: settings_tls,
+            tls_plain: Vec::new(),
+            tls_out: Vec::new(),
+            tls_gather: Vec::new(),
         })
     }
 
@@ -307,8 +323,11 @@ impl Server {
                         }
                     }
                     SIGNALS => {
-                        if let Some(why) = self.control.signalled() {
-                            self.begin_shutdown(why);
+                        for asked in self.control.signalled() {
+                            match asked {
+                                control::Asked::Stop(why) => self.begin_shutdown(why),
+                                control::Asked::Reload => self.reload_tls(),
+                            }
                         }
                     }
                     token => {
@@ -511,6 +530,7 @@ impl Server {
                 self.read_again.extend(waiting);
             }
             Effect::HalfClose => {
+                self.tls_close_notify(id);
                 if let Some(conn) = self.conns.get(id) {
                     let _ = conn.socket.shutdown(Shutdown::Write);
                 }
@@ -518,6 +538,9 @@ impl Server {
             Effect::Ended { clean } => {
                 if clean && self.shutdown_deadline.is_some() {
                     self.summary.closed_cleanly += 1;
+                }
+                if clean {
+                    self.tls_close_notify(id);
                 }
                 if let Some(mut conn) = self.conns.remove(id) {
                     if conn.over_limit {
@@ -657,13 +680,32 @@ impl Server {
             warn!("could not register a connection: {e}");
             return;
         }
-        let stored = self.conns.insert(socket, Session::new(self.now));
+        let link = match &self.tls {
+            Some(config) => match tls::TlsConn::new(config.clone()) {
+                Ok(conn) => Some(Box::new(TlsLink::new(conn))),
+                Err(e) => {
+                    warn!("could not start TLS on a connection: {e}");
+                    let _ = self.poll.registry().deregister(&mut socket);
+                    return;
+                }
+            },
+            None => None,
+        };
+        let tls = link.is_some();
+        let stored = self.conns.insert(socket, Session::new(self.now), link);
         debug_assert_eq!(stored, id);
         let per_ip_ok = match self.per_ip.as_mut() {
             Some(limit) if !over => limit.try_open(ip),
             _ => true,
         };
-        if over {
+        if (over || !per_ip_ok) && tls {
+            // A refusal would need a whole TLS handshake to be heard: the
+            // connection is closed at once instead.
+            self.metrics.rejection(if over { 503 } else { 429 });
+            if let Some(mut conn) = self.conns.remove(id) {
+                let _ = self.poll.registry().deregister(&mut conn.socket);
+            }
+        } else if over {
             self.conns[id].over_limit = true;
             self.conns.over_limit += 1;
             debug!(
@@ -712,9 +754,14 @@ impl Server {
                     return;
                 }
             }
-            let n = match io::read(&conn.socket, &mut self.scratch) {
+            // Ciphertext of a record that arrived in part goes first.
+            let kept = match conn.tls.as_deref_mut() {
+                Some(link) => link.conn.restore_pending(&mut self.scratch),
+                None => 0,
+            };
+            let n = match io::read(&conn.socket, &mut self.scratch[kept..]) {
                 io::Read::Data(n) => n,
-                io::Read::Eof => return self.call(id, |s, cx| s.handle_eof(cx)),
+                io::Read::Eof => return self.on_eof(id),
                 io::Read::WouldBlock => return,
                 io::Read::Failed(e) => {
                     debug!("read error on connection {id}: {e}");
@@ -723,7 +770,11 @@ impl Server {
             };
             self.metrics.bytes_received += n as u64;
             let mut scratch = std::mem::take(&mut self.scratch);
-            self.call(id, |s, cx| s.handle_read(&mut scratch[..n], cx));
+            if conn.tls.is_some() {
+                self.tls_read(id, &mut scratch[..kept + n]);
+            } else {
+                self.call(id, |s, cx| s.handle_read(&mut scratch[..n], cx));
+            }
             self.scratch = scratch;
             if self.relay.batch_is_full() {
                 self.dispatch();
@@ -738,6 +789,124 @@ impl Server {
                 self.read_again.push((id, hup));
                 return;
             }
+        }
+    }
+
+    fn on_eof(&mut self, id: ConnId) {
+        if let Some(link) = self.conns.get(id).and_then(|c| c.tls.as_deref()) {
+            if link.conn.is_handshaking() {
+                self.metrics.tls_failure(tls::Failure::Eof);
+            }
+        }
+        self.call(id, |s, cx| s.handle_eof(cx));
+    }
+
+    /// Ciphertext just read from a TLS connection: the handshake advances,
+    /// what it must send is queued, and the plaintext goes to the session.
+    fn tls_read(&mut self, id: ConnId, input: &mut [u8]) {
+        let Some(link) = self.conns.get_mut(id).and_then(|c| c.tls.as_deref_mut()) else {
+            return;
+        };
+        let mut plain = std::mem::take(&mut self.tls_plain);
+        plain.clear();
+        self.tls_out.clear();
+        let result = link.conn.read(input, &mut plain, &mut self.tls_out);
+        if !self.tls_out.is_empty() {
+            link.tx.push(Frame::from(&self.tls_out[..]));
+            self.mark_dirty(id);
+        }
+        match result {
+            Ok(outcome) => {
+                if outcome.handshake_done {
+                    self.metrics.tls_handshakes += 1;
+                }
+                if !plain.is_empty() {
+                    self.call(id, |s, cx| s.handle_read(&mut plain, cx));
+                }
+                if outcome.peer_closed {
+                    self.call(id, |s, cx| s.handle_eof(cx));
+                }
+            }
+            Err(e) => {
+                if e.during_handshake {
+                    self.metrics.tls_failure(e.failure);
+                }
+                debug!("TLS on connection {id}: {e}");
+                // The alert, if any, is worth one try; then the end.
+                if let Some(conn) = self.conns.get(id) {
+                    let _ = std::io::Write::write(&mut &conn.socket, &self.tls_out);
+                }
+                self.call(id, |s, cx| s.abort(cx));
+            }
+        }
+        self.tls_plain = plain;
+    }
+
+    /// Seals the next batch of connection `id`'s plaintext queue into its
+    /// TLS link, once the previous batch is in the kernel; returns whether
+    /// there is ciphertext to write.
+    fn seal(&mut self, id: ConnId) -> bool {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return false;
+        };
+        let Some(link) = conn.tls.as_deref_mut() else {
+            return false;
+        };
+        if !link.tx.is_empty() {
+            return true;
+        }
+        if link.sealed > 0 {
+            // The last batch is all in the kernel: now the session knows.
+            let n = std::mem::take(&mut link.sealed);
+            self.call(id, |s, cx| s.handle_written(n, cx));
+            return self.seal(id);
+        }
+        if !conn.session.wants_write() || !link.conn.can_send() {
+            return false;
+        }
+        let mut iov = [std::io::IoSlice::new(&[]); crate::relay::sendq::MAX_IOV];
+        let n = conn.session.transmit(&mut iov);
+        let mut take = 0;
+        let mut plain = 0;
+        for slice in &iov[..n] {
+            if take > 0 && plain + slice.len() > SEAL_BATCH {
+                break;
+            }
+            plain += slice.len();
+            take += 1;
+        }
+        self.tls_out.clear();
+        let sealed = link.conn.encrypt(
+            iov[..take].iter().map(|s| &s[..]),
+            &mut self.tls_gather,
+            &mut self.tls_out,
+        );
+        match sealed {
+            Ok(_) => {
+                link.tx.push(Frame::from(&self.tls_out[..]));
+                link.sealed = plain;
+                true
+            }
+            Err(e) => {
+                debug!("TLS on connection {id}: {e}");
+                self.call(id, |s, cx| s.abort(cx));
+                false
+            }
+        }
+    }
+
+    /// A close_notify, best effort, before a TLS connection's socket is
+    /// half-closed or closed.
+    fn tls_close_notify(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        let Some(link) = conn.tls.as_deref_mut() else {
+            return;
+        };
+        self.tls_out.clear();
+        if link.conn.close(&mut self.tls_out).is_ok() && !self.tls_out.is_empty() {
+            let _ = std::io::Write::write(&mut &conn.socket, &self.tls_out);
         }
     }
 
@@ -836,7 +1005,17 @@ impl Server {
                 continue; // superseded by an earlier entry
             }
             conn.timer_due = Tick::NEVER;
-            self.call(entry.conn, |s, cx| s.handle_timeout(cx));
+            // A TLS handshake not done by the handshake deadline: not even
+            // the session's 408 could be sent.
+            let handshaking = conn.tls.as_deref().is_some_and(|l| l.conn.is_handshaking());
+            let due = conn.session.deadline(&self.settings.policy);
+            if handshaking && due.is_some_and(|d| d <= self.now) {
+                debug!("connection {}: TLS handshake timeout", entry.conn);
+                self.metrics.tls_failure(tls::Failure::Timeout);
+                self.call(entry.conn, |s, cx| s.abort(cx));
+            } else {
+                self.call(entry.conn, |s, cx| s.handle_timeout(cx));
+            }
         }
         self.expired = expired;
     }
@@ -882,6 +1061,31 @@ impl Server {
             let Some(conn) = self.conns.get(id) else {
                 return;
             };
+            if conn.tls.is_some() {
+                if !self.seal(id) {
+                    return self.writable_done(id);
+                }
+                let Some(conn) = self.conns.get_mut(id) else {
+                    return;
+                };
+                let Some(link) = conn.tls.as_deref_mut() else {
+                    return;
+                };
+                match io::write_queue(&conn.socket, &link.tx) {
+                    Ok(n) => {
+                        link.tx.consumed(n);
+                        self.count_sent(n);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        return self.want_writable(id);
+                    }
+                    Err(e) => {
+                        debug!("write error on connection {id}: {e}");
+                        return self.call(id, |s, cx| s.abort(cx));
+                    }
+                }
+                continue;
+            }
             if !conn.session.wants_write() {
                 return self.writable_done(id);
             }
@@ -911,11 +1115,19 @@ impl Server {
         while next < dirty.len() && failed.is_none() {
             while next < dirty.len() {
                 let id = dirty[next];
+                if self.conns.get(id).is_some_and(|c| c.tls.is_some()) && !self.seal(id) {
+                    next += 1;
+                    continue;
+                }
                 let Some(conn) = self.conns.get(id) else {
                     next += 1;
                     continue;
                 };
-                let Some((frame, offset)) = conn.session.sole_frame() else {
+                let sole = match conn.tls.as_deref() {
+                    Some(link) => link.tx.sole_frame(),
+                    None => conn.session.sole_frame(),
+                };
+                let Some((frame, offset)) = sole else {
                     dirty[rest] = id;
                     rest += 1;
                     next += 1;
@@ -964,10 +1176,14 @@ impl Server {
         }
         if result > 0 {
             self.written(id, result as usize);
-            match self.conns.get(id) {
+            let more = self.conns.get(id).map(|c| match c.tls.as_deref() {
+                Some(link) => !link.tx.is_empty(),
+                None => c.session.wants_write(),
+            });
+            match more {
                 // A short send means the socket buffer is full.
-                Some(conn) if conn.session.wants_write() => self.want_writable(id),
-                Some(_) => self.writable_done(id),
+                Some(true) => self.want_writable(id),
+                Some(false) => self.writable_done(id),
                 None => {}
             }
         } else if result == -libc::EAGAIN {
@@ -985,6 +1201,14 @@ impl Server {
     /// The kernel took `n` bytes of connection `id`'s queue (either path).
     fn written(&mut self, id: ConnId, n: usize) {
         self.count_sent(n);
+        if let Some(link) = self.conns.get_mut(id).and_then(|c| c.tls.as_deref_mut()) {
+            // Ciphertext: the session learns when its whole batch is out.
+            link.tx.consumed(n);
+            if link.tx.is_empty() && self.seal(id) {
+                self.mark_dirty(id);
+            }
+            return;
+        }
         self.call(id, |s, cx| s.handle_written(n, cx));
         // Its own queue drained enough: read it again, starting with what
         // it sent while its answers piled up.
@@ -1042,6 +1266,25 @@ impl Server {
     }
 
     // ---- shutdown --------------------------------------------------------
+
+    /// SIGHUP: new handshakes use the certificate now in the files; open
+    /// connections keep theirs. A file that fails to load keeps the old one.
+    fn reload_tls(&mut self) {
+        let Some(files) = self.settings.tls.as_ref().map(|t| &t.files) else {
+            info!("SIGHUP: nothing to reload (no --tls-cert)");
+            return;
+        };
+        match files.load() {
+            Ok(config) => {
+                info!(
+                    "SIGHUP: reloaded the TLS certificate from {}",
+                    files.cert_path().display()
+                );
+                self.tls = Some(config);
+            }
+            Err(e) => warn!("SIGHUP: keeping the current TLS certificate: {e}"),
+        }
+    }
 
     fn begin_shutdown(&mut self, why: &str) {
         if self.shutdown_deadline.is_some() {
