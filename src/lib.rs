@@ -8,6 +8,8 @@
 //! - [`frame`], [`mask`]: frame headers and fast unmasking;
 //! - [`utf8`], [`message`]: incremental UTF-8 checks and message assembly;
 //! - [`close`], [`error`]: close codes and the fault-to-code table;
+//! - [`deflate`]: permessage-deflate negotiation, compression and bounded
+//!   inflation (RFC 7692);
 //! - [`chat`]: the `{"message": ...}` contract and its error frames;
 //! - [`room`], [`sendq`], [`timer`]: rooms, shared-frame send queues and the
 //!   timing wheel (pure data structures);
@@ -19,6 +21,7 @@ pub mod chat;
 pub mod close;
 pub mod config;
 pub mod conn;
+pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod http;
