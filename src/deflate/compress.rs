@@ -22,10 +22,11 @@ use std::fmt;
 use zlib_rs::{Deflate, DeflateConfig, DeflateFlush, Method, Status, Strategy};
 
 /// The event loop's compressor: a zlib state per window size, reused.
-#[derive(Default)]
 pub struct Compressor {
     /// Indexed by window bits minus 8; `None` until that window is used.
     states: [Option<Deflate>; 8],
+    /// zlib level, 1 to 9.
+    level: u8,
 }
 
 /// What one compression did, for `roomcast_deflate_compressions_total`
@@ -65,7 +66,16 @@ pub struct CompressError;
 
 impl Compressor {
     pub fn new() -> Compressor {
-        Compressor::default()
+        Compressor::with_level(LEVEL)
+    }
+
+    /// A compressor at another zlib level (clamped to 1..=9), for
+    /// measurements; the relay uses [`Compressor::new`]'s.
+    pub fn with_level(level: u8) -> Compressor {
+        Compressor {
+            states: Default::default(),
+            level: level.clamp(1, 9),
+        }
     }
 
     /// Appends `message` compressed for a window of `window` to `out`
@@ -146,7 +156,14 @@ impl Compressor {
 
     fn state(&mut self, window: WindowBits) -> &mut Deflate {
         let slot = &mut self.states[usize::from(window.get() - WindowBits::MIN.get())];
-        slot.get_or_insert_with(|| Deflate::new_with_config(config(window)))
+        let level = self.level;
+        slot.get_or_insert_with(|| Deflate::new_with_config(config(window, level)))
+    }
+}
+
+impl Default for Compressor {
+    fn default() -> Compressor {
+        Compressor::new()
     }
 }
 
@@ -158,6 +175,7 @@ impl fmt::Debug for Compressor {
             .map(|(w, _)| w.get())
             .collect();
         f.debug_struct("Compressor")
+            .field("level", &self.level)
             .field("windows_in_use", &in_use)
             .finish()
     }
@@ -172,7 +190,7 @@ impl fmt::Display for CompressError {
 impl std::error::Error for CompressError {}
 
 /// The zlib settings for one window size.
-fn config(window: WindowBits) -> DeflateConfig {
+fn config(window: WindowBits, level: u8) -> DeflateConfig {
     let (window_bits, strategy) = if window == WindowBits::MIN {
         // zlib has no 256-byte window; run-length matches only reach back
         // one byte, so zlib's smallest window (512) never shows.
@@ -181,7 +199,7 @@ fn config(window: WindowBits) -> DeflateConfig {
         (i32::from(window.get()), Strategy::Default)
     };
     DeflateConfig {
-        level: LEVEL,
+        level: i32::from(level),
         method: Method::Deflated,
         // Negative: a raw DEFLATE stream, no zlib header or checksum.
         window_bits: -window_bits,
@@ -198,7 +216,7 @@ pub(crate) const RSV1: u8 = 0x40;
 pub(crate) const SYNC_TAIL: [u8; 4] = [0x00, 0x00, 0xFF, 0xFF];
 
 /// zlib level: see this module's parent doc for the measurements.
-const LEVEL: i32 = 6;
+const LEVEL: u8 = 6;
 /// zlib's default memory level.
 const MEM_LEVEL: i32 = 8;
 

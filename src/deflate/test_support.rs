@@ -187,3 +187,25 @@ impl ZStream {
         self.0.as_mut_ptr()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deflate::sample::chat_json_seeded;
+
+    #[test]
+    fn exact_lengths_of_valid_json() {
+        for len in (20..3_000)
+            .step_by(7)
+            .chain([32, 64, 256, 1_024, 4_096, 65_536])
+        {
+            for seed in [0, 7, 31] {
+                let m = chat_json_seeded(len, seed);
+                assert_eq!(m.len(), len);
+                let v: serde_json::Value = serde_json::from_slice(&m).expect("JSON");
+                assert!(v.get("message").is_some());
+            }
+            assert_eq!(chat_json(len), chat_json_seeded(len, 0));
+        }
+    }
+}
