@@ -246,7 +246,7 @@ mod tests {
             let mut out = Vec::new();
             let mut inflater = Inflater::new();
             assert_eq!(
-                inflater.inflate(&bomb, max, &mut out),
+                inflater.inflate(bomb, max, &mut out),
                 Err(InflateError::TooBig)
             );
             assert_eq!(out.len(), max + 1, "stopped one byte past the limit");

@@ -146,7 +146,8 @@ impl Offer {
                 None => false,
             },
             (SERVER_MAX_WINDOW_BITS, None) => false,
-            (_client_max_window_bits, value) => value.map_or(true, |v| v.window_bits().is_some()),
+            (_client_max_window_bits, None) => true,
+            (_client_max_window_bits, Some(v)) => v.window_bits().is_some(),
         };
         self.acceptable &= valid;
     }
