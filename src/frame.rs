@@ -83,7 +83,6 @@ pub const MAX_CONTROL_PAYLOAD: usize = 125;
 /// Returns `Ok(None)` when more bytes are needed (nothing is consumed), or
 /// the header and its length in bytes. `require_mask` is true on the server
 /// side: every client frame must be masked (section 5.1).
-#[inline]
 pub fn parse_header(
     buf: &[u8],
     require_mask: bool,
@@ -94,7 +93,6 @@ pub fn parse_header(
 /// [`parse_header`] on a connection that may have negotiated
 /// permessage-deflate: with `rsv1_allowed`, RSV1 on a data frame is
 /// reported in [`FrameHeader::compressed`] instead of failing.
-#[inline]
 pub fn parse_header_with(
     buf: &[u8],
     require_mask: bool,
@@ -107,7 +105,11 @@ pub fn parse_header_with(
         return Ok(None);
     };
     if b0 & RESERVED_BITS != 0 {
-        check_reserved_bits(b0, rsv1_allowed)?;
+        if !rsv1_allowed {
+            // No extension is negotiated: RSV1-3 must be zero (section 5.2).
+            return Err(ProtocolError::ReservedBits);
+        }
+        check_deflate_reserved_bits(b0)?;
     }
     let opcode = Opcode::from_wire(b0 & 0x0F).ok_or(ProtocolError::UnknownOpcode(b0 & 0x0F))?;
     let fin = b0 & 0x80 != 0;
@@ -156,7 +158,8 @@ pub fn parse_header_with(
     Ok(Some((
         FrameHeader {
             fin,
-            compressed: b0 & RSV1 != 0,
+            // Constant false on the plain path, where RSV1 already failed.
+            compressed: rsv1_allowed && b0 & RSV1 != 0,
             opcode,
             mask,
             payload_len,
@@ -170,12 +173,11 @@ const RESERVED_BITS: u8 = 0x70;
 /// RSV1: "Per-Message Compressed" under permessage-deflate.
 const RSV1: u8 = 0x40;
 
-/// The cold path of a header with a reserved bit set: only RSV1, only when
-/// deflate was negotiated, and only on a data frame that starts a message
-/// (RFC 7692 section 6: never on control frames or continuations).
-#[cold]
-fn check_reserved_bits(b0: u8, rsv1_allowed: bool) -> Result<(), ProtocolError> {
-    if b0 & RESERVED_BITS != RSV1 || !rsv1_allowed {
+/// A reserved bit on a deflate connection: only RSV1, and only on a data
+/// frame (RFC 7692 section 6: never on control frames or continuations).
+#[inline]
+fn check_deflate_reserved_bits(b0: u8) -> Result<(), ProtocolError> {
+    if b0 & RESERVED_BITS != RSV1 {
         return Err(ProtocolError::ReservedBits);
     }
     match b0 & 0x0F {
