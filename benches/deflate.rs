@@ -11,15 +11,15 @@
 //! will. Throughput is the uncompressed size. Groups:
 //! - `deflate_compress/<codec>/<size>`: one message into a permessage-deflate
 //!   payload (64 B, 256 B, the ~1 KiB chat message, 4 KiB, 64 KiB);
-//! - `deflate_inflate/<codec>/<size>`: that payload (as zlib-rs level 6
-//!   makes it, sync-flushed like a browser's) back into the message;
+//! - `deflate_inflate/<codec>/<size>`: that payload (as roomcast makes it,
+//!   sync-flushed like a browser's) back into the message;
 //! - `deflate_min_size/{compress,inflate}/<size>`: roomcast's path from
 //!   32 B to 2 KiB. Before the groups run, the compressed sizes of every
 //!   codec and of the 32 B-2 KiB range (mean of 32 messages per size) are
 //!   printed to stderr as markdown tables.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use roomcast::deflate::{Compressor, Inflater, WindowBits};
+use roomcast::deflate::{Compressor, Inflater, WindowBits, LEVEL};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -224,6 +224,7 @@ fn codecs() -> Vec<Box<dyn Codec>> {
     #[allow(unused_mut)]
     let mut all: Vec<Box<dyn Codec>> = vec![
         Box::new(Roomcast::new(1)),
+        Box::new(Roomcast::new(2)),
         Box::new(Roomcast::new(4)),
         Box::new(Roomcast::new(6)),
     ];
@@ -245,10 +246,12 @@ fn size_label(n: usize) -> String {
     }
 }
 
-/// A roomcast (zlib-rs level 6) payload, as a browser's would look.
+/// A payload as roomcast sends it (sync-flushed, as a browser's).
 fn reference_payload(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    Roomcast::new(6).compress(message, &mut out);
+    Compressor::new()
+        .compress(message, WindowBits::MAX, &mut out)
+        .expect("compress");
     out
 }
 
@@ -345,7 +348,7 @@ fn bench_codecs(c: &mut Criterion) {
 
 fn bench_min_size(c: &mut Criterion) {
     let mut g = c.benchmark_group("deflate_min_size");
-    let mut roomcast = Roomcast::new(6);
+    let mut roomcast = Roomcast::new(LEVEL);
     for n in MIN_SIZE_TIMED {
         let message = sample::chat_json(n);
         let payload = reference_payload(&message);

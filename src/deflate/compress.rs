@@ -216,7 +216,7 @@ pub(crate) const RSV1: u8 = 0x40;
 pub(crate) const SYNC_TAIL: [u8; 4] = [0x00, 0x00, 0xFF, 0xFF];
 
 /// zlib level: see this module's parent doc for the measurements.
-const LEVEL: u8 = 6;
+pub const LEVEL: u8 = 2;
 /// zlib's default memory level.
 const MEM_LEVEL: i32 = 8;
 

@@ -26,7 +26,7 @@ pub mod compress;
 pub mod inflate;
 pub mod negotiate;
 
-pub use compress::{CompressError, CompressStats, CompressedFrame, Compressor};
+pub use compress::{CompressError, CompressStats, CompressedFrame, Compressor, LEVEL};
 pub use inflate::{InflateError, Inflater};
 pub use negotiate::{negotiate, DeflateParams};
 
