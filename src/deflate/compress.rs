@@ -91,9 +91,7 @@ impl Compressor {
         let start = out.len();
         let mut filled = start;
         let mut input = message;
-        // zlib's bound for the whole input, plus room for the flush's empty
-        // stored block; the loop below grows the buffer should it not do.
-        let mut room = zlib_rs::compress_bound(message.len()) + 8;
+        let mut room = bound(message.len());
         loop {
             out.resize(filled + room, 0);
             let (in_before, out_before) = (deflate.total_in(), deflate.total_out());
@@ -137,7 +135,8 @@ impl Compressor {
     ) -> Result<CompressedFrame, CompressError> {
         // Compress after room for the longest header, then slide the payload
         // down behind the real one: one buffer, no second copy of the data.
-        let mut buf = vec![0; MAX_SERVER_HEADER_LEN];
+        let mut buf = Vec::with_capacity(MAX_SERVER_HEADER_LEN + bound(message.len()));
+        buf.resize(MAX_SERVER_HEADER_LEN, 0);
         let stats = self.compress(message, window, &mut buf)?;
         let len = stats.bytes_out as usize;
         let header_len = frame::header_len(len);
@@ -206,6 +205,13 @@ fn config(window: WindowBits, level: u8) -> DeflateConfig {
         mem_level: MEM_LEVEL,
         strategy,
     }
+}
+
+/// Room for one message's compressed form: zlib's bound for the whole
+/// input plus the flush's empty stored block. `compress` grows the buffer
+/// should it ever not do.
+fn bound(message_len: usize) -> usize {
+    zlib_rs::compress_bound(message_len) + 8
 }
 
 /// The frame header bit that marks a compressed message (RFC 7692 section 6).
