@@ -76,10 +76,6 @@ impl Inflater {
         let mut filled = start;
         for mut input in [compressed, &SYNC_TAIL[..]] {
             loop {
-                if filled == cap {
-                    out.truncate(filled);
-                    return Err(InflateError::TooBig);
-                }
                 let room = grow(out, start, filled, compressed.len(), cap);
                 let (in_before, out_before) = (self.raw.total_in(), self.raw.total_out());
                 let result = self.raw.decompress(
@@ -91,6 +87,12 @@ impl Inflater {
                 let produced = (self.raw.total_out() - out_before) as usize;
                 input = &input[consumed..];
                 filled += produced;
+                // Checked before the status: a final block may end the
+                // stream on the byte that proves the message too big.
+                if filled - start > max_output {
+                    out.truncate(filled);
+                    return Err(InflateError::TooBig);
+                }
                 match result {
                     // A final block ends the message (section 7.2.3.3 allows
                     // a sender to use one); anything after it is ignored.
@@ -116,9 +118,6 @@ impl Inflater {
             }
         }
         out.truncate(filled);
-        if filled - start > max_output {
-            return Err(InflateError::TooBig);
-        }
         Ok(())
     }
 }
@@ -226,6 +225,11 @@ mod tests {
         assert_eq!(inflate(&packed, msg.len()).unwrap(), msg);
         assert_eq!(inflate(&packed, msg.len() - 1), Err(InflateError::TooBig));
         assert_eq!(inflate(&packed, 0), Err(InflateError::TooBig));
+        // A final block (BFINAL) that ends the stream on the byte past the
+        // limit (found by the frame_stream fuzzer).
+        let hello_final = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
+        assert_eq!(inflate(&hello_final, 5).unwrap(), b"Hello");
+        assert_eq!(inflate(&hello_final, 4), Err(InflateError::TooBig));
     }
 
     /// A bomb: ~1 KiB that would inflate to 1 GiB stops right after the
