@@ -152,3 +152,26 @@ fn the_decoder_holds_no_inflated_bytes() {
     decoder.release_buffer();
     assert!(decoder.is_idle());
 }
+
+/// The loop-owned state is a design number: one inflater (its window comes
+/// with the first message) and one zlib state per window size in use.
+#[test]
+fn loop_state_sizes() {
+    let mut inflater = None;
+    let inflater_bytes = peak_during(|| {
+        let i = inflater.insert(Inflater::new());
+        let mut out = Vec::with_capacity(16);
+        i.inflate(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], 16, &mut out)
+            .unwrap();
+    });
+    let mut compressor = Compressor::new();
+    let mut out = Vec::with_capacity(64);
+    let per_window = peak_during(|| {
+        compressor
+            .compress(b"Hello", WindowBits::MAX, &mut out)
+            .unwrap();
+    });
+    eprintln!("inflater {inflater_bytes} B, compressor {per_window} B per window size");
+    assert!(inflater_bytes <= 64 * 1024, "inflater {inflater_bytes}");
+    assert!(per_window <= 512 * 1024, "compressor {per_window}");
+}
