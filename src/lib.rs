@@ -5,7 +5,8 @@
 //! nothing imports upward (ARCHITECTURE.md has the picture):
 //!
 //! - [`wire`]: the WebSocket and HTTP/1.1 codecs: frames, masking, UTF-8,
-//!   message assembly, close codes, request heads and responses;
+//!   message assembly, close codes, permessage-deflate, request heads and
+//!   responses;
 //! - [`chat`]: the `{"message": ...}` contract, the publish API's contract
 //!   and the embedded chat page;
 //! - [`relay`]: rooms, send queues of shared frames, ordered JSON decoding

@@ -2,9 +2,13 @@
 //! client byte stream, fed to a `Decoder` whole and in reads whose sizes
 //! come from the control bytes, with small limits. Both must give the same
 //! events, then the same error or leftover, and every event must be sane.
+//! The first control byte's top bit decodes as a connection that negotiated
+//! permessage-deflate (`decode_deflate`, RSV1 allowed on first frames,
+//! compressed messages inflated with one reused inflater).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use roomcast::wire::deflate::Inflater;
 use roomcast::wire::error::ProtocolError;
 use roomcast::wire::frame::{MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use roomcast::wire::message::{DataKind, Decoded, Decoder, Event, Limits};
@@ -17,10 +21,12 @@ enum Owned {
     Close(Option<(u16, String)>),
 }
 
-fn owned(event: Event<'_>) -> Owned {
+fn owned(event: Event<'_>, limits: &Limits) -> Owned {
     match event {
         Event::Message(kind, p) => {
             assert!(kind == DataKind::Binary || std::str::from_utf8(p).is_ok());
+            // Inflated or not, a message never exceeds the limit.
+            assert!(p.len() as u64 <= limits.max_message_size);
             Owned::Message(kind, p.to_vec())
         }
         Event::Ping(p) => {
@@ -46,8 +52,10 @@ fn feed(
     stream: &[u8],
     mut sizes: impl FnMut() -> usize,
     limits: &Limits,
+    mut inflater: Option<&mut Inflater>,
 ) -> (Vec<Owned>, Result<Vec<u8>, ProtocolError>) {
     let mut decoder = Decoder::default();
+    let mut inflated = Vec::new();
     let mut pending = Vec::new();
     let mut events = Vec::new();
     let mut start = 0;
@@ -58,14 +66,20 @@ fn feed(
         let mut pos = 0;
         loop {
             let available = pending.len() - pos;
-            match decoder.decode(&mut pending[pos..], limits) {
+            let result = match inflater.as_deref_mut() {
+                Some(inflater) => {
+                    decoder.decode_deflate(&mut pending[pos..], limits, inflater, &mut inflated)
+                }
+                None => decoder.decode(&mut pending[pos..], limits),
+            };
+            match result {
                 Err(e) => return (events, Err(e)),
                 Ok(Decoded { consumed, event }) => {
                     assert!(consumed <= available);
                     pos += consumed;
                     let Some(event) = event else { break };
                     assert!(consumed > 0, "an event that consumes nothing");
-                    events.push(owned(event));
+                    events.push(owned(event, limits));
                 }
             }
         }
@@ -82,7 +96,9 @@ fuzz_target!(|data: &[u8]| {
         max_frame_size: 1 << (b & 0x0F),
         max_message_size: 1 << ((b >> 4) + 1),
     };
-    let whole = feed(stream, || usize::MAX, &limits);
+    // One inflater for both runs, as the event loop shares one.
+    let mut inflater = (a & 0x80 != 0).then(Inflater::new);
+    let whole = feed(stream, || usize::MAX, &limits, inflater.as_mut());
     // Read sizes 1 to 64 from a small generator seeded by the first byte.
     let mut state = u32::from(*a) | 1;
     let split = feed(
@@ -92,6 +108,7 @@ fuzz_target!(|data: &[u8]| {
             ((state >> 16) % 64) as usize + 1
         },
         &limits,
+        inflater.as_mut(),
     );
     assert_eq!(whole, split);
 });

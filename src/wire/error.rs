@@ -3,13 +3,17 @@
 //! sends (SPEC section 3).
 
 use crate::wire::close::CloseCode;
+use crate::wire::deflate::InflateError;
 use std::fmt;
 
 /// Everything a client can get wrong after the handshake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProtocolError {
-    /// RSV1-3 set while no extension is negotiated.
+    /// RSV2 or RSV3 set, or RSV1 without permessage-deflate negotiated.
     ReservedBits,
+    /// RSV1 (compressed) on a control frame or a continuation frame, which
+    /// RFC 7692 section 6 forbids.
+    CompressedBitMisplaced,
     /// An opcode RFC 6455 does not define.
     UnknownOpcode(u8),
     /// A client frame without a mask (section 5.1).
@@ -36,15 +40,34 @@ pub enum ProtocolError {
     FrameTooBig,
     /// A message over `--max-message-size`.
     MessageTooBig,
+    /// A compressed message that inflates past `--max-message-size`
+    /// (SPEC section 10: stopped before the excess is allocated).
+    InflatedTooBig,
+    /// A compressed message that is not valid DEFLATE data.
+    CorruptCompression,
+}
+
+impl From<InflateError> for ProtocolError {
+    fn from(e: InflateError) -> ProtocolError {
+        match e {
+            InflateError::TooBig => ProtocolError::InflatedTooBig,
+            InflateError::Corrupt => ProtocolError::CorruptCompression,
+        }
+    }
 }
 
 impl ProtocolError {
     /// The close code the relay answers this fault with.
     pub fn close_code(self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
-            ProtocolError::FrameTooBig | ProtocolError::MessageTooBig => CloseCode::MESSAGE_TOO_BIG,
+            ProtocolError::InvalidUtf8 | ProtocolError::CorruptCompression => {
+                CloseCode::INVALID_PAYLOAD
+            }
+            ProtocolError::FrameTooBig
+            | ProtocolError::MessageTooBig
+            | ProtocolError::InflatedTooBig => CloseCode::MESSAGE_TOO_BIG,
             ProtocolError::ReservedBits
+            | ProtocolError::CompressedBitMisplaced
             | ProtocolError::UnknownOpcode(_)
             | ProtocolError::Unmasked
             | ProtocolError::FragmentedControl
@@ -61,7 +84,10 @@ impl ProtocolError {
     /// The reason text sent in the close frame (fits in 123 bytes).
     pub fn reason(self) -> &'static str {
         match self {
-            ProtocolError::ReservedBits => "reserved bits set without a negotiated extension",
+            ProtocolError::ReservedBits => "reserved bits set that no negotiated extension defines",
+            ProtocolError::CompressedBitMisplaced => {
+                "compressed bit (RSV1) set on a control or continuation frame"
+            }
             ProtocolError::UnknownOpcode(_) => "unknown opcode",
             ProtocolError::Unmasked => "client frames must be masked",
             ProtocolError::FragmentedControl => "control frames must not be fragmented",
@@ -79,6 +105,10 @@ impl ProtocolError {
             ProtocolError::InvalidUtf8 => "text message is not valid UTF-8",
             ProtocolError::FrameTooBig => "frame exceeds the relay's max frame size",
             ProtocolError::MessageTooBig => "message exceeds the relay's max message size",
+            ProtocolError::InflatedTooBig => {
+                "compressed message inflates past the relay's max message size"
+            }
+            ProtocolError::CorruptCompression => "compressed message is not valid deflate data",
         }
     }
 }
@@ -118,6 +148,10 @@ mod tests {
             (ProtocolError::InvalidUtf8, 1007),
             (ProtocolError::MessageTooBig, 1009),
             (ProtocolError::FrameTooBig, 1009),
+            // permessage-deflate (SPEC section 10, RFC 7692).
+            (ProtocolError::CompressedBitMisplaced, 1002),
+            (ProtocolError::InflatedTooBig, 1009),
+            (ProtocolError::CorruptCompression, 1007),
         ];
         for (err, code) in rows {
             assert_eq!(err.close_code().0, code, "{err}");

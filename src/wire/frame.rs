@@ -6,6 +6,14 @@
 //! client frame, a fragmented or oversized control frame) before waiting for
 //! the rest. Payload length limits are the caller's (see `message`), checked
 //! from the header before any payload is buffered.
+//!
+//! Reserved bits: RSV2 and RSV3 are always an error, since no extension the
+//! relay speaks defines them. RSV1 is an error too unless permessage-deflate
+//! was negotiated ([`parse_header_with`]); then it may be set on a data
+//! frame, where it marks the message compressed (RFC 7692 section 6), and
+//! is still an error on a control or continuation frame. Which data frame
+//! of a message may carry it (the first) is `message`'s to check. The
+//! plain frame's path costs one test of the three bits, as before.
 
 use crate::wire::error::ProtocolError;
 use std::sync::Arc;
@@ -60,6 +68,9 @@ impl Opcode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameHeader {
     pub fin: bool,
+    /// RSV1 on a data frame of a deflate connection: the message is
+    /// compressed (RFC 7692 section 6). Always false otherwise.
+    pub compressed: bool,
     pub opcode: Opcode,
     pub mask: Option<[u8; 4]>,
     pub payload_len: u64,
@@ -72,7 +83,8 @@ pub const MAX_SERVER_HEADER_LEN: usize = 10;
 /// Control frame payloads are at most 125 bytes (section 5.5).
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
 
-/// Parses a frame header from the start of `buf`.
+/// Parses a frame header from the start of `buf`, on a connection with no
+/// extension: any reserved bit is an error.
 ///
 /// Returns `Ok(None)` when more bytes are needed (nothing is consumed), or
 /// the header and its length in bytes. `require_mask` is true on the server
@@ -81,15 +93,29 @@ pub fn parse_header(
     buf: &[u8],
     require_mask: bool,
 ) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
+    parse_header_with(buf, require_mask, false)
+}
+
+/// [`parse_header`] on a connection that may have negotiated
+/// permessage-deflate: with `rsv1_allowed`, RSV1 on a data frame is
+/// reported in [`FrameHeader::compressed`] instead of failing.
+pub fn parse_header_with(
+    buf: &[u8],
+    require_mask: bool,
+    rsv1_allowed: bool,
+) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
     let Some(&[b0, b1]) = buf
         .get(..2)
         .map(|s| <&[u8; 2]>::try_from(s).expect("two bytes"))
     else {
         return Ok(None);
     };
-    if b0 & 0x70 != 0 {
-        // No extension is negotiated, so RSV1-3 must be zero (section 5.2).
-        return Err(ProtocolError::ReservedBits);
+    if b0 & RESERVED_BITS != 0 {
+        if !rsv1_allowed {
+            // No extension is negotiated: RSV1-3 must be zero (section 5.2).
+            return Err(ProtocolError::ReservedBits);
+        }
+        check_deflate_reserved_bits(b0)?;
     }
     let opcode = Opcode::from_wire(b0 & 0x0F).ok_or(ProtocolError::UnknownOpcode(b0 & 0x0F))?;
     let fin = b0 & 0x80 != 0;
@@ -138,12 +164,32 @@ pub fn parse_header(
     Ok(Some((
         FrameHeader {
             fin,
+            // Constant false on the plain path, where RSV1 already failed.
+            compressed: rsv1_allowed && b0 & RSV1 != 0,
             opcode,
             mask,
             payload_len,
         },
         pos,
     )))
+}
+
+/// RSV1, RSV2 and RSV3 (section 5.2).
+const RESERVED_BITS: u8 = 0x70;
+/// RSV1: "Per-Message Compressed" under permessage-deflate.
+const RSV1: u8 = 0x40;
+
+/// A reserved bit on a deflate connection: only RSV1, and only on a data
+/// frame (RFC 7692 section 6: never on control frames or continuations).
+#[inline]
+fn check_deflate_reserved_bits(b0: u8) -> Result<(), ProtocolError> {
+    if b0 & RESERVED_BITS != RSV1 {
+        return Err(ProtocolError::ReservedBits);
+    }
+    match b0 & 0x0F {
+        0x0 | 0x8..=0xF => Err(ProtocolError::CompressedBitMisplaced),
+        _ => Ok(()),
+    }
 }
 
 /// Writes an unmasked (server) header for a final frame into `out` and
@@ -384,6 +430,48 @@ mod tests {
         ];
         for (bytes, err) in cases {
             assert_eq!(parse_header(bytes, true), Err(*err), "{bytes:02x?}");
+        }
+    }
+
+    /// RFC 7692 section 6 and RFC 6455 section 5.2: which reserved bits
+    /// each kind of connection accepts. (first byte, deflate negotiated,
+    /// result: `Ok(compressed)` or the error.)
+    #[test]
+    fn reserved_bits_with_and_without_deflate() {
+        use ProtocolError::{CompressedBitMisplaced as Misplaced, ReservedBits as Reserved};
+        let rows: &[(u8, bool, Result<bool, ProtocolError>)] = &[
+            // Without deflate: every reserved bit is an error, as before.
+            (0x81, false, Ok(false)),
+            (0xC1, false, Err(Reserved)),
+            (0xC2, false, Err(Reserved)),
+            (0x41, false, Err(Reserved)),
+            (0xA1, false, Err(Reserved)),
+            (0x91, false, Err(Reserved)),
+            // With deflate: RSV1 on a text or binary frame, final or not.
+            (0x81, true, Ok(false)),
+            (0xC1, true, Ok(true)),
+            (0xC2, true, Ok(true)),
+            (0x41, true, Ok(true)),
+            (0x42, true, Ok(true)),
+            // ...never on a continuation or a control frame...
+            (0xC0, true, Err(Misplaced)),
+            (0x40, true, Err(Misplaced)),
+            (0xC8, true, Err(Misplaced)),
+            (0xC9, true, Err(Misplaced)),
+            (0xCA, true, Err(Misplaced)),
+            // ...and RSV2, RSV3 stay errors, alone or with RSV1.
+            (0xA1, true, Err(Reserved)),
+            (0x91, true, Err(Reserved)),
+            (0xE1, true, Err(Reserved)),
+            (0xF1, true, Err(Reserved)),
+            (0xB0, true, Err(Reserved)),
+            // Unknown opcodes are still reported as such.
+            (0xC3, true, Err(ProtocolError::UnknownOpcode(3))),
+        ];
+        for &(b0, deflate, want) in rows {
+            let got = parse_header_with(&[b0, 0x80, 1, 2, 3, 4], true, deflate)
+                .map(|h| h.expect("whole header").0.compressed);
+            assert_eq!(got, want, "{b0:#04x}, deflate {deflate}");
         }
     }
 

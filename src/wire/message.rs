@@ -17,8 +17,24 @@
 //!   is returned as a slice of the input with no copy.
 //! - The leftover the caller must keep between calls is therefore at most a
 //!   partial header or a partial control frame (under 140 bytes).
+//!
+//! permessage-deflate (RFC 7692), through [`Decoder::decode_deflate`] on a
+//! connection that negotiated it:
+//! - RSV1 on the first frame of a data message marks the message
+//!   compressed; on a control or continuation frame it is a protocol error
+//!   (`frame::parse_header_with`). [`Decoder::decode`] keeps refusing RSV1.
+//! - A compressed message's fragments are assembled like any message, and
+//!   bounded the same way: `max_frame_size` and `max_message_size` apply to
+//!   the compressed bytes from the header alone. A whole single-frame
+//!   compressed message is inflated straight from the input.
+//! - When it ends, the message is inflated with the caller's inflater into
+//!   the caller's buffer, bounded while inflating by `max_message_size`, and
+//!   text is UTF-8-checked after inflating. The decoder owns no inflater:
+//!   the event loop lends its one inflater and output buffer per call, so a
+//!   connection costs no more than before.
 
 use crate::wire::close::CloseCode;
+use crate::wire::deflate::Inflater;
 use crate::wire::error::ProtocolError;
 use crate::wire::frame::{self, FrameHeader, Opcode};
 use crate::wire::mask::unmask;
@@ -65,6 +81,9 @@ pub struct Decoder {
     frame: Option<StreamingFrame>,
     /// The kind of the message in progress, if any.
     message: Option<DataKind>,
+    /// The message in progress is compressed (RSV1 on its first frame):
+    /// `buf` holds DEFLATE data, inflated and UTF-8-checked when it ends.
+    compressed: bool,
     /// The message being assembled (empty, with no capacity, when idle).
     buf: Vec<u8>,
     utf8: Utf8Validator,
@@ -83,11 +102,42 @@ struct StreamingFrame {
 impl Decoder {
     /// Decodes from `input` (unmasking it in place). Call again with the
     /// unconsumed rest after handling the event; stop when `event` is `None`.
+    /// For a connection without permessage-deflate: RSV1 is an error.
     pub fn decode<'a>(
         &'a mut self,
         input: &'a mut [u8],
         limits: &Limits,
     ) -> Result<Decoded<'a>, ProtocolError> {
+        self.decode_inner(input, limits, None)
+    }
+
+    /// [`decode`](Self::decode) for a connection that negotiated
+    /// permessage-deflate. A compressed message is inflated into `out`
+    /// (cleared first) with `inflater`, both the event loop's, and its
+    /// `Event::Message` payload is then a slice of `out`; a plain message
+    /// comes out exactly as from `decode`. Inflating faults map to
+    /// `InflatedTooBig` (1009) and `CorruptCompression` (1007).
+    pub fn decode_deflate<'a>(
+        &'a mut self,
+        input: &'a mut [u8],
+        limits: &Limits,
+        inflater: &mut Inflater,
+        out: &'a mut Vec<u8>,
+    ) -> Result<Decoded<'a>, ProtocolError> {
+        self.decode_inner(input, limits, Some((inflater, out)))
+    }
+
+    /// Both entry points; `inflate` is `Some` exactly when RSV1 is allowed.
+    /// Always inlined so `decode`'s copy has the deflate branches folded
+    /// away and its fast path is unchanged.
+    #[inline(always)]
+    fn decode_inner<'a>(
+        &'a mut self,
+        input: &'a mut [u8],
+        limits: &Limits,
+        mut inflate: Option<(&mut Inflater, &'a mut Vec<u8>)>,
+    ) -> Result<Decoded<'a>, ProtocolError> {
+        let rsv1_allowed = inflate.is_some();
         let mut pos = 0;
         loop {
             if let Some(mut f) = self.frame {
@@ -99,7 +149,7 @@ impl Decoder {
                     pos += take;
                     f.phase = ((usize::from(f.phase) + take) % 4) as u8;
                     f.remaining -= take as u64;
-                    if self.message == Some(DataKind::Text) {
+                    if self.message == Some(DataKind::Text) && !self.compressed {
                         self.utf8
                             .advance(&self.buf)
                             .map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -114,12 +164,14 @@ impl Decoder {
                 }
                 self.frame = None;
                 if f.fin {
-                    return self.finish_buffered(pos);
+                    return self.finish_buffered(pos, limits, inflate.take());
                 }
                 continue;
             }
 
-            let Some((header, header_len)) = frame::parse_header(&input[pos..], true)? else {
+            let Some((header, header_len)) =
+                frame::parse_header_with(&input[pos..], true, rsv1_allowed)?
+            else {
                 return Ok(Decoded {
                     consumed: pos,
                     event: None,
@@ -165,6 +217,13 @@ impl Decoder {
                 // Fast path: a whole single-frame message, returned in place.
                 let payload = &mut input[start..start + len];
                 unmask(payload, mask, 0);
+                if header.compressed {
+                    let message = inflate_message(payload, kind, limits, inflate.take())?;
+                    return Ok(Decoded {
+                        consumed: start + len,
+                        event: Some(Event::Message(kind, message)),
+                    });
+                }
                 if kind == DataKind::Text {
                     utf8::validate(payload).map_err(|_| ProtocolError::InvalidUtf8)?;
                 }
@@ -175,6 +234,7 @@ impl Decoder {
             }
             if self.message.is_none() {
                 self.message = Some(kind);
+                self.compressed = header.compressed;
                 self.buf.clear();
                 self.utf8.reset();
             }
@@ -219,11 +279,23 @@ impl Decoder {
         Ok(())
     }
 
-    fn finish_buffered(&mut self, consumed: usize) -> Result<Decoded<'_>, ProtocolError> {
+    fn finish_buffered<'a>(
+        &'a mut self,
+        consumed: usize,
+        limits: &Limits,
+        inflate: Option<(&mut Inflater, &'a mut Vec<u8>)>,
+    ) -> Result<Decoded<'a>, ProtocolError> {
         let kind = self
             .message
             .take()
             .expect("a message is in progress when its last frame ends");
+        if std::mem::take(&mut self.compressed) {
+            let message = inflate_message(&self.buf, kind, limits, inflate)?;
+            return Ok(Decoded {
+                consumed,
+                event: Some(Event::Message(kind, message)),
+            });
+        }
         if kind == DataKind::Text {
             self.utf8
                 .finish(&self.buf)
@@ -234,6 +306,25 @@ impl Decoder {
             event: Some(Event::Message(kind, &self.buf)),
         })
     }
+}
+
+/// Inflates a whole compressed message into the loop's buffer, bounded by
+/// `max_message_size`, and checks text as UTF-8 once inflated.
+fn inflate_message<'a>(
+    compressed: &[u8],
+    kind: DataKind,
+    limits: &Limits,
+    inflate: Option<(&mut Inflater, &'a mut Vec<u8>)>,
+) -> Result<&'a [u8], ProtocolError> {
+    // RSV1 is only accepted when the caller lent an inflater.
+    let (inflater, out) = inflate.ok_or(ProtocolError::ReservedBits)?;
+    out.clear();
+    let max_output = usize::try_from(limits.max_message_size).unwrap_or(usize::MAX);
+    inflater.inflate(compressed, max_output, out)?;
+    if kind == DataKind::Text {
+        utf8::validate(out).map_err(|_| ProtocolError::InvalidUtf8)?;
+    }
+    Ok(out)
 }
 
 /// Parses a close frame payload (section 5.5.1): empty, or a valid status
@@ -278,13 +369,30 @@ mod tests {
     /// Feeds `stream` in pieces of `chunk` bytes, like reads from a socket,
     /// keeping the unconsumed rest as the event loop does.
     fn run(stream: &[u8], chunk: usize, limits: &Limits) -> Vec<Owned> {
+        run_with(stream, chunk, limits, None)
+    }
+
+    /// `run` through `decode_deflate` when given the loop's inflater.
+    fn run_with(
+        stream: &[u8],
+        chunk: usize,
+        limits: &Limits,
+        mut inflater: Option<&mut Inflater>,
+    ) -> Vec<Owned> {
         let mut decoder = Decoder::default();
         let mut pending: Vec<u8> = Vec::new();
+        let mut inflated = Vec::new();
         let mut out = Vec::new();
         for piece in stream.chunks(chunk.max(1)) {
             pending.extend_from_slice(piece);
             loop {
-                match decoder.decode(&mut pending, limits) {
+                let result = match inflater.as_deref_mut() {
+                    Some(inflater) => {
+                        decoder.decode_deflate(&mut pending, limits, inflater, &mut inflated)
+                    }
+                    None => decoder.decode(&mut pending, limits),
+                };
+                match result {
                     Err(e) => {
                         out.push(Owned::Error(e));
                         return out;
@@ -455,6 +563,226 @@ mod tests {
                 vec![Owned::Message(DataKind::Text, payload.clone())]
             );
         }
+    }
+
+    /// A client frame with RSV1 set (a compressed message's first frame).
+    fn compressed_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = client_frame(fin, opcode, payload);
+        f[0] |= 0x40;
+        f
+    }
+
+    fn deflate(message: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        crate::wire::deflate::Compressor::new()
+            .compress(message, crate::wire::deflate::WindowBits::MAX, &mut out)
+            .unwrap();
+        out
+    }
+
+    fn deflate_splits(stream: &[u8], limits: &Limits) -> Vec<Owned> {
+        let mut inflater = Inflater::new();
+        let whole = run_with(stream, stream.len(), limits, Some(&mut inflater));
+        for chunk in 1..stream.len().min(40) {
+            assert_eq!(
+                run_with(stream, chunk, limits, Some(&mut inflater)),
+                whole,
+                "chunk size {chunk}"
+            );
+        }
+        whole
+    }
+
+    /// RFC 7692 section 6 with section 7.2.3's examples: compressed single
+    /// frames, plain messages on the same connection, and the rules for
+    /// RSV1 on continuations and control frames.
+    #[test]
+    fn compressed_messages() {
+        let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        let mut s = compressed_frame(true, 0x1, &hello);
+        s.extend(client_frame(true, 0x1, b"plain"));
+        s.extend(compressed_frame(true, 0x2, &deflate(&[0, 1, 2, 0, 1, 2])));
+        // An empty compressed message, and an empty payload.
+        s.extend(compressed_frame(true, 0x1, &[0x02, 0x00]));
+        s.extend(compressed_frame(true, 0x1, &[]));
+        assert_eq!(
+            deflate_splits(&s, &LIMITS),
+            vec![
+                Owned::Message(DataKind::Text, b"Hello".to_vec()),
+                Owned::Message(DataKind::Text, b"plain".to_vec()),
+                Owned::Message(DataKind::Binary, vec![0, 1, 2, 0, 1, 2]),
+                Owned::Message(DataKind::Text, vec![]),
+                Owned::Message(DataKind::Text, vec![]),
+            ]
+        );
+        // Without deflate negotiated, RSV1 stays a protocol error.
+        assert_eq!(
+            run(&compressed_frame(true, 0x1, &hello), 100, &LIMITS),
+            vec![Owned::Error(ProtocolError::ReservedBits)]
+        );
+    }
+
+    /// RFC 7692 section 7.2.3.2: a compressed message in fragments, RSV1 on
+    /// the first only, control frames between them.
+    #[test]
+    fn fragmented_compressed_messages() {
+        let text = String::from_utf8(crate::wire::deflate::sample::chat_json(3_000)).unwrap();
+        let packed = deflate(text.as_bytes());
+        let parts: Vec<&[u8]> = packed.chunks(packed.len() / 3 + 1).collect();
+        let mut s = compressed_frame(false, 0x1, parts[0]);
+        s.extend(client_frame(true, 0x9, b"ping"));
+        s.extend(client_frame(false, 0x0, parts[1]));
+        s.extend(client_frame(false, 0x0, b""));
+        s.extend(client_frame(true, 0x0, parts[2]));
+        s.extend(client_frame(true, 0x1, b"after"));
+        assert_eq!(
+            deflate_splits(&s, &LIMITS),
+            vec![
+                Owned::Ping(b"ping".to_vec()),
+                Owned::Message(DataKind::Text, text.into_bytes()),
+                Owned::Message(DataKind::Text, b"after".to_vec()),
+            ]
+        );
+        // "Hello" as RFC 7692 section 7.2.3.2 splits it.
+        let mut s = compressed_frame(false, 0x1, &[0xf2, 0x48, 0xcd]);
+        s.extend(client_frame(true, 0x0, &[0xc9, 0xc9, 0x07, 0x00]));
+        assert_eq!(
+            deflate_splits(&s, &LIMITS),
+            vec![Owned::Message(DataKind::Text, b"Hello".to_vec())]
+        );
+    }
+
+    /// SPEC section 3 and 10: one row per deflate fault on a deflate
+    /// connection, each with the error (and so the close code) it gets.
+    #[test]
+    fn compressed_faults() {
+        let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        let small = Limits {
+            max_frame_size: 1 << 20,
+            max_message_size: 1_000,
+        };
+        let bomb = deflate(&vec![b'a'; 100_000]);
+        assert!(bomb.len() < 200);
+        let mut rsv1_continuation = compressed_frame(false, 0x1, &hello[..3]);
+        rsv1_continuation.extend(compressed_frame(true, 0x0, &hello[3..]));
+        let mut two_compressed_starts = compressed_frame(false, 0x1, &hello[..3]);
+        two_compressed_starts.extend(compressed_frame(true, 0x1, &hello[3..]));
+        let mut fragmented_bomb = compressed_frame(false, 0x2, &bomb[..50]);
+        fragmented_bomb.extend(client_frame(true, 0x0, &bomb[50..]));
+        // Compressed size over the limit: refused from the header.
+        let incompressible: Vec<u8> = (0..2_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        let rows: Vec<(&str, Vec<u8>, ProtocolError, u16)> = vec![
+            (
+                "RSV1 on a continuation",
+                rsv1_continuation,
+                ProtocolError::CompressedBitMisplaced,
+                1002,
+            ),
+            (
+                "RSV1 on a ping",
+                compressed_frame(true, 0x9, b""),
+                ProtocolError::CompressedBitMisplaced,
+                1002,
+            ),
+            (
+                "RSV1 on a close",
+                compressed_frame(true, 0x8, &[0x03, 0xE8]),
+                ProtocolError::CompressedBitMisplaced,
+                1002,
+            ),
+            (
+                "RSV2",
+                {
+                    let mut f = client_frame(true, 0x1, b"x");
+                    f[0] |= 0x20;
+                    f
+                },
+                ProtocolError::ReservedBits,
+                1002,
+            ),
+            (
+                "RSV1 and RSV3",
+                {
+                    let mut f = compressed_frame(true, 0x1, &hello);
+                    f[0] |= 0x10;
+                    f
+                },
+                ProtocolError::ReservedBits,
+                1002,
+            ),
+            (
+                "a new compressed message inside one",
+                two_compressed_starts,
+                ProtocolError::ExpectedContinuation,
+                1002,
+            ),
+            (
+                "a bomb in one frame",
+                compressed_frame(true, 0x2, &bomb),
+                ProtocolError::InflatedTooBig,
+                1009,
+            ),
+            (
+                "a bomb in fragments",
+                fragmented_bomb,
+                ProtocolError::InflatedTooBig,
+                1009,
+            ),
+            (
+                "compressed bytes over the message limit",
+                compressed_frame(true, 0x2, &deflate(&incompressible)),
+                ProtocolError::MessageTooBig,
+                1009,
+            ),
+            (
+                "a corrupt stream",
+                compressed_frame(true, 0x1, &[0xff, 0xff, 0xff]),
+                ProtocolError::CorruptCompression,
+                1007,
+            ),
+            (
+                "invalid UTF-8 once inflated",
+                compressed_frame(true, 0x1, &deflate(b"ok \xC0\xAF then")),
+                ProtocolError::InvalidUtf8,
+                1007,
+            ),
+            (
+                "UTF-8 cut short by the end of the message",
+                compressed_frame(true, 0x1, &deflate(&"caf\u{e9}".as_bytes()[..4])),
+                ProtocolError::InvalidUtf8,
+                1007,
+            ),
+        ];
+        for (what, stream, err, code) in rows {
+            let mut inflater = Inflater::new();
+            for chunk in [1, 7, stream.len()] {
+                assert_eq!(
+                    run_with(&stream, chunk, &small, Some(&mut inflater)),
+                    vec![Owned::Error(err)],
+                    "{what}, reads of {chunk}"
+                );
+            }
+            assert_eq!(err.close_code().0, code, "{what}");
+        }
+        // Invalid UTF-8 in a binary message is just bytes.
+        let s = compressed_frame(true, 0x2, &deflate(b"\xC0\xAF"));
+        assert_eq!(
+            deflate_splits(&s, &small),
+            vec![Owned::Message(DataKind::Binary, b"\xC0\xAF".to_vec())]
+        );
+    }
+
+    /// The decoder owns no inflater and no inflated bytes: its size is
+    /// what it was, and the inflated message lives in the loop's buffer.
+    #[test]
+    fn the_decoder_stays_small() {
+        assert!(
+            std::mem::size_of::<Decoder>() <= 72,
+            "{}",
+            std::mem::size_of::<Decoder>()
+        );
     }
 
     #[test]

@@ -13,9 +13,14 @@
 //!   from fragments and interleaved control frames, with the size limits
 //!   checked from headers before payload is buffered;
 //! - [`close`], [`error`]: close codes, and one error enum whose every
-//!   variant maps to exactly one close code (SPEC section 3).
+//!   variant maps to exactly one close code (SPEC section 3);
+//! - [`deflate`]: permessage-deflate (RFC 7692): negotiation, compressing a
+//!   message once for every recipient, and inflating with the output
+//!   bounded while it is produced. The loop owns one compressor and one
+//!   inflater; no connection holds either.
 
 pub mod close;
+pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod http;
