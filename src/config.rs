@@ -11,6 +11,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// A feature flag: `on` or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
 /// `--io-uring`: how writes to clients reach the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum IoUringMode {
@@ -270,6 +277,19 @@ pub struct Config {
         requires = "tls_cert"
     )]
     pub tls_key: Option<PathBuf>,
+
+    /// permessage-deflate (RFC 7692), which every browser offers: `on`
+    /// accepts an offer with server_no_context_takeover and
+    /// client_no_context_takeover, so no connection holds compression state;
+    /// `off` declines every offer.
+    #[arg(long, env = "ROOMCAST_DEFLATE", value_enum, default_value_t = Switch::On)]
+    pub deflate: Switch,
+
+    /// With permessage-deflate, messages shorter than this go out
+    /// uncompressed (bytes); a broadcast at least this long is compressed
+    /// once for every member that negotiated it.
+    #[arg(long, env = "ROOMCAST_DEFLATE_MIN_SIZE", default_value = "256", value_parser = parse_size)]
+    pub deflate_min_size: usize,
 
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, env = "ROOMCAST_LOG_LEVEL", default_value = "info", value_parser = parse_level)]

@@ -26,6 +26,11 @@ pub struct Metrics {
     /// TLS handshakes completed, and failed by reason
     /// ([`crate::tls::Failure::ALL`]).
     pub tls_handshakes: u64,
+    /// Compression calls (one per compressed broadcast, at most), and the
+    /// bytes they took and gave.
+    pub deflate_compressions: u64,
+    pub deflate_bytes_in: u64,
+    pub deflate_bytes_out: u64,
     pub tls_handshake_failures: [u64; crate::tls::Failure::ALL.len()],
     pub accept_errors: u64,
     /// Sends completed through io_uring, and the submissions that carried them.
@@ -171,6 +176,24 @@ impl Metrics {
             "counter",
             "Chat messages refused by --max-messages-per-second.",
             self.rate_limited.to_string(),
+        );
+        line(
+            "roomcast_deflate_compressions_total",
+            "counter",
+            "permessage-deflate compressions: one per compressed broadcast, never one per recipient.",
+            self.deflate_compressions.to_string(),
+        );
+        line(
+            "roomcast_deflate_bytes_in_total",
+            "counter",
+            "Bytes given to the compressor.",
+            self.deflate_bytes_in.to_string(),
+        );
+        line(
+            "roomcast_deflate_bytes_out_total",
+            "counter",
+            "Bytes the compressor made of them.",
+            self.deflate_bytes_out.to_string(),
         );
         line(
             "roomcast_tls_handshakes_total",

@@ -4,8 +4,8 @@
 //! once, at start. Nothing downstream re-checks a flag.
 
 use crate::auth::AuthSettings;
-use crate::config::{Config, IoUringMode};
-use crate::session::{Policy, Ticks};
+use crate::config::{Config, IoUringMode, Switch};
+use crate::session::{DeflatePolicy, Policy, Ticks};
 use crate::tls::CertFiles;
 use crate::wire::http::OriginPolicy;
 use crate::wire::message::Limits;
@@ -161,6 +161,9 @@ impl Settings {
                 origins: OriginPolicy::new(&c.allowed_origins),
                 publish_token: c.publish_token.clone(),
                 rate: auth.rate,
+                deflate: (c.deflate == Switch::On).then_some(DeflatePolicy {
+                    min_size: c.deflate_min_size,
+                }),
             },
             grace: Ticks::from_duration(c.shutdown_grace),
             auth,

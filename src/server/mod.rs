@@ -51,11 +51,13 @@ use crate::relay::delivery::Delivery;
 use crate::relay::room::RoomId;
 use crate::relay::worker::Outcome;
 use crate::relay::{ConnId, Published, Relay};
-use crate::session::{Cx, Effect, Member, Route, Session, Sink, Tick, Ticks, Upgrade};
+use crate::session::{Compression, Cx, Effect, Member, Route, Session, Sink, Tick, Ticks, Upgrade};
 use crate::settings::Settings;
 use crate::tls;
+use crate::wire::deflate::WindowBits;
 use crate::wire::frame::Frame;
 use crate::wire::http::{Rejection, WsRoute};
+use crate::wire::message::DataKind;
 use accept::Acceptor;
 use conn::Connections;
 use control::Control;
@@ -154,6 +156,9 @@ pub struct Server {
     tls_plain: Vec<u8>,
     tls_out: Vec<u8>,
     tls_gather: Vec<u8>,
+    /// The one compressor and inflater (permessage-deflate): lent to
+    /// sessions, and used by fan-out to compress a broadcast once.
+    compression: Box<Compression>,
 }
 
 /// The loop's side of a session's [`Sink`]: chat messages into the decode
@@ -268,6 +273,7 @@ impl Server {
             tls_plain: Vec::new(),
             tls_out: Vec::new(),
             tls_gather: Vec::new(),
+            compression: Box::default(),
         })
     }
 
@@ -447,6 +453,7 @@ impl Server {
             now: self.now,
             policy: &self.settings.policy,
             out: &mut out,
+            compression: &mut self.compression,
         };
         input(&mut conn.session, &mut cx);
         if conn.session.wants_write() && !conn.dirty {
@@ -962,15 +969,37 @@ impl Server {
         self.arrivals = arrivals;
     }
 
-    /// Queues one shared frame for every member of `room`.
+    /// Queues one shared frame for every member of `room`: the plain
+    /// frame, or, for members that negotiated permessage-deflate, one
+    /// compressed frame made at most once per window size (once in
+    /// practice: browsers leave the server's window at its default).
     fn fanout(&mut self, room: RoomId, frame: &Frame) {
         let Some(room) = self.relay.rooms.get(room) else {
             return;
         };
         self.metrics.messages_delivered += room.members.len() as u64;
+        // Per window bits 8..=15: not made yet, or the frame to send (the
+        // plain one when compressing would not shrink it).
+        let mut compressed: [Option<Frame>; 8] = Default::default();
         for &member in &room.members {
             let conn = &mut self.conns[member];
             debug_assert!(conn.session.is_open());
+            let frame = match (conn.session.deflate(), &self.settings.policy.deflate) {
+                (Some(params), Some(policy)) => {
+                    let window = params.server_window();
+                    let slot = &mut compressed[usize::from(window.get() - WindowBits::MIN.get())];
+                    &*slot.get_or_insert_with(|| {
+                        compress_frame(
+                            frame,
+                            window,
+                            policy,
+                            &mut self.compression.compressor,
+                            &mut self.metrics,
+                        )
+                    })
+                }
+                _ => frame,
+            };
             if conn
                 .session
                 .queue(frame.clone(), &self.settings.policy, self.now)
@@ -1315,6 +1344,25 @@ impl Server {
 fn parse(config: &Config) -> std::io::Result<Settings> {
     Settings::from_config(config.clone())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+}
+
+/// A server text frame compressed for members with `window`, or the frame
+/// itself when it is short or would not shrink.
+fn compress_frame(
+    frame: &Frame,
+    window: WindowBits,
+    policy: &crate::session::DeflatePolicy,
+    compressor: &mut crate::wire::deflate::Compressor,
+    metrics: &mut Metrics,
+) -> Frame {
+    let Ok(Some((_, header))) = crate::wire::frame::parse_header(frame, false) else {
+        return frame.clone();
+    };
+    let payload = &frame[header..];
+    match Compression::frame_for(compressor, DataKind::Text, payload, window, policy, metrics) {
+        Some(bytes) => Frame::from(bytes),
+        None => frame.clone(),
+    }
 }
 
 /// Seconds since the Unix epoch, for token timestamps.

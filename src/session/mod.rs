@@ -49,6 +49,7 @@ use crate::metrics::Metrics;
 use crate::relay::room::{Membership, RoomId};
 use crate::relay::sendq::SendQueue;
 use crate::wire::close::CloseCode;
+use crate::wire::deflate::{Compressor, DeflateParams, Inflater, WindowBits};
 use crate::wire::error::ProtocolError;
 use crate::wire::frame::{self, Frame, Opcode};
 use crate::wire::http::{self, OriginPolicy, Page, Rejection, WsRoute};
@@ -87,6 +88,58 @@ pub struct Policy {
     pub publish_token: Option<String>,
     /// `--max-messages-per-second` and `--rate-burst`, per chat connection.
     pub rate: Option<RateLimit>,
+    /// `--deflate on`: permessage-deflate is offered back; `None` when off.
+    pub deflate: Option<DeflatePolicy>,
+}
+
+/// How the relay uses permessage-deflate once a client negotiated it.
+#[derive(Clone, Copy, Debug)]
+pub struct DeflatePolicy {
+    /// `--deflate-min-size`: smaller messages go out uncompressed (RSV1
+    /// clear), which RFC 7692 allows message by message.
+    pub min_size: usize,
+}
+
+/// The compression state the loop owns and lends to every input: one
+/// inflater (and its output) and one compressor, reset per message. No
+/// connection holds any, which is what `server_no_context_takeover` and
+/// `client_no_context_takeover` buy.
+#[derive(Default)]
+pub struct Compression {
+    pub inflater: Inflater,
+    /// The last inflated message (capacity kept, up to
+    /// `--max-message-size`).
+    pub inflated: Vec<u8>,
+    pub compressor: Compressor,
+}
+
+impl std::fmt::Debug for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Compression")
+    }
+}
+
+impl Compression {
+    /// `payload` as a compressed frame of `kind` for a client whose window
+    /// is `window`, or `None` when it is under the minimum or would not
+    /// shrink; counts the work in `metrics`.
+    pub fn frame_for(
+        compressor: &mut Compressor,
+        kind: DataKind,
+        payload: &[u8],
+        window: WindowBits,
+        policy: &DeflatePolicy,
+        metrics: &mut Metrics,
+    ) -> Option<Vec<u8>> {
+        if payload.len() < policy.min_size {
+            return None;
+        }
+        let compressed = compressor.frame(kind, payload, window).ok()?;
+        metrics.deflate_compressions += 1;
+        metrics.deflate_bytes_in += compressed.stats.bytes_in;
+        metrics.deflate_bytes_out += compressed.stats.bytes_out;
+        compressed.stats.shrinks().then_some(compressed.frame)
+    }
 }
 
 impl Policy {
@@ -122,6 +175,9 @@ impl Default for Policy {
             origins: OriginPolicy::default(),
             publish_token: None,
             rate: None,
+            deflate: Some(DeflatePolicy {
+                min_size: crate::wire::deflate::DEFAULT_MIN_SIZE,
+            }),
         }
     }
 }
@@ -223,6 +279,8 @@ pub struct Cx<'a, S: Sink> {
     pub now: Tick,
     pub policy: &'a Policy,
     pub out: &'a mut S,
+    /// The loop's compressor and inflater, lent for this input.
+    pub compression: &'a mut Compression,
 }
 
 /// An open WebSocket's endpoint.
@@ -303,12 +361,17 @@ struct Upgrading {
     rx: Vec<u8>,
     /// The `Sec-WebSocket-Accept` value for the 101.
     accept: String,
+    /// permessage-deflate, if the offer was accepted.
+    deflate: Option<DeflateParams>,
 }
 
 #[derive(Debug)]
 struct Open {
     framed: Framed,
     route: Route,
+    /// permessage-deflate, as negotiated (2 bytes; the state that makes it
+    /// work is the loop's).
+    deflate: Option<DeflateParams>,
     /// Identity, rights and rate of a chat member, when any applies.
     member: Option<Box<Member>>,
     /// When the client last sent anything: the base of pings and the idle
@@ -413,6 +476,14 @@ impl Session {
     /// Over: nothing more will happen.
     pub fn is_ended(&self) -> bool {
         matches!(self.stage, Stage::Ended)
+    }
+
+    /// What permessage-deflate agreed for an open connection, if it did.
+    pub fn deflate(&self) -> Option<&DeflateParams> {
+        match &self.stage {
+            Stage::Open(open) => open.deflate.as_ref(),
+            _ => None,
+        }
     }
 
     /// The room membership of an open chat connection.
@@ -642,11 +713,14 @@ impl Session {
             debug_assert!(false, "accept_upgrade outside the upgrading stage");
             return;
         };
-        self.tx
-            .push(Frame::from(http::upgrade_response(&up.accept)));
+        let extension = up.deflate.as_ref().map(DeflateParams::response);
+        self.tx.push(Frame::from(http::upgrade_response_with(
+            &up.accept, extension,
+        )));
         self.stage = Stage::Open(Open {
             framed: Framed::default(),
             route,
+            deflate: up.deflate,
             member,
             last_rx: cx.now,
             pinged: false,
@@ -874,9 +948,17 @@ impl Session {
                         keep_alive,
                     });
                 }
-                Asked::Upgrade { asked, accept } => {
+                Asked::Upgrade {
+                    asked,
+                    accept,
+                    deflate,
+                } => {
                     let rx = std::mem::take(&mut req.rx);
-                    self.stage = Stage::Upgrading(Upgrading { rx, accept });
+                    self.stage = Stage::Upgrading(Upgrading {
+                        rx,
+                        accept,
+                        deflate,
+                    });
                     cx.out.effect(Effect::Upgrade(asked));
                     return;
                 }
@@ -965,23 +1047,32 @@ impl Session {
     fn decode<S: Sink>(&mut self, input: &mut [u8], cx: &mut Cx<'_, S>) -> usize {
         let mut pos = 0;
         loop {
-            let (framed, route, mut member) = match &mut self.stage {
+            let (framed, route, mut member, deflate) = match &mut self.stage {
                 Stage::Open(open) => (
                     &mut open.framed,
                     Some(open.route),
                     open.member.as_deref_mut(),
+                    open.deflate,
                 ),
-                Stage::Closing(framed) => (framed, None, None),
+                Stage::Closing(framed) => (framed, None, None, None),
                 _ => return pos,
             };
-            let Decoded { consumed, event } =
-                match framed.decoder.decode(&mut input[pos..], &cx.policy.limits) {
-                    Ok(decoded) => decoded,
-                    Err(e) => {
-                        self.on_wire_fault(e, cx);
-                        return pos;
-                    }
-                };
+            let decoded = match deflate {
+                Some(_) => framed.decoder.decode_deflate(
+                    &mut input[pos..],
+                    &cx.policy.limits,
+                    &mut cx.compression.inflater,
+                    &mut cx.compression.inflated,
+                ),
+                None => framed.decoder.decode(&mut input[pos..], &cx.policy.limits),
+            };
+            let Decoded { consumed, event } = match decoded {
+                Ok(decoded) => decoded,
+                Err(e) => {
+                    self.on_wire_fault(e, cx);
+                    return pos;
+                }
+            };
             pos += consumed;
             let Some(event) = event else {
                 return pos;
@@ -993,7 +1084,9 @@ impl Session {
                     cx.out.metrics().messages_received += 1;
                     // A chat member's rate and rights come before its content.
                     let refused = match (route, member.as_deref_mut()) {
-                        (Route::Chat(_), Some(member)) => admit(member, cx),
+                        (Route::Chat(_), Some(member)) => {
+                            admit(member, cx.policy, cx.now, &mut *cx.out)
+                        }
                         _ => None,
                     };
                     let user = match (route, member.as_deref()) {
@@ -1004,11 +1097,26 @@ impl Session {
                         next
                     } else {
                         match (route, kind) {
-                            (Route::Echo, DataKind::Text) => {
-                                Next::Send(frame::encode_frame(Opcode::Text, payload))
-                            }
-                            (Route::Echo, DataKind::Binary) => {
-                                Next::Send(frame::encode_frame(Opcode::Binary, payload))
+                            (Route::Echo, kind) => {
+                                // Compressed by the same rules as a broadcast.
+                                let compressed = match (deflate, cx.policy.deflate.as_ref()) {
+                                    (Some(params), Some(policy)) => Compression::frame_for(
+                                        &mut cx.compression.compressor,
+                                        kind,
+                                        payload,
+                                        params.server_window(),
+                                        policy,
+                                        cx.out.metrics(),
+                                    ),
+                                    _ => None,
+                                };
+                                Next::Send(compressed.unwrap_or_else(|| {
+                                    let opcode = match kind {
+                                        DataKind::Text => Opcode::Text,
+                                        DataKind::Binary => Opcode::Binary,
+                                    };
+                                    frame::encode_frame(opcode, payload)
+                                }))
                             }
                             (Route::Chat(m), DataKind::Text) => {
                                 cx.out.chat(m.room, payload, user);
@@ -1168,24 +1276,24 @@ impl Session {
 
 /// A chat member's message against its rate and rights: `None` lets it
 /// through; otherwise what to do instead.
-fn admit<S: Sink>(member: &mut Member, cx: &mut Cx<'_, S>) -> Option<Next> {
-    if let (Some(bucket), Some(rate)) = (member.bucket.as_mut(), cx.policy.rate.as_ref()) {
-        match bucket.check(rate, cx.now.millis()) {
+fn admit<S: Sink>(member: &mut Member, policy: &Policy, now: Tick, out: &mut S) -> Option<Next> {
+    if let (Some(bucket), Some(rate)) = (member.bucket.as_mut(), policy.rate.as_ref()) {
+        match bucket.check(rate, now.millis()) {
             Admission::Allow => {}
             Admission::Refuse => {
-                cx.out.metrics().rate_limited += 1;
+                out.metrics().rate_limited += 1;
                 return Some(Next::Send(chat::error_text_frame(
                     auth::bucket::RATE_LIMITED,
                 )));
             }
             Admission::Close => {
-                cx.out.metrics().rate_limited += 1;
+                out.metrics().rate_limited += 1;
                 return Some(Next::Flooding);
             }
         }
     }
     if !member.write {
-        cx.out.metrics().chat_errors += 1;
+        out.metrics().chat_errors += 1;
         return Some(Next::Send(chat::error_text_frame(auth::READ_ONLY)));
     }
     None

@@ -16,7 +16,7 @@ use crate::auth::{Grant, Verdict};
 use crate::chat;
 use crate::metrics::Metrics;
 use crate::relay::room::{RoomId, Rooms};
-use crate::session::{Cx, Effect, Member, Policy, Route, Session, Sink, Tick, Ticks};
+use crate::session::{Compression, Cx, Effect, Member, Policy, Route, Session, Sink, Tick, Ticks};
 use crate::wire::frame::{self, Frame};
 use crate::wire::http::{Rejection, WsRoute};
 use std::io::IoSlice;
@@ -96,6 +96,8 @@ pub struct Pair {
     pub ended: Option<bool>,
     /// What authorization decides for a chat upgrade (open by default).
     pub grant: Verdict,
+    /// The compressor and inflater a loop would lend.
+    pub compression: Compression,
 }
 
 impl Pair {
@@ -111,6 +113,7 @@ impl Pair {
             half_closed: false,
             ended: None,
             grant: Ok(Grant::open()),
+            compression: Compression::default(),
         }
     }
 
@@ -157,6 +160,7 @@ impl Pair {
             now: self.now,
             policy: &self.policy,
             out: &mut self.log,
+            compression: &mut self.compression,
         };
         f(&mut self.session, &mut cx);
         self.drive();
@@ -204,6 +208,7 @@ impl Pair {
             now: self.now,
             policy: &self.policy,
             out: &mut self.log,
+            compression: &mut self.compression,
         };
         match effect {
             Effect::Upgrade(upgrade) => match (&upgrade.route, self.grant.clone()) {
@@ -248,6 +253,7 @@ impl Pair {
             now: self.now,
             policy: &self.policy,
             out: &mut self.log,
+            compression: &mut self.compression,
         };
         let text = std::str::from_utf8(text).expect("the session passes UTF-8 only");
         match chat::process_from(text, user) {
@@ -294,6 +300,7 @@ impl Pair {
                 now: self.now,
                 policy: &self.policy,
                 out: &mut self.log,
+                compression: &mut self.compression,
             };
             self.session.handle_written(took, &mut cx);
         }

@@ -11,6 +11,7 @@
 
 use crate::chat::{pages, publish};
 use crate::session::{Policy, Upgrade};
+use crate::wire::deflate::{negotiate, DeflateParams};
 use crate::wire::http::{self, Decision, Page, Rejection};
 
 /// What the request at the front of the buffer asks for.
@@ -36,8 +37,13 @@ pub(super) enum Asked {
         body: Vec<u8>,
         keep_alive: bool,
     },
-    /// A valid WebSocket upgrade; `accept` is `Sec-WebSocket-Accept`.
-    Upgrade { asked: Upgrade, accept: String },
+    /// A valid WebSocket upgrade; `accept` is `Sec-WebSocket-Accept`, and
+    /// `deflate` what permessage-deflate negotiation agreed (if it is on).
+    Upgrade {
+        asked: Upgrade,
+        accept: String,
+        deflate: Option<DeflateParams>,
+    },
 }
 
 /// Reads the request at the front of `rx`, consuming it when complete.
@@ -76,6 +82,12 @@ pub(super) fn next(rx: &mut Vec<u8>, policy: &Policy) -> Asked {
     match decision {
         Decision::Reject(rejection) => Asked::Reject(rejection),
         Decision::Upgrade { route, accept } => Asked::Upgrade {
+            // An offer it cannot honour is declined, and the upgrade goes
+            // on without the extension (RFC 7692 section 7.1).
+            deflate: match (&policy.deflate, &request.extensions) {
+                (Some(_), Some(offers)) => negotiate([offers.as_bytes()]),
+                _ => None,
+            },
             asked: Upgrade {
                 route,
                 query: request.query,

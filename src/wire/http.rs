@@ -39,6 +39,9 @@ pub struct Request {
     pub authorization: Option<String>,
     /// Every `Cookie` header, joined with `"; "`, for the auth back end.
     pub cookie: Option<String>,
+    /// Every `Sec-WebSocket-Extensions` header, joined with `", "` (one
+    /// list, as RFC 7230 section 3.2.2 reads repeated headers).
+    pub extensions: Option<String>,
 }
 
 /// A refusal: one status, one reason in plain words, maybe extra headers.
@@ -259,6 +262,14 @@ pub fn parse_head(
             out.chunked = true;
         } else if name.eq_ignore_ascii_case("authorization") {
             out.authorization = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
+            match out.extensions.as_mut() {
+                Some(e) => {
+                    e.push_str(", ");
+                    e.push_str(value);
+                }
+                None => out.extensions = Some(value.to_string()),
+            }
         } else if name.eq_ignore_ascii_case("cookie") {
             match out.cookie.as_mut() {
                 Some(c) => {
@@ -431,10 +442,19 @@ fn is_valid_key(key: &str) -> bool {
 
 /// The `101 Switching Protocols` answer.
 pub fn upgrade_response(accept: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-    )
-    .into_bytes()
+    upgrade_response_with(accept, None)
+}
+
+/// The `101` answer, with the extension agreed on if any.
+pub fn upgrade_response_with(accept: &str, extensions: Option<&str>) -> Vec<u8> {
+    let mut head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
+    );
+    if let Some(e) = extensions {
+        let _ = write!(head, "Sec-WebSocket-Extensions: {e}\r\n");
+    }
+    head.push_str("\r\n");
+    head.into_bytes()
 }
 
 /// A complete response with a body. `close` adds `Connection: close`.
