@@ -287,7 +287,8 @@ pub struct Config {
 
     /// With permessage-deflate, messages shorter than this go out
     /// uncompressed (bytes); a broadcast at least this long is compressed
-    /// once for every member that negotiated it.
+    /// once for every member that negotiated it (and sent plain if deflate
+    /// would not shrink it). 0 compresses every message, shrinking or not.
     #[arg(long, env = "ROOMCAST_DEFLATE_MIN_SIZE", default_value = "256", value_parser = parse_size)]
     pub deflate_min_size: usize,
 

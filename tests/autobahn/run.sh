@@ -55,12 +55,12 @@ DRIVER="$HERE/kosoku_driver.py"
 # 6.x ~8.8 s (4 s of it are the 6.4.x waits), 9.x ~4-5 s idle / ~8 s with the
 # CPUs busy (16 s for a pure-Python raw test server); the limits below are
 # >= 5x the busy-machine times. Worst case (every group hangs): 390 s.
-declare -A GROUP_LIMIT=([1]=30 [2]=30 [3]=30 [4]=30 [5]=30 [6]=60 [7]=30 [9]=120 [10]=30)
+declare -A GROUP_LIMIT=([1]=30 [2]=30 [3]=30 [4]=30 [5]=30 [6]=60 [7]=30 [9]=120 [10]=30 [12]=300 [13]=300)
 # Per-case limit inside a group (no case in 1-7/10 is designed to take > 3 s;
 # the 9.x cases have their own 10-1000 s waits, which we cut short).
 declare -A CASE_LIMIT=([9]=60)
 DEFAULT_CASE_LIMIT=20
-ALL_GROUPS="1 2 3 4 5 6 7 9 10"   # there is no group 8 in the Autobahn suite
+ALL_GROUPS="1 2 3 4 5 6 7 9 10 12 13"   # there is no group 8 (nor 11) in the Autobahn suite
 
 usage() { sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "$0"; }
 
