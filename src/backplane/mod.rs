@@ -54,7 +54,7 @@ pub mod shard;
 mod thread;
 mod transport;
 
-pub use event::{encode_publish, PublishRefusal};
+pub use event::{check_identity, encode_publish, PublishRefusal};
 pub(crate) use transport::client_config as tls_client_config;
 
 use crate::config::Config;

@@ -98,7 +98,7 @@ impl Delivery {
         let n = messages.len();
         let mut payloads = Vec::with_capacity(n);
         for (i, raw) in messages.iter().enumerate() {
-            let payload = backplane::encode_publish(raw, max_message).map_err(|refusal| {
+            let payload = backplane::encode_publish(raw, None, max_message).map_err(|refusal| {
                 let reason = match n {
                     1 => refusal.reason,
                     _ => format!("batch element {i}: {}", refusal.reason),
