@@ -95,41 +95,28 @@ const ENCODE: &[(&str, &str, &str)] = &[
 /// (what, payload PUBLISHed (hex), frame every member gets): encodings
 /// another publisher may legitimately use, which Python consumers accept.
 const DECODE: &[(&str, &str, &str)] = &[
-    (
-        "float32 1.5",
-        "82a474797065ac636861745f6d657373616765a76d657373616765ca3fc00000",
-        "{\"message\": 1.5}",
-    ),
-    (
-        "float32 0.1",
-        "82a474797065ac636861745f6d657373616765a76d657373616765ca3dcccccd",
-        "{\"message\": 0.10000000149011612}",
-    ),
-    (
-        "message key first",
-        "82a76d657373616765a56669727374a474797065ac636861745f6d657373616765",
-        "{\"message\": \"first\"}",
-    ),
-    (
-        "extra keys ignored",
-        "83a474797065ac636861745f6d657373616765a76d657373616765a178a47573657207",
-        "{\"message\": \"x\"}",
-    ),
-    (
-        "non-minimal ints and str8",
-        "82d90474797065d90c636861745f6d657373616765a76d65737361676593cc05cd0006d0f9",
-        "{\"message\": [5, 6, -7]}",
-    ),
-    (
-        "nested non-ASCII",
-        "82a474797065ac636861745f6d657373616765a76d65737361676581a2c3a992a4f09f9880c0",
-        "{\"message\": {\"\\u00e9\": [\"\\ud83d\\ude00\", null]}}",
-    ),
-    (
-        "big uint64",
-        "82a474797065ac636861745f6d657373616765a76d657373616765cfffffffffffffffff",
-        "{\"message\": 18446744073709551615}",
-    ),
+    ("float32 1.5", "82a474797065ac636861745f6d657373616765a76d657373616765ca3fc00000", "{\"message\": 1.5}"),
+    ("float32 0.1", "82a474797065ac636861745f6d657373616765a76d657373616765ca3dcccccd", "{\"message\": 0.10000000149011612}"),
+    ("message key first", "82a76d657373616765a56669727374a474797065ac636861745f6d657373616765", "{\"message\": \"first\"}"),
+    ("extra keys ignored", "83a474797065ac636861745f6d657373616765a76d657373616765a178a2696407", "{\"message\": \"x\"}"),
+    ("a user", "83a474797065ac636861745f6d657373616765a76d657373616765a178a47573657207", "{\"message\": \"x\", \"user\": 7}"),
+    ("user key first, escaped", "83a475736572a47a6fc3aba474797065ac636861745f6d657373616765a76d657373616765a2c3a9", "{\"message\": \"\\u00e9\", \"user\": \"zo\\u00eb\"}"),
+    ("a null user, extra keys", "84a474797065ac636861745f6d657373616765a2696401a76d6573736167659101a475736572c0", "{\"message\": [1], \"user\": null}"),
+    ("a structured user", "83a474797065ac636861745f6d657373616765a76d65737361676500a47573657282a269642aa46e616d65a5616c696365", "{\"message\": 0, \"user\": {\"id\": 42, \"name\": \"alice\"}}"),
+    ("non-minimal ints and str8", "82d90474797065d90c636861745f6d657373616765a76d65737361676593cc05cd0006d0f9", "{\"message\": [5, 6, -7]}"),
+    ("nested non-ASCII", "82a474797065ac636861745f6d657373616765a76d65737361676581a2c3a992a4f09f9880c0", "{\"message\": {\"\\u00e9\": [\"\\ud83d\\ude00\", null]}}"),
+    ("big uint64", "82a474797065ac636861745f6d657373616765a76d657373616765cfffffffffffffffff", "{\"message\": 18446744073709551615}"),
+];
+
+/// (message JSON, identity JSON, msgpack PUBLISHed (hex), frame every member
+/// gets): a member with an identity (SPEC section 9) publishes it as "user".
+const USER_ENCODE: &[(&str, &str, &str, &str)] = &[
+    ("\"hi\"", "\"alice\"", "83a474797065ac636861745f6d657373616765a76d657373616765a26869a475736572a5616c696365", "{\"message\": \"hi\", \"user\": \"alice\"}"),
+    ("42", "42", "83a474797065ac636861745f6d657373616765a76d6573736167652aa4757365722a", "{\"message\": 42, \"user\": 42}"),
+    ("{\"a\": [1.5, null]}", "\"zo\\u00eb\"", "83a474797065ac636861745f6d657373616765a76d65737361676581a16192cb3ff8000000000000c0a475736572a47a6fc3ab", "{\"message\": {\"a\": [1.5, null]}, \"user\": \"zo\\u00eb\"}"),
+    ("\"café\"", "true", "83a474797065ac636861745f6d657373616765a76d657373616765a5636166c3a9a475736572c3", "{\"message\": \"caf\\u00e9\", \"user\": true}"),
+    ("\"x\"", "-9223372036854775808", "83a474797065ac636861745f6d657373616765a76d657373616765a178a475736572d38000000000000000", "{\"message\": \"x\", \"user\": -9223372036854775808}"),
+    ("[]", "1e16", "83a474797065ac636861745f6d657373616765a76d65737361676590a475736572cb4341c37937e08000", "{\"message\": [], \"user\": 1e+16}"),
 ];
 
 /// (reason label, what, payload PUBLISHed (hex)): events a Channels
@@ -621,6 +608,34 @@ fn a_django_publish_reaches_members_on_every_node_as_json_dumps() {
         }
     }
     assert!(b.metric("roomcast_backplane_received_total") >= rows.len() as u64);
+}
+
+/// SPEC section 9: a member's identity crosses nodes. What roomcast
+/// publishes for a member with an identity is byte for byte channels_redis's
+/// `group_send` of `{"type", "message", "user"}`, and such an event (from
+/// any node, or Django) reaches members on every node as the Channels
+/// consumer would write it, the user after the message.
+#[test]
+fn an_identity_crosses_nodes_as_channels_writes_it() {
+    for (text, user, packed, frame) in USER_ENCODE {
+        let payload = roomcast::backplane::encode_publish(text, Some(user), 1 << 20).unwrap();
+        assert_eq!(payload, hex(packed), "{text} by {user}");
+        let mut decoded = Vec::new();
+        roomcast::backplane::msgpack::decode_chat_event(&payload, &mut decoded).unwrap();
+        assert_eq!(String::from_utf8(decoded).unwrap(), *frame);
+    }
+    let redis = RedisServer::start();
+    let a = node(&[&redis]);
+    let b = node(&[&redis]);
+    let mut members = [a.chat("who"), b.chat("who")];
+    redis.wait_numsub(&group("who"), 2);
+    let mut pubc = redis.client();
+    for (_, user, packed, frame) in USER_ENCODE {
+        assert_eq!(pubc.publish(&group("who"), &hex(packed)), 2);
+        for (k, m) in members.iter_mut().enumerate() {
+            assert_eq!(&recv_text(m), frame, "{user}: member {k}");
+        }
+    }
 }
 
 /// The Channels tutorial names the event type "chat.message"; a consumer's

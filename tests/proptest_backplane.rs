@@ -21,6 +21,8 @@ use proptest::sample::Index;
 use roomcast::backplane::msgpack::{self, DecodeError, EncodeError, MAX_DEPTH};
 use roomcast::backplane::resp::{self, Limits, RespError, Value};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
 use std::fmt;
 
 // ---- the event codec -----------------------------------------------------
@@ -310,6 +312,32 @@ fn message(j: J) -> J {
     J::Obj(vec![("message".to_string(), j)])
 }
 
+/// A delivered frame's message and, if any, user, as raw JSON texts.
+fn frame_parts(text: &str) -> (String, Option<String>) {
+    let mut map: BTreeMap<String, Box<RawValue>> = serde_json::from_str(text).unwrap();
+    let message = map.remove("message").expect("a message").get().to_string();
+    let user = map.remove("user").map(|u| u.get().to_string());
+    assert!(map.is_empty(), "only message and user: {text}");
+    let mut want = format!("{{\"message\": {message}");
+    if let Some(user) = &user {
+        want.push_str(&format!(", \"user\": {user}"));
+    }
+    want.push('}');
+    assert_eq!(want, text, "message first, then user");
+    (message, user)
+}
+
+/// Encodes a message (and user) again, as a relay would publish it.
+fn encode_again(message: &str, user: Option<&str>) -> Vec<u8> {
+    let mut payload = Vec::new();
+    match user {
+        Some(user) => msgpack::encode_chat_event_with_user(message, user, &mut payload),
+        None => msgpack::encode_chat_event(message, &mut payload),
+    }
+    .unwrap();
+    payload
+}
+
 proptest! {
     #![proptest_config(config(256))]
 
@@ -328,6 +356,27 @@ proptest! {
         }
         prop_assert_eq!(result, Ok(()));
         prop_assert_eq!(decoded(&payload[4..]), Ok(message(want)));
+    }
+
+    /// SPEC section 9: with an identity, encode then decode gives
+    /// {"message": v, "user": u} as Python's dicts hold them; the message's
+    /// range errors come first, then the user's.
+    #[test]
+    fn event_with_user_round_trip(m in json(int()), u in json(int()), spaced in any::<bool>()) {
+        let (mut text, mut user) = (String::new(), String::new());
+        render(&m, spaced, &mut text);
+        render(&u, spaced, &mut user);
+        let mut payload = b"kept".to_vec();
+        let result = msgpack::encode_chat_event_with_user(&text, &user, &mut payload);
+        let (want_m, want_u) = (python_dict(&m), python_dict(&u));
+        if out_of_range(&want_m) || out_of_range(&want_u) {
+            prop_assert_eq!(result, Err(EncodeError::IntegerOutOfRange));
+            prop_assert_eq!(payload, b"kept");
+            return Ok(());
+        }
+        prop_assert_eq!(result, Ok(()));
+        let want = J::Obj(vec![("message".to_string(), want_m), ("user".to_string(), want_u)]);
+        prop_assert_eq!(decoded(&payload[4..]), Ok(want));
     }
 
     /// serde_json's own text of a `Value` (sorted keys, its escapes).
@@ -386,11 +435,13 @@ proptest! {
         }
     }
 
-    /// Arbitrary and mutated payloads never panic; a delivered one is JSON
-    /// `{"message": ...}`, and encoding its message again gives it back.
+    /// Arbitrary and mutated payloads (with a user or not) never panic; a
+    /// delivered one is JSON `{"message": ...}` or `{"message": ..., "user":
+    /// ...}`, and encoding its message (and user) again gives it back.
     #[test]
     fn decode_hostile_payloads(
         j in json(int()),
+        u in prop::option::of(json(any::<i64>().prop_map(i128::from))),
         flips in vec((any::<Index>(), any::<u8>()), 0..4),
         cut in any::<Index>(),
         noise in vec(any::<u8>(), 0..64),
@@ -399,7 +450,16 @@ proptest! {
         let mut payload = Vec::new();
         let mut text = String::new();
         render(&j, false, &mut text);
-        let _ = msgpack::encode_chat_event(&text, &mut payload);
+        match u {
+            Some(u) => {
+                let mut user = String::new();
+                render(&u, false, &mut user);
+                let _ = msgpack::encode_chat_event_with_user(&text, &user, &mut payload);
+            }
+            None => {
+                let _ = msgpack::encode_chat_event(&text, &mut payload);
+            }
+        }
         match pick {
             0 => payload = noise,
             1 => {
@@ -417,11 +477,8 @@ proptest! {
             Err(_) => prop_assert_eq!(out, b"kept"),
             Ok(()) => {
                 let text = std::str::from_utf8(&out[4..]).unwrap();
-                let framed = text.starts_with("{\"message\": ") && text.ends_with('}');
-                prop_assert!(framed, "{}", text);
-                let inner = &text["{\"message\": ".len()..text.len() - 1];
-                let mut again = Vec::new();
-                msgpack::encode_chat_event(inner, &mut again).unwrap();
+                let (inner, user) = frame_parts(text);
+                let again = encode_again(&inner, user.as_deref());
                 let mut out2 = Vec::new();
                 msgpack::decode_chat_event(&again, &mut out2).unwrap();
                 prop_assert_eq!(&out2[..], &out[4..]);

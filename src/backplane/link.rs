@@ -21,6 +21,15 @@
 //!   delivered already). Either way its cost leaves `Shared::queue_bytes`.
 //! - `rooms` is the set of rooms with local members (desired subscriptions),
 //!   kept across reconnects so every live room is subscribed again.
+//! - Every [`Link::subscribe`] is reported exactly once as
+//!   [`Event::Subscribed`], when members of the room can receive: when
+//!   Redis confirms that `SUBSCRIBE` (its `subscribe` push), or at once while
+//!   the shard is down (degraded: the thread delivers locally, there is no
+//!   Redis to wait for), or when the connection is lost before the
+//!   confirmation (degraded from then on). It is reported even if the room
+//!   was unsubscribed meanwhile, so the loop can count what it asked for
+//!   (`relay/delivery.rs` does). Resubscribing the live rooms after a
+//!   reconnect reports nothing.
 
 use super::msgpack;
 use super::redis_url::RedisUrl;
@@ -73,8 +82,13 @@ enum Pending {
         payload: Vec<u8>,
         cost: usize,
     },
-    /// Confirmation pushes still expected.
-    Subscribe(usize),
+    /// Confirmation pushes still expected, and the room to report as
+    /// [`Event::Subscribed`] once they came: a `SUBSCRIBE` the loop asked
+    /// for (one channel), not a resubscription after a reconnect (`None`).
+    Subscribe {
+        left: usize,
+        report: Option<Arc<str>>,
+    },
     Unsubscribe(usize),
     Ping,
 }
@@ -173,8 +187,10 @@ impl Link {
     }
 
     /// A fresh connection: say hello (RESP3, credentials, a name) and
-    /// subscribe every live room, all pipelined.
+    /// subscribe every live room, all pipelined. (Nothing is owed here: the
+    /// last connection's debts were settled by [`Link::disconnected`].)
     pub fn connected(&mut self, now: Instant) {
+        debug_assert!(self.pending.is_empty());
         self.out.clear();
         self.framer = new_framer(self.max_payload);
         self.pending.clear();
@@ -199,16 +215,30 @@ impl Link {
             resp::write_command(&mut self.out, &args);
             self.pending.push_back(Owed {
                 since: now,
-                what: Pending::Subscribe(chunk.len()),
+                what: Pending::Subscribe {
+                    left: chunk.len(),
+                    report: None,
+                },
             });
         }
     }
 
-    pub fn subscribe(&mut self, room: Arc<str>, now: Instant) {
+    /// Listens to `room`; [`Event::Subscribed`] says when its members can
+    /// receive (see the module's invariants).
+    pub fn subscribe(&mut self, room: Arc<str>, now: Instant, events: &mut Vec<Event>) {
         let channel = self.channel(&room).into_boxed_slice();
-        if self.state != State::Down {
+        if self.state == State::Down {
+            // Degraded: its messages are delivered locally from now on.
+            events.push(Event::Subscribed(room.clone()));
+        } else {
             resp::write_command(&mut self.out, &[b"SUBSCRIBE", &channel]);
-            self.owe(now, Pending::Subscribe(1));
+            self.owe(
+                now,
+                Pending::Subscribe {
+                    left: 1,
+                    report: Some(room.clone()),
+                },
+            );
         }
         self.rooms.insert(channel, room);
     }
@@ -303,23 +333,29 @@ impl Link {
     }
 
     /// The connection is gone: undelivered publishes go to local members,
-    /// in order.
+    /// in order, and subscriptions still unconfirmed are reported (the
+    /// shard is degraded: local delivery needs nothing from Redis).
     pub fn disconnected(&mut self, shared: &Shared, events: &mut Vec<Event>) {
         let was_ready = self.state == State::Ready;
         self.state = State::Down;
         let mut skip_first = self.head_echoed;
         for owed in std::mem::take(&mut self.pending) {
-            if let Pending::Publish {
-                room,
-                payload,
-                cost,
-            } = owed.what
-            {
-                if std::mem::take(&mut skip_first) {
-                    shared.queue_bytes.fetch_sub(cost, Ordering::AcqRel);
-                    continue;
+            match owed.what {
+                Pending::Publish {
+                    room,
+                    payload,
+                    cost,
+                } => {
+                    if std::mem::take(&mut skip_first) {
+                        shared.queue_bytes.fetch_sub(cost, Ordering::AcqRel);
+                        continue;
+                    }
+                    self.fallback(room, &payload, cost, shared, events);
                 }
-                self.fallback(room, &payload, cost, shared, events);
+                Pending::Subscribe {
+                    report: Some(room), ..
+                } => events.push(Event::Subscribed(room)),
+                _ => {}
             }
             skip_first = false;
         }
@@ -418,7 +454,7 @@ impl Link {
             }
             b"subscribe" | b"unsubscribe" => {
                 let confirms = |p: &mut Pending| match (p, kind) {
-                    (Pending::Subscribe(n), b"subscribe")
+                    (Pending::Subscribe { left: n, .. }, b"subscribe")
                     | (Pending::Unsubscribe(n), b"unsubscribe") => {
                         *n -= 1;
                         Some(*n == 0)
@@ -431,7 +467,18 @@ impl Link {
                     .and_then(|owed| confirms(&mut owed.what))
                 {
                     Some(true) => {
-                        self.pending.pop_front();
+                        if let Some(Owed {
+                            what:
+                                Pending::Subscribe {
+                                    report: Some(room), ..
+                                },
+                            ..
+                        }) = self.pending.pop_front()
+                        {
+                            // Redis runs what it reads in order: from now
+                            // on, every PUBLISH to the channel reaches us.
+                            events.push(Event::Subscribed(room));
+                        }
                     }
                     Some(false) => {}
                     None => {
@@ -455,7 +502,7 @@ impl Link {
         events: &mut Vec<Event>,
     ) -> Result<(), LinkError> {
         self.head_echoed = false;
-        let Some(Owed { what: head, .. }) = self.pending.pop_front() else {
+        let Some(Owed { what: head, since }) = self.pending.pop_front() else {
             return Err(LinkError(
                 "a reply from Redis that nothing asked for".into(),
             ));
@@ -493,13 +540,13 @@ impl Link {
                     shared.published.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            Pending::Subscribe(_) | Pending::Unsubscribe(_) => {
+            Pending::Subscribe { .. } | Pending::Unsubscribe(_) => {
                 // A success is confirmed by pushes; a reply here is an error
-                // (e.g. an ACL without pub/sub rights).
-                return Err(LinkError(format!(
-                    "Redis refused a subscription: {}",
-                    error.unwrap_or_else(|| format!("{value:?}"))
-                )));
+                // (e.g. an ACL without pub/sub rights). It stays owed: the
+                // connection is dropped, and `disconnected` settles it.
+                let why = error.unwrap_or_else(|| format!("{value:?}"));
+                self.pending.push_front(Owed { since, what: head });
+                return Err(LinkError(format!("Redis refused a subscription: {why}")));
             }
             Pending::Ping => {}
         }
@@ -564,19 +611,145 @@ mod tests {
             .collect()
     }
 
+    /// The events as short text, for comparing sequences.
+    fn kinds(ev: &[Event]) -> Vec<String> {
+        ev.iter()
+            .map(|e| match e {
+                Event::Deliver { room, .. } => format!("deliver {room}"),
+                Event::Subscribed(room) => format!("subscribed {room}"),
+                Event::Up(n) => format!("up {n}"),
+                Event::Down(n) => format!("down {n}"),
+            })
+            .collect()
+    }
+
+    fn confirm(kind: &str, channel: &str) -> Vec<u8> {
+        format!(
+            ">3\r\n${}\r\n{kind}\r\n${}\r\n{channel}\r\n:1\r\n",
+            kind.len(),
+            channel.len()
+        )
+        .into_bytes()
+    }
+
+    /// SPEC section 4: a room's subscription is reported when Redis
+    /// confirms it, not when it is asked, and nothing else reports it: not
+    /// the HELLO reply, not another channel's message, not a publish reply.
+    #[test]
+    fn a_subscribe_is_reported_when_redis_confirms_it() {
+        let shared = Shared::default();
+        let mut ev = Vec::new();
+        let mut l = link();
+        l.connected(now());
+        // Asked before HELLO is answered: pipelined behind it.
+        l.subscribe("a".into(), now(), &mut ev);
+        assert!(String::from_utf8_lossy(&l.out).contains("asgi__group__chat_a"));
+        assert_eq!(kinds(&ev), Vec::<String>::new());
+        l.received(b"%0\r\n", &shared, &mut ev).unwrap();
+        assert_eq!(kinds(&ev), ["up 0"]);
+        l.subscribe("b".into(), now(), &mut ev);
+        l.received(&push(b"asgi__group__chat_x", &event("1")), &shared, &mut ev)
+            .unwrap();
+        assert_eq!(kinds(&ev), ["up 0"]);
+        l.received(
+            &confirm("subscribe", "asgi__group__chat_a"),
+            &shared,
+            &mut ev,
+        )
+        .unwrap();
+        assert_eq!(kinds(&ev), ["up 0", "subscribed a"]);
+        l.received(
+            &confirm("subscribe", "asgi__group__chat_b"),
+            &shared,
+            &mut ev,
+        )
+        .unwrap();
+        assert_eq!(kinds(&ev), ["up 0", "subscribed a", "subscribed b"]);
+        assert!(!l.awaiting());
+    }
+
+    /// Each subscribe is reported exactly once: confirmed; at once while
+    /// down; when the connection is lost before the confirmation (the room
+    /// is local-only then, so its members can receive); when Redis refuses
+    /// it (the link drops); and even when the room was unsubscribed before
+    /// Redis confirmed it. A reconnect's resubscription reports nothing.
+    #[test]
+    fn every_subscribe_is_reported_exactly_once() {
+        let shared = Shared::default();
+        let mut ev = Vec::new();
+        let mut l = link();
+        ready(&mut l, &shared, &mut ev);
+        ev.clear();
+        l.subscribe("a".into(), now(), &mut ev);
+        l.subscribe("b".into(), now(), &mut ev);
+        l.unsubscribe("b", now());
+        l.received(
+            &confirm("subscribe", "asgi__group__chat_a"),
+            &shared,
+            &mut ev,
+        )
+        .unwrap();
+        l.received(
+            &confirm("subscribe", "asgi__group__chat_b"),
+            &shared,
+            &mut ev,
+        )
+        .unwrap();
+        l.received(
+            &confirm("unsubscribe", "asgi__group__chat_b"),
+            &shared,
+            &mut ev,
+        )
+        .unwrap();
+        assert_eq!(kinds(&ev), ["subscribed a", "subscribed b"]);
+        ev.clear();
+        l.subscribe("c".into(), now(), &mut ev);
+        l.disconnected(&shared, &mut ev);
+        assert_eq!(kinds(&ev), ["subscribed c", "down 0"]);
+        ev.clear();
+        l.subscribe("d".into(), now(), &mut ev);
+        assert_eq!(kinds(&ev), ["subscribed d"]);
+        ev.clear();
+        // Back: a, c and d are subscribed again, silently.
+        l.connected(now());
+        l.received(b"%0\r\n", &shared, &mut ev).unwrap();
+        let out = String::from_utf8_lossy(&l.out).into_owned();
+        for room in ["a", "c", "d"] {
+            assert!(out.contains(&format!("asgi__group__chat_{room}")), "{out}");
+        }
+        for room in ["a", "c", "d"] {
+            let channel = format!("asgi__group__chat_{room}");
+            l.received(&confirm("subscribe", &channel), &shared, &mut ev)
+                .unwrap();
+        }
+        assert_eq!(kinds(&ev), ["up 0"]);
+        assert!(!l.awaiting());
+        // Refused (an ACL without pub/sub rights): the link drops, the room
+        // is local-only, and says so.
+        ev.clear();
+        l.subscribe("e".into(), now(), &mut ev);
+        let e = l
+            .received(b"-NOPERM no channels\r\n", &shared, &mut ev)
+            .unwrap_err();
+        assert!(e.0.contains("NOPERM"), "{}", e.0);
+        l.disconnected(&shared, &mut ev);
+        assert_eq!(kinds(&ev), ["subscribed e", "down 0"]);
+    }
+
     #[test]
     fn hello_then_subscribe_then_publish_in_one_pipeline() {
         let shared = Shared::default();
         let mut ev = Vec::new();
         let mut l = link();
-        l.subscribe("lobby".into(), now());
+        l.subscribe("lobby".into(), now(), &mut ev);
         l.connected(now());
         let out = String::from_utf8_lossy(&l.out).into_owned();
         let hello = out.find("HELLO").unwrap();
         let sub = out.find("asgi__group__chat_lobby").unwrap();
         assert!(hello < sub, "{out}");
         l.received(b"%0\r\n", &shared, &mut ev).unwrap();
-        assert!(matches!(ev[..], [Event::Up(0)]));
+        // Subscribed while down (reported at once), then up.
+        assert_eq!(kinds(&ev), ["subscribed lobby", "up 0"]);
         l.received(
             b">3\r\n$9\r\nsubscribe\r\n$23\r\nasgi__group__chat_lobby\r\n:1\r\n",
             &shared,
@@ -601,7 +774,7 @@ mod tests {
         let shared = Shared::default();
         let mut ev = Vec::new();
         let mut l = link();
-        l.subscribe("r".into(), now());
+        l.subscribe("r".into(), now(), &mut ev);
         ready(&mut l, &shared, &mut ev);
         l.received(
             b">3\r\n$9\r\nsubscribe\r\n$19\r\nasgi__group__chat_r\r\n:1\r\n",
@@ -658,7 +831,7 @@ mod tests {
         assert!(l.received(b"?what\r\n", &shared, &mut ev).is_err());
         // Foreign and undecodable messages are dropped and counted.
         let mut l = link();
-        l.subscribe("r".into(), now());
+        l.subscribe("r".into(), now(), &mut ev);
         ready(&mut l, &shared, &mut ev);
         ev.clear();
         l.received(&push(b"asgi__group__chat_r", b"\xc1junk"), &shared, &mut ev)
@@ -683,7 +856,7 @@ mod tests {
         let mut ev = Vec::new();
         let url = RedisUrl::parse("redis://127.0.0.1:6379/0").unwrap();
         let mut l = Link::new(0, url, "asgi", 1000);
-        l.subscribe("r".into(), now());
+        l.subscribe("r".into(), now(), &mut ev);
         ready(&mut l, &shared, &mut ev);
         ev.clear();
         let mut stream = push(b"asgi__group__chat_r", &vec![0xa5; 1_000_000]);
@@ -732,7 +905,7 @@ mod tests {
         let shared = Shared::default();
         let mut ev = Vec::new();
         let mut l = link();
-        l.subscribe("r".into(), now());
+        l.subscribe("r".into(), now(), &mut ev);
         ready(&mut l, &shared, &mut ev);
         l.received(
             b">3\r\n$9\r\nsubscribe\r\n$19\r\nasgi__group__chat_r\r\n:1\r\n",

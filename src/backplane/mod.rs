@@ -8,13 +8,20 @@
 //! chat message); [`Backplane::flush`] hands them over in one channel send
 //! and one wake-up. The backplane thread (`thread.rs`) owns one RESP3
 //! connection per shard (`link.rs`) and sends back [`Event`]s: the frames to
-//! fan out to a room, and shard state changes. Invariants:
+//! fan out to a room, each subscription once its members can receive, and
+//! shard state changes. Invariants:
 //! - **One ordered pipeline per node.** Commands reach a shard's connection
 //!   in the order the loop queued them, and a shard's subscribe, publish and
 //!   message traffic share that one connection (RESP3 allows commands while
 //!   subscribed), so a room's `SUBSCRIBE` is always processed by Redis before
 //!   the room's first `PUBLISH` from this node, and the node sees its own
 //!   messages come back in Redis's order, the order every node sees.
+//! - **A join completes when the member can receive** (SPEC section 4).
+//!   Each subscribe is answered by exactly one [`Event::Subscribed`]: once
+//!   Redis confirmed it, so a message any node publishes after that reaches
+//!   this node; at once while its shard is down (local delivery needs no
+//!   Redis). The loop holds a new member's `101` until then
+//!   (`relay/delivery.rs` keeps the count).
 //! - **Degraded, not down.** While a shard is unreachable, messages for its
 //!   rooms are delivered to local members by the backplane thread itself
 //!   (still in queue order), so local rooms keep working; on reconnect every
@@ -54,7 +61,7 @@ pub mod shard;
 mod thread;
 mod transport;
 
-pub use event::{encode_publish, PublishRefusal};
+pub use event::{check_identity, encode_publish, PublishRefusal};
 pub(crate) use transport::client_config as tls_client_config;
 
 use crate::config::Config;
@@ -91,6 +98,14 @@ pub enum Command {
 pub enum Event {
     /// Fan `frame` out to the local members of `room` (if it still has any).
     Deliver { room: Arc<str>, frame: Frame },
+    /// Members of `room` can receive: Redis confirmed the room's
+    /// `SUBSCRIBE` (so every message published from now on reaches this
+    /// node), or its shard is down and the room is local-only (degraded
+    /// delivery needs no Redis). Exactly one for each
+    /// [`Backplane::subscribe`], in the order of the events around it, even
+    /// when the room was unsubscribed meanwhile; a reconnect's
+    /// resubscription of live rooms reports none.
+    Subscribed(Arc<str>),
     /// Shard `n` is connected and subscribed: messages cross nodes again.
     Up(usize),
     /// Shard `n` was lost: its rooms are local-only until it is back.
@@ -208,6 +223,8 @@ impl Backplane {
         }))
     }
 
+    /// Listens to `room` on its shard; [`Event::Subscribed`] follows once
+    /// (see there) when its members can receive.
     pub fn subscribe(&mut self, room: Arc<str>) {
         self.pending.push(Command::Subscribe(room));
     }
@@ -282,6 +299,7 @@ impl Backplane {
             for event in batch {
                 match &event {
                     Event::Deliver { frame, .. } => bytes += frame.len(),
+                    Event::Subscribed(_) => {}
                     Event::Up(n) => self.up[*n] = true,
                     Event::Down(n) => self.up[*n] = false,
                 }
@@ -370,6 +388,41 @@ impl Backplane {
         for (i, up) in self.shards() {
             let _ = writeln!(s, "roomcast_backplane_up{{shard=\"{i}\"}} {}", u8::from(up));
         }
+    }
+}
+
+/// The other ends of a [`Backplane`] with no thread, for tests of what
+/// drives it: the commands it flushes, and events to hand it.
+#[cfg(test)]
+pub(crate) struct Detached {
+    pub commands: Receiver<Vec<Command>>,
+    pub events: Sender<Vec<Event>>,
+    _poll: mio::Poll,
+}
+
+#[cfg(test)]
+impl Backplane {
+    pub(crate) fn detached(shards: usize) -> (Backplane, Detached) {
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+        let bp = Backplane {
+            pending: Vec::new(),
+            commands: Some(cmd_tx),
+            events: ev_rx,
+            waker,
+            shared: Arc::new(Shared::default()),
+            queue_limit: 1 << 20,
+            up: vec![false; shards],
+            thread: None,
+        };
+        let other = Detached {
+            commands: cmd_rx,
+            events: ev_tx,
+            _poll: poll,
+        };
+        (bp, other)
     }
 }
 

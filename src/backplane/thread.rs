@@ -203,7 +203,7 @@ impl BackplaneThread {
         match cmd {
             Command::Subscribe(room) => {
                 let i = self.shard_of(&room);
-                self.conns[i].link.subscribe(room, now);
+                self.conns[i].link.subscribe(room, now, &mut self.out);
             }
             Command::Unsubscribe(room) => {
                 let i = self.shard_of(&room);

@@ -142,7 +142,7 @@ fn publish_outcome(text: &str, room: &Arc<str>, sender: ConnId, max_message: usi
             }
         }
     };
-    match crate::backplane::encode_publish(raw, max_message) {
+    match crate::backplane::encode_publish(raw, None, max_message) {
         Ok(payload) => Outcome::Publish {
             room: room.clone(),
             sender,

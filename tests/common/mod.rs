@@ -4,6 +4,7 @@
 //! relay thread is joined with a deadline when the test ends.
 #![allow(dead_code)]
 
+pub mod delay_proxy;
 pub mod fake_redis;
 pub mod redis;
 

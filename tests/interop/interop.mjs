@@ -8,7 +8,7 @@
 //      ws://127.0.0.1:<django>/ws/chat/<room>/.
 // Each check prints "ok - ..." or fails the run (exit 1). Every wait is bounded.
 import { createRequire } from 'node:module';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -31,6 +31,9 @@ const ROOMCAST = env('ROOMCAST_URL');       // http://127.0.0.1:P
 const DJANGO_HOST = env('DJANGO_HOST');     // 127.0.0.1:D
 const REDIS_PORT = Number(env('REDIS_PORT'));
 const PYTHON = env('INTEROP_PYTHON');       // the Channels venv's python
+const REDIS_URL = env('REDIS_URL');
+// tests/backplane_interop.rs, built: roomcast's backplane publishing a message with a user.
+const PUBLISHER = env('INTEROP_PUBLISHER');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SEED_SNIPPET = path.join(ROOT, 'tests/browser/seed_snippet.html');
 
@@ -79,14 +82,60 @@ function numsub(channel) {
   });
 }
 
-function groupSend(messageJson) {
+function groupSend(messageJson, userJson) {
+  const args = [path.join(HERE, 'group_send.py'), ROOM, messageJson];
+  if (userJson !== undefined) args.push(userJson);
   return new Promise((resolve, reject) => {
-    execFile(PYTHON, [path.join(HERE, 'group_send.py'), ROOM, messageJson],
+    execFile(PYTHON, args,
       { timeout: 60_000, env: process.env },
       (err, stdout, stderr) => {
         if (err) reject(new Error(`group_send.py failed: ${err.message}\n${stdout}${stderr}`));
         else resolve(stdout.trim());
       });
+  });
+}
+
+// A Django-side member of the group (group_listen.py): resolves `listening`
+// once it has asked Redis to subscribe, and `events` with the events it got.
+function groupListen(count) {
+  const child = spawn(PYTHON, [path.join(HERE, 'group_listen.py'), ROOM, String(count)],
+    { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  let heard;
+  const listening = new Promise((resolve) => { heard = resolve; });
+  child.stdout.on('data', (d) => {
+    out += d.toString();
+    if (out.split('\n').includes('listening')) heard();
+  });
+  child.stderr.on('data', (d) => { err += d.toString(); });
+  const events = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`group_listen.py timed out:\n${out}${err}`)); }, 60_000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      if (code !== 0) return reject(new Error(`group_listen.py exited with ${code}:\n${out}${err}`));
+      resolve(out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)));
+    });
+  });
+  return { listening, events };
+}
+
+// roomcast's backplane publishes `messageJson` as a member with identity `userJson`.
+function roomcastPublish(messageJson, userJson) {
+  return new Promise((resolve, reject) => {
+    execFile(PUBLISHER, ['--ignored', '--exact', 'publish_with_a_user_for_interop', '--nocapture'], {
+      timeout: 60_000,
+      env: {
+        ...process.env,
+        ROOMCAST_INTEROP_REDIS: REDIS_URL,
+        ROOMCAST_INTEROP_ROOM: ROOM,
+        ROOMCAST_INTEROP_MESSAGE: messageJson,
+        ROOMCAST_INTEROP_USER: userJson,
+      },
+    }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`the roomcast publisher failed: ${err.message}\n${stdout}${stderr}`));
+      else resolve(stdout.split('\n').find((l) => l.startsWith('roomcast published')) || stdout.trim());
+    });
   });
 }
 
@@ -183,11 +232,44 @@ async function main() {
     assert.equal((await rFrames())[3], expected, "roomcast's text");
     ok(`group_send("chat_${ROOM}", {"type": "chat_message", ...}) from a Python script reached both pages as ${expected}`);
 
-    // 5. One order, nothing extra.
+    // 5. A group_send with the sender's identity (SPEC section 9): roomcast's
+    // members get the "user" field; the seed's consumer forwards only "message".
+    const said2 = await groupSend('"from a signed-in Django user"', '"zo\\u00eb"');
+    console.log(`# ${said2}`);
+    await until('both pages to get the group_send with a user', async () => dFrames.length >= 5 && (await rFrames()).length >= 5);
+    assert.equal(dFrames[4], '{"message": "from a signed-in Django user"}', "the seed consumer's text");
+    const withUser = '{"message": "from a signed-in Django user", "user": "zo\\u00eb"}';
+    assert.equal((await rFrames())[4], withUser, "roomcast's text carries the user");
+    ok(`group_send with "user" reached roomcast's page as ${withUser} (and the seed consumer as ${dFrames[4]})`);
+
+    // 6. roomcast's backplane publishes a message with a user: a Django
+    // member of the group gets the event with "user", and both pages get it.
+    const before = await numsub(CHANNEL);
+    const listener = groupListen(1);
+    await listener.listening;
+    await until(`the Django listener to SUBSCRIBE ${CHANNEL}`, async () => (await numsub(CHANNEL)) === before + 1);
+    const published = await roomcastPublish('{"text": "with an identity", "n": 1.5}', '{"id": 42}');
+    console.log(`# ${published}`);
+    const [event] = await listener.events;
+    assert.deepEqual(event, { type: 'chat_message', message: { text: 'with an identity', n: 1.5 }, user: { id: 42 } },
+      "the Django consumer's event");
+    await until('both pages to get the message with a user', async () => dFrames.length >= 6 && (await rFrames()).length >= 6);
+    assert.equal(dFrames[5], '{"message": {"text": "with an identity", "n": 1.5}}');
+    assert.equal((await rFrames())[5], '{"message": {"text": "with an identity", "n": 1.5}, "user": {"id": 42}}');
+    ok(`roomcast published a message with "user": the Django consumer's event is ${JSON.stringify(event)}`);
+
+    // 7. One order, nothing extra; the frames differ only by the user field.
     await sleep(300);
     const all = await rFrames();
-    assert.deepEqual(all, dFrames, 'both sides saw the same frames in the same order');
-    assert.equal(all.length, 4, 'no duplicates');
+    const withoutUser = all.map((f) => {
+      const v = JSON.parse(f);
+      return JSON.stringify({ message: v.message });
+    });
+    assert.deepEqual(all.slice(0, 4), dFrames.slice(0, 4), 'both sides saw the same frames in the same order');
+    assert.deepEqual(withoutUser.slice(4), dFrames.slice(4).map((f) => JSON.stringify(JSON.parse(f))),
+      'the frames with a user are the consumer\'s, plus the user');
+    assert.equal(all.length, 6, 'no duplicates');
+    assert.equal(dFrames.length, 6, 'no duplicates');
     assert.deepEqual(pageErrors, [], 'no page raised a script error');
     ok(`both sides saw the same ${all.length} frames in one order, no script errors`);
   } finally {

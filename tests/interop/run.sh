@@ -10,8 +10,11 @@
 #   - target/release/roomcast --redis redis://127.0.0.1:<that Redis>/0;
 # then runs tests/interop/interop.mjs: headless Chromium with roomcast's room
 # page and the seed's browser snippet against daphne, in one room, checking
-# that messages cross both ways with identical frame texts, and that a Python
-# group_send (tests/interop/group_send.py) reaches both pages.
+# that messages cross both ways with identical frame texts, that a Python
+# group_send (tests/interop/group_send.py) reaches both pages, with the
+# sender's identity ("user") reaching roomcast's, and that a message roomcast's
+# backplane publishes with a user (tests/backplane_interop.rs) reaches a Django
+# member of the group (tests/interop/group_listen.py) with event["user"].
 #
 # Installs what is missing (redis-server, the Channels venv, Chromium,
 # playwright-core; builds target/release/roomcast if absent). Every step is
@@ -78,6 +81,14 @@ if [ ! -x "$ROOMCAST_BIN" ]; then
     say "$ROOMCAST_BIN is missing; building it"
     timeout 1800 cargo build --release --bin roomcast
 fi
+say "building roomcast's interop publisher (tests/backplane_interop.rs)"
+INTEROP_PUBLISHER=$(timeout 1800 cargo test --test backplane_interop --no-run 2>&1 \
+    | sed -n 's/^ *Executable tests\/backplane_interop\.rs (\(.*\))$/\1/p' | tail -n 1)
+case "$INTEROP_PUBLISHER" in
+    /*) ;;
+    ?*) INTEROP_PUBLISHER="$ROOT/$INTEROP_PUBLISHER" ;;
+esac
+[ -x "$INTEROP_PUBLISHER" ] || bl_die "cargo test --test backplane_interop --no-run did not name its executable"
 
 # --- free ports -------------------------------------------------------------
 pick_port() {
@@ -137,5 +148,6 @@ export CHANNEL_LAYER=redis-pubsub
 export REDIS_URL
 export DJANGO_SETTINGS_MODULE=chatsite.settings
 export PYTHONPATH="$CH${PYTHONPATH:+:$PYTHONPATH}"
+export INTEROP_PUBLISHER
 timeout 180 node "$HERE/interop.mjs"
 say "all interop checks passed"

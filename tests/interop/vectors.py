@@ -3,6 +3,9 @@ interop: the msgpack (1.x) that channels_redis 4.3.0's RedisPubSubChannelLayer
 publishes for `group_send(group, {"type": "chat_message", "message": value})`,
 where `value = json.loads(text)["message"]` as in the seed's ChatConsumer, and
 the frame that consumer's chat_message() sends: json.dumps({"message": value}).
+With the sender's identity (SPEC section 9) the event is {"type": "chat_message",
+"message": value, "user": identity} and the frame json.dumps({"message": value,
+"user": identity}).
 
 Run it with the Channels venv and paste its output into tests/backplane.rs
 (the tables are checked in, so `cargo test` needs no Python):
@@ -49,7 +52,11 @@ DECODE = [
     ("float32 1.5", msgpack.packb({"type": "chat_message", "message": 1.5}, use_single_float=True)),
     ("float32 0.1", msgpack.packb({"type": "chat_message", "message": 0.1}, use_single_float=True)),
     ("message key first", msgpack.packb({"message": "first", "type": "chat_message"})),
-    ("extra keys ignored", msgpack.packb({"type": "chat_message", "message": "x", "user": 7})),
+    ("extra keys ignored", msgpack.packb({"type": "chat_message", "message": "x", "id": 7})),
+    ("a user", msgpack.packb({"type": "chat_message", "message": "x", "user": 7})),
+    ("user key first, escaped", msgpack.packb({"user": "zo\u00eb", "type": "chat_message", "message": "\u00e9"})),
+    ("a null user, extra keys", msgpack.packb({"type": "chat_message", "id": 1, "message": [1], "user": None})),
+    ("a structured user", msgpack.packb({"type": "chat_message", "message": 0, "user": {"id": 42, "name": "alice"}})),
     (
         "non-minimal ints and str8",
         bytes.fromhex("82") + bytes.fromhex("d9 04") + b"type" + bytes.fromhex("d9 0c") + b"chat_message"
@@ -57,6 +64,17 @@ DECODE = [
     ),
     ("nested non-ASCII", msgpack.packb({"type": "chat_message", "message": {"\u00e9": ["\U0001F600", None]}})),
     ("big uint64", msgpack.packb({"type": "chat_message", "message": 2**64 - 1})),
+]
+
+# (message JSON text, identity JSON text): a member with an identity publishes
+# {"type": "chat_message", "message": ..., "user": ...}, as packb writes that dict.
+USER_ENCODE = [
+    ('"hi"', '"alice"'),
+    ("42", "42"),
+    ('{"a": [1.5, null]}', '"zo\\u00eb"'),
+    ('"caf\u00e9"', "true"),
+    ('"x"', "-9223372036854775808"),
+    ("[]", "1e16"),
 ]
 
 # Payloads a Channels ChatConsumer could not turn into a frame; roomcast drops
@@ -73,6 +91,14 @@ DROP = [
     ("unsupported", "bin value", msgpack.packb({"type": "chat_message", "message": b"\x00\x01"})),
     ("unsupported", "ext value", msgpack.packb({"type": "chat_message", "message": msgpack.ExtType(5, b"ab")})),
 ]
+
+
+def frame_of(event):
+    """What the ChatConsumer sends for an event: the message, and the user if any."""
+    frame = {"message": event["message"]}
+    if "user" in event:
+        frame["user"] = event["user"]
+    return json.dumps(frame)
 
 
 def rust_hex(b):
@@ -115,8 +141,15 @@ def main():
     print("const DECODE: &[(&str, &str, &str)] = &[")
     for what, payload in DECODE:
         event = msgpack.unpackb(payload)
-        frame = json.dumps({"message": event["message"]})
-        print(f"    ({rust_str(what)}, {rust_hex(payload)}, {rust_str(frame)}),")
+        print(f"    ({rust_str(what)}, {rust_hex(payload)}, {rust_str(frame_of(event))}),")
+    print("];")
+    print()
+    print("/// (message JSON, identity JSON, msgpack PUBLISHed (hex), frame every member gets)")
+    print("const USER_ENCODE: &[(&str, &str, &str, &str)] = &[")
+    for text, user in USER_ENCODE:
+        event = {"type": "chat_message", "message": json.loads(text), "user": json.loads(user)}
+        packed = msgpack.packb(event)
+        print(f"    ({rust_str(text)}, {rust_str(user)}, {rust_hex(packed)}, {rust_str(frame_of(event))}),")
     print("];")
     print()
     print("/// (reason label, what, payload PUBLISHed (hex))")

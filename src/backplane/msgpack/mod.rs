@@ -7,7 +7,9 @@
 //! for byte what Python (msgpack 1.x, `json` with default arguments) does:
 //!
 //! - [`encode_chat_event`] takes the raw JSON text of a chat message's value
-//!   and writes `packb({"type": "chat_message", "message": json.loads(text)})`:
+//!   and writes `packb({"type": "chat_message", "message": json.loads(text)})`
+//!   ([`encode_chat_event_with_user`] adds `"user"`, the sender's identity,
+//!   also raw JSON text, as a third key):
 //!   smallest int forms, float64 for every float, str8/16/32 for strings,
 //!   fix/16/32 arrays and maps. JSON numbers without `.`, `e` or `E` are
 //!   Python ints (`-0` is `0`) and must fit in `i64` or `u64`; the others are
@@ -27,15 +29,20 @@
 //!   is [`DecodeError::Unsupported`]. Then, as the consumer dispatches, the
 //!   event must be a map whose `"type"` is a str naming the `chat_message`
 //!   handler: Channels replaces `.` with `_`, so `"chat.message"` is
-//!   delivered too. Its `"message"` is written as `json.dumps` does:
+//!   delivered too. The frame is `json.dumps({"message": event["message"]})`,
+//!   or, when the event has a `"user"` key (SPEC section 9: the sender's
+//!   identity crosses nodes), `json.dumps({"message": event["message"],
+//!   "user": event["user"]})`, whatever the keys' order in the event; other
+//!   keys are checked and dropped. Values are written as `json.dumps` does:
 //!   `", "` and `": "` separators, `ensure_ascii` escapes (`\uXXXX` in lower
 //!   case, surrogate pairs above U+FFFF), every int in full, floats as
-//!   `float.__repr__` (float32 widened first).
+//!   `float.__repr__` (float32 widened first); a `"user"` JSON cannot carry
+//!   (bin, ext) is [`DecodeError::Unsupported`], as for the message.
 //! - [`decode_chat_event_within`] is the same with a limit on the text's
-//!   length, which the backplane sets to `--max-message-size`: the message
-//!   is refused ([`DecodeError::TooLarge`]) as soon as it is certain to come
-//!   out longer, not after it was decoded, so what decoding holds is bounded
-//!   by the limit, not by the payload.
+//!   length, which the backplane sets to `--max-message-size`: the frame
+//!   (message and user together) is refused ([`DecodeError::TooLarge`]) as
+//!   soon as it is certain to come out longer, not after it was decoded, so
+//!   what decoding holds is bounded by the limit, not by the payload.
 //!
 //! Deliberate differences from Python, all on inputs a chat client or a
 //! Channels worker does not produce:
@@ -58,9 +65,9 @@
 //! bytes each, growing only with bytes actually read, never by a claimed
 //! length), repeated keys are resolved once per map with a hash set sized by
 //! the keys actually present, and the tape is then written out once. When
-//! decoding, only the event's `"message"` goes on the tape; its other keys
-//! are checked and dropped as they are read. On error `out` is left as it
-//! was.
+//! decoding, only the event's `"message"` and `"user"` go on tapes (one
+//! each); its other keys are checked and dropped as they are read. On error
+//! `out` is left as it was.
 //!
 //! The parts, each named after the Python call it mirrors:
 //!
@@ -84,7 +91,7 @@ use dumps::write_json;
 use loads::JsonReader;
 use packb::write_msgpack;
 use std::fmt;
-use unpackb::{Event, MsgpackReader};
+use unpackb::{Event, MsgpackReader, USER_SEPARATOR};
 
 /// The most containers nested inside a chat message, both ways.
 pub const MAX_DEPTH: usize = 128;
@@ -92,6 +99,14 @@ pub const MAX_DEPTH: usize = 128;
 /// What [`encode_chat_event`] writes before the message value:
 /// `{"type": "chat_message", "message": ` as msgpack.
 pub const EVENT_PREFIX: &[u8] = b"\x82\xa4type\xacchat_message\xa7message";
+
+/// What [`encode_chat_event_with_user`] writes before the message value:
+/// `{"type": "chat_message", "message": ` as msgpack, in a map of three.
+pub const USER_EVENT_PREFIX: &[u8] = b"\x83\xa4type\xacchat_message\xa7message";
+
+/// The key [`encode_chat_event_with_user`] writes after the message value,
+/// before the identity: `"user"` as msgpack.
+pub const USER_KEY: &[u8] = b"\xa4user";
 
 /// Why a chat message cannot be carried as msgpack (the sender gets this as an error frame).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -192,8 +207,36 @@ pub fn encode_chat_event(message_json: &str, out: &mut Vec<u8>) -> Result<(), En
     }
 }
 
+/// Encodes `{"type": "chat_message", "message": <message_json>, "user":
+/// <user_json>}` (in that key order) as Python's `msgpack.packb` would
+/// encode what `json.loads` made of each text. The identity is held to the
+/// same rules as the message; the message's errors come first.
+pub fn encode_chat_event_with_user(
+    message_json: &str,
+    user_json: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let message = JsonReader::read(message_json)?;
+    let user = JsonReader::read(user_json)?;
+    let start = out.len();
+    out.reserve(USER_EVENT_PREFIX.len() + message_json.len() + user_json.len() + 16);
+    out.extend_from_slice(USER_EVENT_PREFIX);
+    let written = write_msgpack(&message, 0, out).and_then(|_| {
+        out.extend_from_slice(USER_KEY);
+        write_msgpack(&user, 0, out)
+    });
+    match written {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
 /// Decodes a Channels event and appends the JSON text of `{"message": value}`
-/// byte for byte as Python's `json.dumps({"message": value})` writes it.
+/// byte for byte as Python's `json.dumps({"message": value})` writes it, or
+/// of `{"message": value, "user": user}` when the event has a `"user"`.
 pub fn decode_chat_event(payload: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
     decode_chat_event_within(payload, usize::MAX, out)
 }
@@ -217,12 +260,12 @@ pub fn decode_chat_event_within(
     out.reserve(payload.len().min(max_len).saturating_add(16));
     out.extend_from_slice(&WRAPPER[..WRAPPER.len() - 1]);
     let limit = start.saturating_add(max_len);
-    match write_json(&event.tape, 0, out, limit) {
-        Ok(_) if out.len() < limit => {
+    match write_frame_values(&event, out, limit) {
+        Ok(()) if out.len() < limit => {
             out.push(b'}');
             Ok(())
         }
-        Ok(_) => {
+        Ok(()) => {
             out.truncate(start);
             Err(DecodeError::TooLarge)
         }
@@ -231,6 +274,24 @@ pub fn decode_chat_event_within(
             Err(e)
         }
     }
+}
+
+/// The frame's values after `{"message": `: the message, then `, "user": `
+/// and the identity if the event has one.
+fn write_frame_values(
+    event: &Event<'_>,
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), DecodeError> {
+    write_json(&event.tape, 0, out, limit)?;
+    if let Some(user) = &event.user {
+        if out.len().saturating_add(USER_SEPARATOR.len()) > limit {
+            return Err(DecodeError::TooLarge);
+        }
+        out.extend_from_slice(USER_SEPARATOR);
+        write_json(user, 0, out, limit)?;
+    }
+    Ok(())
 }
 
 /// The checks the consumer makes before it writes the event's "message".
@@ -262,6 +323,13 @@ mod tests {
             EVENT_PREFIX,
             hex("82a474797065ac636861745f6d657373616765a76d657373616765")
         );
+        // packb({"type": "chat_message", "message": None, "user": None]}),
+        // cut before the message's nil, and between the two nils.
+        assert_eq!(
+            USER_EVENT_PREFIX,
+            hex("83a474797065ac636861745f6d657373616765a76d657373616765")
+        );
+        assert_eq!(USER_KEY, hex("a475736572"));
     }
 
     #[test]
@@ -337,6 +405,107 @@ mod tests {
         assert_eq!(within(want.len() + 50), Ok(()));
         assert_eq!(decode_chat_event_within(&payload, 200, &mut out), Ok(()));
         assert_eq!(out, want.as_bytes());
+    }
+
+    /// Events with a `"user"` (SPEC section 9), from Python's
+    /// `msgpack.packb`, and `json.dumps({"message": event["message"],
+    /// "user": event["user"]})` of each.
+    const USER_EVENTS: &[(&str, &str)] = &[
+        ("83a474797065ac636861745f6d657373616765a76d657373616765a26869a475736572a5616c696365", "{\"message\": \"hi\", \"user\": \"alice\"}"),
+        ("83a4757365722aa474797065ac636861745f6d657373616765a76d65737361676501", "{\"message\": 1, \"user\": 42}"),
+        ("83a474797065ac636861745f6d657373616765a76d657373616765920102a475736572c0", "{\"message\": [1, 2], \"user\": null}"),
+        ("83a474797065ac636861745f6d657373616765a76d657373616765a5636166c3a9a475736572a97a6fc3ab20f09f9880", "{\"message\": \"caf\\u00e9\", \"user\": \"zo\\u00eb \\ud83d\\ude00\"}"),
+        ("83a474797065ac636861745f6d657373616765a76d65737361676581a16bc3a47573657283a2696407a46e616d65a3626f62a5726f6c657392a161cb3ff8000000000000", "{\"message\": {\"k\": true}, \"user\": {\"id\": 7, \"name\": \"bob\", \"roles\": [\"a\", 1.5]}}"),
+        ("83a474797065ac636861745f6d657373616765a76d657373616765ca3fc00000a475736572ca3dcccccd", "{\"message\": 1.5, \"user\": 0.10000000149011612}"),
+    ];
+
+    /// The identity crosses nodes: decoded as Channels' consumer would
+    /// write it (message first, whatever the event's key order), within
+    /// the same exact bound as the message alone.
+    #[test]
+    fn decode_events_with_a_user() {
+        for &(payload, want) in USER_EVENTS {
+            let payload = hex(payload);
+            assert_eq!(decode(&payload).as_deref(), Ok(want), "{want}");
+            let mut out = Vec::new();
+            assert_eq!(
+                decode_chat_event_within(&payload, want.len(), &mut out),
+                Ok(())
+            );
+            assert_eq!(
+                decode_chat_event_within(&payload, want.len() - 1, &mut out),
+                Err(DecodeError::TooLarge),
+                "{want}"
+            );
+        }
+        let prefix = "84a474797065ac636861745f6d657373616765a76d65737361676501";
+        for (rest, want) in [
+            // A repeated "user" keeps its last value, as a dict does.
+            (
+                "a47573657201a47573657202",
+                Ok("{\"message\": 1, \"user\": 2}"),
+            ),
+            // A bytes key b"user" is another key: dropped.
+            ("c4047573657201a17801", Ok("{\"message\": 1}")),
+            // What json.dumps cannot write, in the user too.
+            ("a475736572c40161a17801", Err(DecodeError::Unsupported)),
+            ("a475736572d40100a17801", Err(DecodeError::Unsupported)),
+        ] {
+            let payload = hex(&format!("{prefix}{rest}"));
+            assert_eq!(decode(&payload), want.map(String::from), "{rest}");
+        }
+        // A "user" inside the message is the message's.
+        let nested = hex("82a474797065ac636861745f6d657373616765a76d65737361676581a475736572a178");
+        assert_eq!(
+            decode(&nested).as_deref(),
+            Ok("{\"message\": {\"user\": \"x\"}}")
+        );
+        // The bound counts the user: a big one is refused as it is read.
+        let mut big =
+            hex("83a474797065ac636861745f6d657373616765a76d65737361676501a475736572dd00010000");
+        big.resize(big.len() + 65_536, 0x00);
+        assert_eq!(
+            decode_chat_event_within(&big, 1000, &mut Vec::new()),
+            Err(DecodeError::TooLarge)
+        );
+        assert!(decode(&big).is_ok());
+    }
+
+    /// `packb({"type": "chat_message", "message": m, "user": u})`, byte for
+    /// byte, from the two JSON texts.
+    #[test]
+    fn encode_events_with_a_user() {
+        for (message, user, want) in [
+            ("\"hi\"", "\"alice\"", USER_EVENTS[0].0),
+            ("[1,2]", "null", USER_EVENTS[2].0),
+            ("\"caf\\u00e9\"", "\"zoë \\ud83d\\ude00\"", USER_EVENTS[3].0),
+            (
+                "{\"k\": true}",
+                "{\"id\": 7, \"name\": \"bob\", \"roles\": [\"a\", 1.5]}",
+                USER_EVENTS[4].0,
+            ),
+        ] {
+            let mut out = b"kept".to_vec();
+            encode_chat_event_with_user(message, user, &mut out).unwrap();
+            assert_eq!(&out[4..], hex(want), "{message} {user}");
+        }
+        for (message, user, want) in [
+            ("1", "18446744073709551616", EncodeError::IntegerOutOfRange),
+            ("1", "\"\\ud800\"", EncodeError::InvalidJson),
+            ("1", "nope", EncodeError::InvalidJson),
+            (
+                "18446744073709551616",
+                "\"\\ud800\"",
+                EncodeError::IntegerOutOfRange,
+            ),
+        ] {
+            let mut out = b"kept".to_vec();
+            assert_eq!(
+                encode_chat_event_with_user(message, user, &mut out),
+                Err(want)
+            );
+            assert_eq!(out, b"kept");
+        }
     }
 
     #[test]

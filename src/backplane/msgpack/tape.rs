@@ -78,6 +78,17 @@ impl<'s> Tape<'s> {
         }
     }
 
+    /// A tape that allocates nothing until a node is pushed (an event's
+    /// `"user"`, which most events do not have).
+    pub(super) fn empty(source: &'s [u8]) -> Self {
+        Tape {
+            source,
+            text: Vec::new(),
+            nodes: Vec::new(),
+            order: Vec::new(),
+        }
+    }
+
     pub(super) fn bytes(&self, span: Span) -> &[u8] {
         let range = span.start as usize..span.start as usize + span.len as usize;
         if span.unescaped {

@@ -14,9 +14,12 @@ use super::tape::{Node, Open, Span, Tape};
 use super::{DecodeError, MAX_DEPTH};
 
 /// What [`MsgpackReader::read_event`] keeps of a Channels event: its
-/// `"message"` on a tape (node 0), and what the consumer checks before it.
+/// `"message"` on a tape (node 0), its `"user"` (if any) on another, and
+/// what the consumer checks before it.
 pub(super) struct Event<'s> {
     pub(super) tape: Tape<'s>,
+    /// The sender's identity, when the event has a `"user"` key.
+    pub(super) user: Option<Tape<'s>>,
     /// The payload is a map (the event dict).
     pub(super) is_map: bool,
     /// The last `"type"`'s str, `Some(None)` when that value is not a str.
@@ -37,27 +40,42 @@ struct Pending {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Slot {
     Message,
+    /// The sender's identity (SPEC section 9), written after the message.
+    User,
     Type,
     Other,
 }
+
+/// `, "user": `: what an identity adds to the frame besides its value.
+pub(super) const USER_SEPARATOR: &[u8] = b", \"user\": ";
 
 pub(super) struct MsgpackReader<'s> {
     src: &'s [u8],
     pos: usize,
     tape: Tape<'s>,
+    /// The event's `"user"` value, read like the message onto a tape of its
+    /// own (a repeated key restarts only its own tape).
+    user: Tape<'s>,
     stack: Vec<Pending>,
-    /// Reading a Channels event: only the `"message"` value goes on the
-    /// tape, everything else is checked and dropped. Otherwise every value
-    /// goes on the tape.
+    /// Reading a Channels event: only the `"message"` and `"user"` values
+    /// go on the tapes, everything else is checked and dropped. Otherwise
+    /// every value goes on the (message) tape.
     event: bool,
     /// What the event map's next value is, from the key just read.
     slot: Slot,
+    /// Which tape the kept value being read goes to: set when a kept value
+    /// starts in the event map, so it stays put for all its descendants.
+    kept: Slot,
     is_map: bool,
     kind: Option<Option<&'s [u8]>>,
     has_message: bool,
-    /// The least the message on the tape takes as `json.dumps` text, so far
-    /// (the separators included), and the most it may take.
+    has_user: bool,
+    /// The least the message and the user on the tapes take as
+    /// `json.dumps` text, so far (the separators within included), and the
+    /// most they may take together (with [`USER_SEPARATOR`] when there is
+    /// a user).
     cost: usize,
+    user_cost: usize,
     budget: usize,
 }
 
@@ -71,16 +89,18 @@ impl<'s> MsgpackReader<'s> {
     }
 
     /// A Channels event: every byte checked as `unpackb` would, its
-    /// `"message"` on the tape. Once that message's `json.dumps` text must
+    /// `"message"` on one tape and its `"user"` on another. Once the
+    /// `json.dumps` text of the two (with [`USER_SEPARATOR`] between) must
     /// be longer than `budget` bytes, reading stops with
-    /// [`DecodeError::TooLarge`]: the tape never holds more than about
-    /// `budget / 2` nodes (each node writes at least 2 bytes, its
+    /// [`DecodeError::TooLarge`]: the tapes never hold more than about
+    /// `budget / 2` nodes together (each node writes at least 2 bytes, its
     /// separator included, bar the first of a container).
     pub(super) fn read_event(src: &'s [u8], budget: usize) -> Result<Event<'s>, DecodeError> {
         let mut reader = MsgpackReader::new(src, true, budget)?;
         reader.values()?;
         Ok(Event {
             tape: reader.tape,
+            user: reader.has_user.then_some(reader.user),
             is_map: reader.is_map,
             kind: reader.kind,
             has_message: reader.has_message,
@@ -95,13 +115,17 @@ impl<'s> MsgpackReader<'s> {
             src,
             pos: 0,
             tape: Tape::new(src),
+            user: Tape::empty(src),
             stack: Vec::with_capacity(8),
             event,
             slot: Slot::Other,
+            kept: Slot::Message,
             is_map: false,
             kind: None,
             has_message: false,
+            has_user: false,
             cost: 0,
+            user_cost: 0,
             budget,
         })
     }
@@ -126,7 +150,7 @@ impl<'s> MsgpackReader<'s> {
                 let Pending { open, kept, .. } = *top;
                 self.stack.pop();
                 if kept {
-                    self.tape.close(open.at, open.map, open.count);
+                    self.kept_tape().close(open.at, open.map, open.count);
                 }
             }
         }
@@ -205,8 +229,9 @@ impl<'s> MsgpackReader<'s> {
             0xc1 => return Err(DecodeError::Malformed),
         };
         if keep {
-            self.charge(min_json_len(&node, &self.tape))?;
-            self.tape.push(node);
+            let len = min_json_len(&node, self.kept_tape());
+            self.charge(len)?;
+            self.kept_tape().push(node);
         } else if self.in_event_map() {
             let text = match node {
                 Node::Str(span) => Some(self.source(span)),
@@ -215,6 +240,7 @@ impl<'s> MsgpackReader<'s> {
             if at_key {
                 self.slot = match text {
                     Some(b"message") => Slot::Message,
+                    Some(b"user") => Slot::User,
                     Some(b"type") => Slot::Type,
                     _ => Slot::Other,
                 };
@@ -230,9 +256,9 @@ impl<'s> MsgpackReader<'s> {
         self.event && self.stack.len() == 1 && self.is_map
     }
 
-    /// Whether the value starting now goes on the tape; when it is the
-    /// event's `"message"`, the tape restarts with it (a later repeated
-    /// key's value is the one `unpackb` keeps).
+    /// Whether the value starting now goes on a tape; when it is the
+    /// event's `"message"` or `"user"`, that key's tape restarts with it (a
+    /// later repeated key's value is the one `unpackb` keeps).
     fn keep(&mut self, at_key: bool) -> bool {
         if !self.event {
             return true;
@@ -240,21 +266,39 @@ impl<'s> MsgpackReader<'s> {
         match self.stack.last() {
             None => false,
             Some(_) if self.in_event_map() => {
-                if at_key || self.slot != Slot::Message {
+                if at_key || !matches!(self.slot, Slot::Message | Slot::User) {
                     return false;
                 }
-                self.tape.nodes.clear();
-                self.tape.order.clear();
-                self.cost = 0;
-                self.has_message = true;
+                self.kept = self.slot;
+                match self.slot {
+                    Slot::User => {
+                        self.user_cost = 0;
+                        self.has_user = true;
+                    }
+                    _ => {
+                        self.cost = 0;
+                        self.has_message = true;
+                    }
+                }
+                let tape = self.kept_tape();
+                tape.nodes.clear();
+                tape.order.clear();
                 true
             }
             Some(top) => top.kept,
         }
     }
 
+    /// The tape the kept value being read goes to.
+    fn kept_tape(&mut self) -> &mut Tape<'s> {
+        match self.kept {
+            Slot::User => &mut self.user,
+            _ => &mut self.tape,
+        }
+    }
+
     /// Adds a kept node's least `json.dumps` length, with the separator
-    /// before it, to the message's cost.
+    /// before it, to its value's cost, and checks the frame's total.
     fn charge(&mut self, len: usize) -> Result<(), DecodeError> {
         let separator = match self.stack.last() {
             Some(p) if p.kept => {
@@ -272,8 +316,16 @@ impl<'s> MsgpackReader<'s> {
             }
             _ => 0,
         };
-        self.cost = self.cost.saturating_add(len + separator);
-        if self.cost > self.budget {
+        let cost = match self.kept {
+            Slot::User => &mut self.user_cost,
+            _ => &mut self.cost,
+        };
+        *cost = cost.saturating_add(len + separator);
+        let user = match self.has_user {
+            true => USER_SEPARATOR.len().saturating_add(self.user_cost),
+            false => 0,
+        };
+        if self.cost.saturating_add(user) > self.budget {
             return Err(DecodeError::TooLarge);
         }
         Ok(())
@@ -319,7 +371,7 @@ impl<'s> MsgpackReader<'s> {
         let at = if keep {
             // "[]" or "{}".
             self.charge(2)?;
-            self.tape.open()
+            self.kept_tape().open()
         } else {
             0
         };
@@ -331,7 +383,7 @@ impl<'s> MsgpackReader<'s> {
         };
         if count == 0 {
             if keep {
-                self.tape.close(at, map, 0);
+                self.kept_tape().close(at, map, 0);
             }
             return Ok(true);
         }
