@@ -255,12 +255,9 @@ fn the_delay_proxy_delays_each_way() {
 /// a relay whose Redis is 50 ms away; a client joins a room new on the
 /// relay, and the instant its handshake completes (the browser's `open`)
 /// a message is published to the room straight on Redis. It must arrive,
-/// every time. Ignored until the loop holds the `101` on
-/// `Delivery::prepare` and completes it on `Arrival::Ready`: today the
-/// `101` goes out before Redis has the SUBSCRIBE, and the first message is
-/// lost (run it with `--ignored` to see).
+/// every time: the loop holds the `101` on `Delivery::prepare` and sends
+/// it on `Arrival::Ready`, once Redis has the SUBSCRIBE.
 #[test]
-#[ignore = "needs the loop to hold the 101 until Arrival::Ready (server/, the lead's part)"]
 fn a_message_published_the_instant_open_fires_arrives() {
     let redis = RedisServer::start();
     let proxy = DelayProxy::start(redis.port, DELAY);

@@ -242,19 +242,6 @@ impl Delivery {
         }
     }
 
-    /// [`Delivery::drain_arrivals`] without the [`Arrival::Ready`]s, for a
-    /// loop that completes joins at once. Transitional: to go once the
-    /// loop holds upgrades on `prepare`.
-    pub fn take_arrivals(&mut self, out: &mut Vec<(Arc<str>, Frame)>) {
-        if let Delivery::Redis(redis) = self {
-            redis.drain(|arrival| {
-                if let Arrival::Frame { room, frame } = arrival {
-                    out.push((room, frame));
-                }
-            });
-        }
-    }
-
     pub fn health(&self) -> Health {
         match self {
             Delivery::Local => Health {
@@ -504,17 +491,5 @@ mod tests {
             arrive(&mut d, &t, events),
             ["frame q", "ready r", "frame r"]
         );
-    }
-
-    /// The transitional `take_arrivals` keeps the books and drops Ready.
-    #[test]
-    fn take_arrivals_drops_ready_but_keeps_the_books() {
-        let (mut d, t) = redis();
-        assert!(!d.prepare("r"));
-        t.events.send(vec![subscribed("r")]).unwrap();
-        let mut out = Vec::new();
-        d.take_arrivals(&mut out);
-        assert!(out.is_empty());
-        assert!(d.prepare("r"));
     }
 }

@@ -116,7 +116,7 @@ pub fn decode_batch(batch: &Batch, encoding: Encoding, out: &mut Vec<Outcome>) {
         let text = std::str::from_utf8(bytes).unwrap_or("");
         out.push(match (encoding, &job.name) {
             (Encoding::Msgpack { max_message }, Some(name)) => {
-                publish_outcome(text, name, job.sender, max_message)
+                publish_outcome(text, job.user.as_deref(), name, job.sender, max_message)
             }
             _ => match chat::process_from(text, job.user.as_deref()) {
                 Ok(frame) => Outcome::Broadcast {
@@ -132,7 +132,13 @@ pub fn decode_batch(batch: &Batch, encoding: Encoding, out: &mut Vec<Outcome>) {
     }
 }
 
-fn publish_outcome(text: &str, room: &Arc<str>, sender: ConnId, max_message: usize) -> Outcome {
+fn publish_outcome(
+    text: &str,
+    user: Option<&str>,
+    room: &Arc<str>,
+    sender: ConnId,
+    max_message: usize,
+) -> Outcome {
     let raw = match chat::decode(text) {
         Ok(raw) => raw,
         Err(e) => {
@@ -142,7 +148,7 @@ fn publish_outcome(text: &str, room: &Arc<str>, sender: ConnId, max_message: usi
             }
         }
     };
-    match crate::backplane::encode_publish(raw, None, max_message) {
+    match crate::backplane::encode_publish(raw, user, max_message) {
         Ok(payload) => Outcome::Publish {
             room: room.clone(),
             sender,

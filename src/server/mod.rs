@@ -47,7 +47,7 @@ pub use control::ShutdownHandle;
 use crate::auth::{self, AuthClient, Grant, JoinCheck, PerIpLimit, Refusal, Verdict};
 use crate::config::Config;
 use crate::metrics::{Gauges, Metrics};
-use crate::relay::delivery::Delivery;
+use crate::relay::delivery::{Arrival, Delivery};
 use crate::relay::room::RoomId;
 use crate::relay::worker::Outcome;
 use crate::relay::{ConnId, Published, Relay};
@@ -120,8 +120,8 @@ pub struct Server {
     behind: Vec<ConnId>,
     /// Decoded chat messages waiting to be fanned out or published.
     outcomes: Vec<Outcome>,
-    /// Frames back from Redis, waiting to be fanned out.
-    arrivals: Vec<(Arc<str>, Frame)>,
+    /// What came back from Redis, waiting to be carried out.
+    arrivals: Vec<Arrival>,
     expired: Vec<wheel::Entry>,
     /// The one read buffer every connection reads into.
     scratch: Vec<u8>,
@@ -143,6 +143,10 @@ pub struct Server {
     auth: Option<AuthClient>,
     /// Upgrades waiting for the back end's answer, with their room.
     awaiting_auth: HashMap<ConnId, String>,
+    /// Joins waiting for Redis to confirm their room's subscription, by
+    /// room, and the room each waits for.
+    awaiting_room: HashMap<String, Vec<(ConnId, Grant)>>,
+    parked: HashMap<ConnId, String>,
     auth_scratch: Vec<(ConnId, Verdict)>,
     /// `--max-connections-per-ip`, with each counted connection's address
     /// (kept only when the limit is on).
@@ -266,6 +270,8 @@ impl Server {
             next_rejection_report: Tick(0),
             auth,
             awaiting_auth: HashMap::new(),
+            awaiting_room: HashMap::new(),
+            parked: HashMap::new(),
             auth_scratch: Vec::new(),
             per_ip,
             addresses: HashMap::new(),
@@ -543,6 +549,8 @@ impl Server {
                 }
             }
             Effect::Ended { clean } => {
+                self.unpark(id);
+                self.awaiting_auth.remove(&id);
                 if clean && self.shutdown_deadline.is_some() {
                     self.summary.closed_cleanly += 1;
                 }
@@ -639,6 +647,18 @@ impl Server {
     }
 
     fn join(&mut self, id: ConnId, room: String, grant: Grant) {
+        // With Redis, a room new on this node joins once Redis confirmed its
+        // subscription: a message published the instant the client's `open`
+        // fires must reach it (SPEC section 4). The handshake timeout still
+        // bounds the wait.
+        if !self.relay.delivery.prepare(&room) {
+            self.parked.insert(id, room.clone());
+            self.awaiting_room
+                .entry(room)
+                .or_default()
+                .push((id, grant));
+            return;
+        }
         let member = Member::new(grant, &self.settings.policy, self.now);
         debug!("connection {id} joined room {room}");
         let m = self.relay.join(&room, id);
@@ -957,16 +977,55 @@ impl Server {
         }
     }
 
-    /// Fans out what came back from Redis.
+    /// What came back from Redis, in order: frames to fan out, and rooms
+    /// whose subscription is confirmed, whose waiting joins complete before
+    /// the next frame is fanned out.
     fn fan_out_arrivals(&mut self) {
         let mut arrivals = std::mem::take(&mut self.arrivals);
-        self.relay.delivery.take_arrivals(&mut arrivals);
-        for (room, frame) in arrivals.drain(..) {
-            if let Some(id) = self.relay.rooms.find(&room) {
-                self.fanout(id, &frame);
+        self.relay.delivery.drain_arrivals(&mut arrivals);
+        for arrival in arrivals.drain(..) {
+            match arrival {
+                Arrival::Frame { room, frame } => {
+                    if let Some(id) = self.relay.rooms.find(&room) {
+                        self.fanout(id, &frame);
+                    }
+                }
+                Arrival::Ready(room) => self.room_ready(&room),
             }
         }
         self.arrivals = arrivals;
+    }
+
+    /// Redis confirmed `room`: the joins waiting for it complete.
+    fn room_ready(&mut self, room: &str) {
+        let Some(waiting) = self.awaiting_room.remove(room) else {
+            return;
+        };
+        let mut joined = false;
+        for (id, grant) in waiting {
+            self.parked.remove(&id);
+            if self.conns.get(id).is_some_and(|c| c.session.is_upgrading()) {
+                joined = true;
+                self.join(id, room.to_string(), grant);
+            }
+        }
+        if !joined {
+            self.relay.delivery.abandon(room);
+        }
+    }
+
+    /// A connection that waited for a room went away.
+    fn unpark(&mut self, id: ConnId) {
+        let Some(room) = self.parked.remove(&id) else {
+            return;
+        };
+        if let Some(waiting) = self.awaiting_room.get_mut(&room) {
+            waiting.retain(|(w, _)| *w != id);
+            if waiting.is_empty() {
+                self.awaiting_room.remove(&room);
+                self.relay.delivery.abandon(&room);
+            }
+        }
     }
 
     /// Queues one shared frame for every member of `room`: the plain
