@@ -290,3 +290,45 @@ fn a_message_published_the_instant_open_fires_arrives() {
         }
     }
 }
+
+/// The wait for Redis's confirmation is bounded by `--handshake-timeout`:
+/// with Redis frozen (SIGSTOP, so the link stays up but answers nothing), a
+/// join to a room new on the relay gets `503` with a reason when the
+/// timeout passes, while a join to a room the relay already subscribed
+/// completes at once.
+#[test]
+fn a_join_waiting_on_a_frozen_redis_gets_503_at_the_handshake_timeout() {
+    let mut redis = RedisServer::start();
+    let relay = common::Relay::start_with(|c| {
+        c.redis = vec![redis.url()];
+        c.handshake_timeout = Duration::from_secs(1);
+        c.redis_timeout = Duration::from_secs(30);
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    while !relay.get("/healthz").2.contains("\"status\": \"ok\"") {
+        assert!(Instant::now() < deadline, "the backplane never came up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _member = relay.chat("warm");
+    redis.pause();
+
+    let asked = Instant::now();
+    let err = tungstenite::connect(relay.url("/ws/chat/cold/"))
+        .err()
+        .expect("a join to a room Redis never confirmed must not open");
+    let took = asked.elapsed();
+    match err {
+        tungstenite::Error::Http(response) => {
+            assert_eq!(response.status().as_u16(), 503);
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default());
+            assert!(body.contains("handshake timeout"), "{body:?}");
+        }
+        other => panic!("expected a 503 answer, got {other:?}"),
+    }
+    assert!(took >= Duration::from_millis(900), "answered after {took:?}");
+
+    // Would be a 503 too if it waited on Redis (`chat` panics on any
+    // answer but 101).
+    let _second = relay.chat("warm");
+    redis.resume();
+}
