@@ -325,7 +325,10 @@ fn a_join_waiting_on_a_frozen_redis_gets_503_at_the_handshake_timeout() {
         }
         other => panic!("expected a 503 answer, got {other:?}"),
     }
-    assert!(took >= Duration::from_millis(900), "answered after {took:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "answered after {took:?}"
+    );
 
     // Would be a 503 too if it waited on Redis (`chat` panics on any
     // answer but 101).

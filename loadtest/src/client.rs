@@ -661,7 +661,8 @@ mod tests {
         assert_eq!(acct.counts.delivered, 2);
         assert_eq!(acct.wire.messages, 2);
         assert_eq!(acct.wire.payload_plain, 6000);
-        assert!(acct.wire.payload_wire < 300, "{:?}", acct.wire);
+        // The padding is chat-like text, which compresses to well under half.
+        assert!(acct.wire.payload_wire < 3000, "{:?}", acct.wire);
     }
 
     #[test]
@@ -669,7 +670,7 @@ mod tests {
         let (mut c, _) = open_with(ACCEPTED, &[], OFFERED);
         c.queue_frame(OP_TEXT, &chat(1));
         assert_eq!(c.wbuf[0], 0x80 | RSV1 | OP_TEXT);
-        assert!(c.wbuf.len() < 200);
+        assert!(c.wbuf.len() < 1500, "{}", c.wbuf.len());
         let (mut c, _) = open_with("", &[], OFFERED);
         assert!(!c.deflate());
         c.queue_frame(OP_TEXT, &chat(1));
