@@ -11,14 +11,22 @@
 #      missing)
 #   3. Autobahn TestSuite 1.x-13.x with kosoku against /ws/echo/, diffed
 #      against tests/autobahn/expected.txt, each case group time-limited
-#   4. the browser test (headless Chromium + Playwright) of the chat page
-#   5. auth interop: join tokens minted by Django 5.2 and PyJWT checked by
+#   4. the browser tests (headless Chromium + Playwright): the chat page
+#      (chat.test.mjs), then TLS and permessage-deflate (edge.test.mjs: https://
+#      and wss:// with a run-time certificate, deflate negotiated and counted,
+#      --deflate off, plain http:// to the TLS port refused)
+#   5. Django login decides joins (tests/django_auth/run.sh): a test Django site
+#      with a login form and /roomcast/auth/, roomcast with --auth-url; Chromium
+#      logs in and chats, anonymous and forbidden joins get 401/403
+#   6. wss clients (tests/clients/run.sh): Python's websockets over wss:// with
+#      verification on, deflate, TLS 1.2 and 1.3, Django-minted join tokens
+#   7. auth interop: join tokens minted by Django 5.2 and PyJWT checked by
 #      roomcast's verifier (tests/auth/run.sh)
-#   6. interop (Django + Redis): the seed's Django Channels app with
+#   8. interop (Django + Redis): the seed's Django Channels app with
 #      channels_redis's RedisPubSubChannelLayer and the release binary on one
 #      Redis; a roomcast page and the seed's snippet on daphne chat in one room,
 #      and a Python group_send reaches both (tests/interop/run.sh)
-#   7. a short load-harness run against the release binary (no loss allowed)
+#   9. a short load-harness run against the release binary (no loss allowed)
 # Ends with one line "suite: N passed, N failed".
 set -uo pipefail
 
@@ -97,6 +105,16 @@ browser() {
   RELAY_CMD="$ROOT/target/release/roomcast" tests/browser/run.sh
 }
 
+django_auth() {
+  # About 40 s; the limit also covers a first-time venv (Django) and Chromium install.
+  timeout --kill-after=30 900 tests/django_auth/run.sh
+}
+
+wss_clients() {
+  # About 15 s; the limit also covers a first-time venv (websockets, Django).
+  timeout --kill-after=30 900 tests/clients/run.sh
+}
+
 auth_interop() {
   timeout --kill-after=30 1500 tests/auth/run.sh
 }
@@ -116,6 +134,8 @@ stage "cargo test" unit_and_integration
 stage "release build" release_build
 stage "autobahn 1.x-13.x" autobahn
 stage "browser" browser
+stage "django auth (Chromium + Django login, --auth-url)" django_auth
+stage "wss clients (Python websockets)" wss_clients
 stage "auth interop (Django + PyJWT tokens)" auth_interop
 stage "interop (Django + Redis)" interop
 if [ -x loadtest/smoke.sh ]; then
