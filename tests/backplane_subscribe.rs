@@ -314,8 +314,7 @@ fn a_join_waiting_on_a_frozen_redis_gets_503_at_the_handshake_timeout() {
 
     let asked = Instant::now();
     let err = tungstenite::connect(relay.url("/ws/chat/cold/"))
-        .err()
-        .expect("a join to a room Redis never confirmed must not open");
+        .expect_err("a join to a room Redis never confirmed must not open");
     let took = asked.elapsed();
     match err {
         tungstenite::Error::Http(response) => {

@@ -21,65 +21,17 @@
 //!   byte of the answer (the back end dropped an idle connection just then)
 //!   is sent once more on a fresh connection: a `GET` may be repeated.
 
-use super::backend_http::{AuthUrl, ResponseLimits, LIMITS};
-use super::backend_thread;
-use super::cache::{CacheKey, DecisionCache, CACHE_CAPACITY};
+use super::backend_thread::{self, Answer, Ask, AuthStats, BackendSettings};
+use super::cache::{DecisionCache, CACHE_CAPACITY};
 use super::{Refusal, Unavailable, Verdict};
 use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 use std::io;
 use std::net::ToSocketAddrs;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-/// What the auth thread needs, parsed from the flags once.
-#[derive(Clone, Debug)]
-pub struct BackendSettings {
-    pub url: AuthUrl,
-    /// `--auth-timeout`.
-    pub timeout: Duration,
-    /// `--auth-cache-ttl`; zero: no cache.
-    pub cache_ttl: Duration,
-    /// `--auth-connections`: the pool's size.
-    pub connections: usize,
-    /// Bounds on each response.
-    pub limits: ResponseLimits,
-}
-
-/// Counters shared with the auth thread, for `/metrics` and tests.
-#[derive(Debug, Default)]
-pub struct AuthStats {
-    /// Requests sent to the back end (a retry counts again).
-    pub requests: AtomicU64,
-    /// Joins answered from the cache.
-    pub cache_hits: AtomicU64,
-    /// TCP connections opened to the back end.
-    pub connections_opened: AtomicU64,
-    /// Joins refused because the back end did not answer in time.
-    pub timeouts: AtomicU64,
-}
-
-/// One join to decide, as handed to the thread.
-#[derive(Debug)]
-pub(super) struct Ask {
-    pub id: u64,
-    pub room: Box<str>,
-    pub cookie: Option<Box<str>>,
-    pub origin: Option<Box<str>>,
-    /// The cache key, when the cache is on.
-    pub key: Option<CacheKey>,
-    pub deadline: Instant,
-}
-
-/// One decided join, as handed back.
-#[derive(Debug)]
-pub(super) struct Answer {
-    pub id: u64,
-    pub verdict: Verdict,
-    pub key: Option<CacheKey>,
-}
 
 /// The loop's handle on the auth thread.
 pub struct AuthClient {
@@ -94,19 +46,6 @@ pub struct AuthClient {
     timeout: Duration,
     stats: Arc<AuthStats>,
     thread: Option<JoinHandle<()>>,
-}
-
-impl BackendSettings {
-    /// Settings for `url` (an `http://` URL) with the other flags' defaults.
-    pub fn new(url: &str) -> Result<BackendSettings, String> {
-        Ok(BackendSettings {
-            url: AuthUrl::parse(url)?,
-            timeout: Duration::from_secs(2),
-            cache_ttl: Duration::ZERO,
-            connections: 8,
-            limits: LIMITS,
-        })
-    }
 }
 
 impl AuthClient {

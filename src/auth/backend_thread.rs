@@ -8,8 +8,9 @@
 //! its slot plus a generation, so an event for a closed connection never
 //! reaches the one that took its slot.
 
-use super::backend::{Answer, Ask, AuthStats, BackendSettings};
-use super::backend_http::{parse_response, verdict_of, write_request, Parsed};
+use super::backend_http::{
+    parse_response, verdict_of, write_request, AuthUrl, Parsed, ResponseLimits, LIMITS,
+};
 use super::cache::CacheKey;
 use super::{Refusal, Unavailable, Verdict};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
@@ -19,10 +20,74 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+// ---- the thread's interface: its settings, what it is asked, what it answers
+
+/// What the auth thread needs, parsed from the flags once.
+#[derive(Clone, Debug)]
+pub struct BackendSettings {
+    pub url: AuthUrl,
+    /// `--auth-timeout`.
+    pub timeout: Duration,
+    /// `--auth-cache-ttl`; zero: no cache.
+    pub cache_ttl: Duration,
+    /// `--auth-connections`: the pool's size.
+    pub connections: usize,
+    /// Bounds on each response.
+    pub limits: ResponseLimits,
+}
+
+/// Counters shared with the auth thread, for `/metrics` and tests.
+#[derive(Debug, Default)]
+pub struct AuthStats {
+    /// Requests sent to the back end (a retry counts again).
+    pub requests: AtomicU64,
+    /// Joins answered from the cache.
+    pub cache_hits: AtomicU64,
+    /// TCP connections opened to the back end.
+    pub connections_opened: AtomicU64,
+    /// Joins refused because the back end did not answer in time.
+    pub timeouts: AtomicU64,
+}
+
+/// One join to decide, as handed to the thread.
+#[derive(Debug)]
+pub(super) struct Ask {
+    pub id: u64,
+    pub room: Box<str>,
+    pub cookie: Option<Box<str>>,
+    pub origin: Option<Box<str>>,
+    /// The cache key, when the cache is on.
+    pub key: Option<CacheKey>,
+    pub deadline: Instant,
+}
+
+/// One decided join, as handed back.
+#[derive(Debug)]
+pub(super) struct Answer {
+    pub id: u64,
+    pub verdict: Verdict,
+    pub key: Option<CacheKey>,
+}
+
+impl BackendSettings {
+    /// Settings for `url` (an `http://` URL) with the other flags' defaults.
+    pub fn new(url: &str) -> Result<BackendSettings, String> {
+        Ok(BackendSettings {
+            url: AuthUrl::parse(url)?,
+            timeout: Duration::from_secs(2),
+            cache_ttl: Duration::ZERO,
+            connections: 8,
+            limits: LIMITS,
+        })
+    }
+}
+
+// ---- the thread
 
 const WAKER: Token = Token(usize::MAX);
 /// Bits of a token that hold the slot (`--auth-connections` is at most

@@ -39,11 +39,12 @@ pub mod policy;
 mod settings;
 pub mod token;
 
-pub use backend::{AuthClient, BackendSettings};
+pub use backend::AuthClient;
 pub use backend_http::{
     parse_response, verdict_of, write_request, AuthUrl, Parsed, Response, ResponseError,
     ResponseLimits,
 };
+pub use backend_thread::{AuthStats, BackendSettings};
 pub use bucket::{Admission, Bucket, RateLimit};
 pub use cache::DecisionCache;
 pub use per_ip::PerIpLimit;
