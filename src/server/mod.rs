@@ -806,9 +806,13 @@ impl Server {
             if self.relay.batch_is_full() {
                 self.dispatch();
             }
-            if n < self.scratch.len() && !hup {
+            if kept + n < self.scratch.len() && !hup {
                 // A short read emptied the socket; the next byte, or the
-                // peer's FIN, brings a new edge.
+                // peer's FIN, brings a new edge. The read was offered
+                // only the room after the `kept` bytes of a TLS record
+                // that arrived in part: filling that room is not short
+                // (`n < len` alone stalled a TLS connection whose socket
+                // still held data, with no edge left to report it).
                 return;
             }
             budget = budget.saturating_sub(n);
