@@ -94,11 +94,14 @@ release_build() {
 
 autobahn() {
   local port=19001
-  # --deflate-min-size 0: compressed frames of every size (see
-  # tests/autobahn/README.md for why the 12.x and 13.x cases need it).
+  # The default --deflate-min-size (256): 12.x/13.x then get both plain and
+  # compressed echoes on one deflate connection. kosoku_driver.py works around
+  # kosoku 0.1.0 handing a plain echo to those cases as a str (see "kosoku's
+  # str/bytes bug" in tests/autobahn/README.md); before that workaround this
+  # stage ran with --deflate-min-size 0 (every echo compressed), which still
+  # passes the same expected.txt.
   tests/autobahn/run.sh "ws://127.0.0.1:$port/ws/echo/" --start target/release/roomcast \
-    --bind "127.0.0.1:$port" --max-message-size 16MiB --max-frame-size 16MiB --max-send-queue 64MiB \
-    --deflate-min-size 0
+    --bind "127.0.0.1:$port" --max-message-size 16MiB --max-frame-size 16MiB --max-send-queue 64MiB
 }
 
 browser() {

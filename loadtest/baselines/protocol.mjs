@@ -15,6 +15,15 @@ export function roomOf(url) {
     return m ? m[1] : null;
 }
 
+// The Autobahn TestSuite echo endpoint (tests/autobahn/compare.sh), as roomcast's
+// /ws/echo/ (SPEC section 3): every message comes back to its sender, same opcode.
+// No chat path matches it, so the chat behaviour is unchanged.
+const ECHO_PATH = /^\/ws\/echo\/?$/;
+export function isEchoPath(url) {
+    const q = url.indexOf("?");
+    return ECHO_PATH.test(q < 0 ? url : url.slice(0, q));
+}
+
 // Channels' group name for a room (also used as the pub/sub topic).
 export const topicOf = (room) => `chat_${room}`;
 

@@ -3,7 +3,7 @@
 // reaches every subscriber of the topic, the sender included (ws.publish()
 // would skip the sender unless publishToSelf is set).
 // Run with the `bun` binary from node_modules (see run.sh), not with node.
-import { roomOf, topicOf, handleText, BINARY_ERROR, MAX_PAYLOAD, portArg, exitOnSignals } from "../protocol.mjs";
+import { roomOf, isEchoPath, topicOf, handleText, BINARY_ERROR, MAX_PAYLOAD, portArg, exitOnSignals } from "../protocol.mjs";
 
 const port = portArg();
 // DEFLATE=1 (loadtest compare --deflate): Bun's permessage-deflate (its shared
@@ -21,6 +21,8 @@ const server = Bun.serve({
     tls,
     fetch(req, server) {
         const url = new URL(req.url);
+        // /ws/echo/ (for tests/autobahn/compare.sh): echoes every message back.
+        if (isEchoPath(url.pathname) && server.upgrade(req, { data: { echo: true } })) return undefined;
         const room = roomOf(url.pathname);
         if (room !== null && server.upgrade(req, { data: { topic: topicOf(room) } })) return undefined;
         return new Response(
@@ -37,9 +39,15 @@ const server = Bun.serve({
         closeOnBackpressureLimit: false,
         idleTimeout: 120,
         open(ws) {
-            ws.subscribe(ws.data.topic);
+            if (!ws.data.echo) ws.subscribe(ws.data.topic);
         },
         message(ws, message) {
+            if (ws.data.echo) {
+                // same opcode (a string is text, a Buffer binary); compressed when
+                // the connection negotiated permessage-deflate
+                ws.send(message, true);
+                return;
+            }
             if (typeof message !== "string") {
                 ws.send(BINARY_ERROR);
                 return;

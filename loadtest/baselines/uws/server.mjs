@@ -57,6 +57,19 @@ const app = (
             else app.publish(ws.getUserData().topic, r.broadcast, false);
         },
     })
+    // /ws/echo/ (for tests/autobahn/compare.sh): echoes every message back, same
+    // opcode, with the chat route's limits; compressed when the connection
+    // negotiated permessage-deflate (uWS compresses only sends that ask for it).
+    .ws("/ws/echo/", {
+        compression: deflate ? uWS.SHARED_COMPRESSOR : uWS.DISABLED,
+        maxPayloadLength: MAX_PAYLOAD,
+        maxBackpressure: MAX_PAYLOAD,
+        closeOnBackpressureLimit: false,
+        idleTimeout: 120,
+        message: (ws, message, isBinary) => {
+            ws.send(message, isBinary, true);
+        },
+    })
     .any("/*", (res) => {
         res.writeStatus("404 Not Found").end("not found: chat is at /ws/chat/<room>/ (WebSocket)\n");
     })

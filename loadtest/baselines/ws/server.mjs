@@ -6,7 +6,7 @@ import fs from "node:fs";
 import http from "node:http";
 import https from "node:https";
 import { WebSocketServer, WebSocket } from "ws";
-import { roomOf, handleText, BINARY_ERROR, MAX_PAYLOAD, portArg, exitOnSignals } from "../protocol.mjs";
+import { roomOf, isEchoPath, handleText, BINARY_ERROR, MAX_PAYLOAD, portArg, exitOnSignals } from "../protocol.mjs";
 
 const port = portArg();
 const rooms = new Map(); // room -> Set<WebSocket>
@@ -34,7 +34,24 @@ const wss = new WebSocketServer({
     maxPayload: MAX_PAYLOAD,
 });
 
+// /ws/echo/ (for tests/autobahn/compare.sh): echoes every message back, same
+// opcode, with the chat route's options (maxPayload, deflate, ws's default
+// maxFragments of 16384).
+const echoWss = new WebSocketServer({
+    noServer: true,
+    clientTracking: false,
+    perMessageDeflate: deflate ? { serverNoContextTakeover: true, clientNoContextTakeover: true } : false,
+    maxPayload: MAX_PAYLOAD,
+});
+
 server.on("upgrade", (req, socket, head) => {
+    if (isEchoPath(req.url)) {
+        echoWss.handleUpgrade(req, socket, head, (ws) => {
+            ws.on("message", (data, isBinary) => ws.send(data, { binary: isBinary }));
+            ws.on("error", () => {});
+        });
+        return;
+    }
     const room = roomOf(req.url);
     if (room === null) {
         socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
