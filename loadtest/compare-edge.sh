@@ -8,7 +8,7 @@
 #
 # Groups:
 #   rebuild  roomcast before the session rebuild ($BEFORE, a prebuilt binary) against
-#            this tree and Bun: fanout, pairs, bigroom, saturate, idle
+#            this tree and Bun: fanout, pairs, bigroom (interleaved), saturate, idle
 #   attacks  burst, flood (ping, echo) and flooder (with --max-messages-per-second 5),
 #            $BEFORE against this tree
 #   tls      over wss:// (ECDSA P-256 test certificate): saturate, fanout, idle (also
@@ -67,13 +67,16 @@ run() {
 
 group_rebuild() {
   [ -x "$BEFORE" ] || { echo "no $BEFORE: set BEFORE=path/to/old/roomcast" >&2; status=1; return; }
-  local servers="before=$BEFORE,after=$RC,bun"
-  for s in fanout pairs bigroom; do
-    run "rebuild-$s-1" --scenario "$s" --servers "$servers"
-    run "rebuild-$s-2" --scenario "$s" --servers "bun,after=$RC,before=$BEFORE"
+  # Interleaved (before, after, Bun, after, before): the machine's speed drifts by
+  # 20-30% over minutes, far more than what is compared, so each figure is the mean
+  # of two runs placed symmetrically around the run of the other.
+  local servers="before=$BEFORE,after=$RC,bun,after2=$RC,before2=$BEFORE"
+  for s in ${REBUILD_SCENARIOS:-fanout pairs bigroom}; do
+    run "rebuild-$s" --scenario "$s" --servers "$servers"
   done
-  run rebuild-saturate --scenario saturate --servers "$servers"
-  run rebuild-idle --scenario idle --servers "$servers"
+  [ -n "${REBUILD_SCENARIOS:-}" ] && return
+  run rebuild-saturate --scenario saturate --servers "before=$BEFORE,after=$RC,bun"
+  run rebuild-idle --scenario idle --servers "before=$BEFORE,after=$RC,bun"
 }
 
 group_attacks() {

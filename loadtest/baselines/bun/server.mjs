@@ -53,8 +53,11 @@ const server = Bun.serve({
                 return;
             }
             const r = handleText(message);
-            if (r.error) ws.send(r.error);
-            else server.publish(ws.data.topic, r.broadcast);
+            if (r.error) ws.send(r.error, deflate);
+            // compress (the 3rd argument) is passed explicitly: Bun's documented
+            // default for server.publish differs between versions. It applies to the
+            // subscribers that negotiated deflate.
+            else server.publish(ws.data.topic, r.broadcast, deflate);
         },
     },
 });

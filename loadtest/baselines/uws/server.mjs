@@ -53,8 +53,11 @@ const app = (
                 return;
             }
             const r = handleText(decoder.decode(message));
-            if (r.error) ws.send(r.error, false);
-            else app.publish(ws.getUserData().topic, r.broadcast, false);
+            if (r.error) ws.send(r.error, false, deflate);
+            // compress: uWS compresses a publish only when asked (its 4th argument,
+            // default false); with the shared compressor it deflates once per
+            // recipient that negotiated it.
+            else app.publish(ws.getUserData().topic, r.broadcast, false, deflate);
         },
     })
     // /ws/echo/ (for tests/autobahn/compare.sh): echoes every message back, same
