@@ -599,14 +599,14 @@ pub fn table(cmp: &Comparison) -> String {
 fn idle_table(t: &mut String, cmp: &Comparison) {
     let _ = writeln!(
         t,
-        "{:<16} {:>9} {:>12} {:>12} {:>12} {:>10}  status",
-        "server", "connected", "rss before", "rss after", "bytes/conn", "hold cpu"
+        "{:<16} {:>9} {:>12} {:>12} {:>12} {:>12} {:>10}  status",
+        "server", "connected", "rss before", "rss after", "bytes/conn", "cpu/connect", "hold cpu"
     );
     for e in &cmp.servers {
         let i = e.report.as_ref().and_then(|r| r.idle.as_ref());
         let _ = writeln!(
             t,
-            "{:<16} {:>9} {:>12} {:>12} {:>12} {:>10}  {}",
+            "{:<16} {:>9} {:>12} {:>12} {:>12} {:>12} {:>10}  {}",
             e.name,
             e.report
                 .as_ref()
@@ -614,11 +614,15 @@ fn idle_table(t: &mut String, cmp: &Comparison) {
             mib(i.and_then(|i| i.rss_before_kb)),
             mib(i.and_then(|i| i.rss_after_kb)),
             opt(i.and_then(|i| i.bytes_per_connection), 0),
+            opt(i.and_then(|i| i.server_cpu_us_per_connect), 1),
             opt(i.and_then(|i| i.server_cpu_s_hold), 3),
             e.status
         );
     }
-    let _ = writeln!(t, "(rss in MiB, hold cpu in seconds)");
+    let _ = writeln!(
+        t,
+        "(rss in MiB, cpu/connect in µs of server CPU per connection opened, hold cpu in seconds)"
+    );
 }
 
 /// Traffic scenarios: throughput, loss, latency and cost per server.
@@ -709,6 +713,9 @@ fn panels(cmp: &Comparison) -> Vec<Panel> {
                 Some(r.idle.as_ref()?.rss_after_kb? as f64 / 1024.0)
             }),
             col("connections held", &|r| Some(r.connected as f64)),
+            col("server CPU per connect (µs)", &|r| {
+                r.idle.as_ref()?.server_cpu_us_per_connect
+            }),
             col("server CPU while holding (s)", &|r| {
                 r.idle.as_ref()?.server_cpu_s_hold
             }),

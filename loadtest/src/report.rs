@@ -20,6 +20,11 @@ pub struct IdleReport {
     pub rss_end_kb: Option<u64>,
     /// (rss_after - rss_before) / connected.
     pub bytes_per_connection: Option<f64>,
+    /// Server CPU per connection opened, in µs: its CPU time from before the first
+    /// connect to the end of the settle, over `connected`. The accept, the upgrade and,
+    /// over `wss://`, the TLS handshake: what a connect storm costs the server, whatever
+    /// the harness's own speed.
+    pub server_cpu_us_per_connect: Option<f64>,
     /// Server CPU spent holding idle connections (timers, pings).
     pub server_cpu_s_hold: Option<f64>,
     pub disconnects_during_hold: u64,
@@ -547,6 +552,11 @@ fn idle_rows(t: &mut Table, i: &IdleReport) {
             .map_or("-".into(), |b| format!("{b:.0}")),
     );
     t.row(
+        "server cpu per connect",
+        i.server_cpu_us_per_connect
+            .map_or("-".into(), |c| format!("{c:.1} us")),
+    );
+    t.row(
         "server cpu while holding",
         i.server_cpu_s_hold
             .map_or("-".into(), |s| format!("{s:.3} s")),
@@ -815,6 +825,7 @@ mod tests {
                 rss_after_kb: Some(2048),
                 rss_end_kb: None,
                 bytes_per_connection: Some(52_428.8),
+                server_cpu_us_per_connect: Some(41.5),
                 server_cpu_s_hold: Some(0.0125),
                 disconnects_during_hold: 0,
             }),

@@ -174,6 +174,12 @@ fn idle(
             }
             _ => None,
         },
+        server_cpu_us_per_connect: match (before, after) {
+            (Some(b), Some(a)) if connected > 0 => {
+                Some((a.cpu_s - b.cpu_s).max(0.0) * 1e6 / connected as f64)
+            }
+            _ => None,
+        },
         server_cpu_s_hold: match (after, end) {
             (Some(a), Some(e)) => Some((e.cpu_s - a.cpu_s).max(0.0)),
             _ => None,

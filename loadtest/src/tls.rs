@@ -6,6 +6,13 @@
 //! signatures still are (with the provider's own algorithms), so the TLS work the server
 //! does is the real one. Session resumption is off: every connection of a connect storm
 //! makes a full handshake, as thousands of distinct browsers would.
+//!
+//! The client offers what a browser offers, in a browser's order ([`browser_provider`]):
+//! X25519 before the NIST curves and AES-128-GCM first. rustls servers follow the
+//! client's order, and ring's own default puts P-384 first, which made every handshake
+//! of a storm a P-384 exchange on both ends: about 1 ms of the harness's core each, so
+//! the harness, not the server, set the rate, and it set a different rate for servers
+//! that pick by their own preference (BoringSSL in Bun and uWebSockets.js picks X25519).
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
@@ -35,10 +42,7 @@ pub struct TlsTarget {
 
 /// The run's client configuration for `trust`.
 pub fn client_config(trust: &TlsTrust) -> Result<Arc<ClientConfig>, String> {
-    // ring, as the relay uses: no C toolchain needed. rustls deprecates it for lacking
-    // post-quantum key exchange, which a load test on loopback does not need.
-    #[allow(deprecated)]
-    let provider = Arc::new(ring::default_provider());
+    let provider = Arc::new(browser_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS configuration: {e}"))?;
@@ -61,6 +65,31 @@ pub fn client_config(trust: &TlsTrust) -> Result<Arc<ClientConfig>, String> {
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.resumption = Resumption::disabled();
     Ok(Arc::new(config))
+}
+
+/// ring (no C toolchain needed; rustls deprecates it for lacking post-quantum key
+/// exchange, which a load test on loopback does not need) with a browser's preferences:
+/// Chrome and Firefox list X25519 first among the classical groups and AES-128-GCM
+/// first among the TLS 1.3 suites (the ML-KEM hybrid they list before X25519 is not in
+/// ring).
+#[allow(deprecated)]
+fn browser_provider() -> CryptoProvider {
+    use rustls::crypto::ring::{cipher_suite as cs, kx_group};
+    CryptoProvider {
+        cipher_suites: vec![
+            cs::TLS13_AES_128_GCM_SHA256,
+            cs::TLS13_AES_256_GCM_SHA384,
+            cs::TLS13_CHACHA20_POLY1305_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ],
+        kx_groups: vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1],
+        ..ring::default_provider()
+    }
 }
 
 /// The certificates of a PEM file as trust anchors.
@@ -143,6 +172,30 @@ impl ServerCertVerifier for AnyCertificate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(deprecated)]
+    fn the_client_prefers_what_a_browser_prefers() {
+        let p = browser_provider();
+        let groups: Vec<_> = p.kx_groups.iter().map(|g| g.name()).collect();
+        assert_eq!(
+            groups,
+            [
+                rustls::NamedGroup::X25519,
+                rustls::NamedGroup::secp256r1,
+                rustls::NamedGroup::secp384r1
+            ]
+        );
+        assert_eq!(
+            p.cipher_suites[0].suite(),
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+        );
+        // Every suite ring offers by default is still offered.
+        assert_eq!(
+            p.cipher_suites.len(),
+            ring::default_provider().cipher_suites.len()
+        );
+    }
 
     #[test]
     fn server_names_come_from_the_url_host() {
