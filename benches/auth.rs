@@ -48,6 +48,12 @@ fn bench_token(c: &mut Criterion) {
             "django_compressed",
             token::mint_django(many.as_bytes(), KEY, "roomcast", NOW as i64 - 5, true),
         ),
+        // The same 30 rooms uncompressed: what of the compressed form's cost
+        // is the inflate and what is the longer payload.
+        (
+            "django_30_rooms",
+            token::mint_django(many.as_bytes(), KEY, "roomcast", NOW as i64 - 5, false),
+        ),
         ("jwt", token::mint_jwt(claims.as_bytes(), KEY)),
         (
             "django_bad_signature",

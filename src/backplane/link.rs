@@ -623,6 +623,23 @@ mod tests {
             .collect()
     }
 
+    /// A ready link in room "r", its subscription confirmed by Redis, and
+    /// no event left over from getting there.
+    fn subscribed_to_r(shared: &Shared) -> (Link, Vec<Event>) {
+        let mut ev = Vec::new();
+        let mut l = link();
+        l.subscribe("r".into(), now(), &mut ev);
+        ready(&mut l, shared, &mut ev);
+        l.received(
+            &confirm("subscribe", "asgi__group__chat_r"),
+            shared,
+            &mut ev,
+        )
+        .unwrap();
+        ev.clear();
+        (l, ev)
+    }
+
     fn confirm(kind: &str, channel: &str) -> Vec<u8> {
         format!(
             ">3\r\n${}\r\n{kind}\r\n${}\r\n{channel}\r\n:1\r\n",
@@ -772,17 +789,7 @@ mod tests {
     #[test]
     fn a_lost_connection_delivers_unconfirmed_publishes_locally_once() {
         let shared = Shared::default();
-        let mut ev = Vec::new();
-        let mut l = link();
-        l.subscribe("r".into(), now(), &mut ev);
-        ready(&mut l, &shared, &mut ev);
-        l.received(
-            b">3\r\n$9\r\nsubscribe\r\n$19\r\nasgi__group__chat_r\r\n:1\r\n",
-            &shared,
-            &mut ev,
-        )
-        .unwrap();
-        ev.clear();
+        let (mut l, mut ev) = subscribed_to_r(&shared);
         let (a, b, c) = (event("1"), event("2"), event("3"));
         for p in [&a, &b, &c] {
             shared.queue_bytes.fetch_add(10, Ordering::AcqRel);
@@ -903,16 +910,7 @@ mod tests {
     #[test]
     fn only_answers_make_the_link_younger() {
         let shared = Shared::default();
-        let mut ev = Vec::new();
-        let mut l = link();
-        l.subscribe("r".into(), now(), &mut ev);
-        ready(&mut l, &shared, &mut ev);
-        l.received(
-            b">3\r\n$9\r\nsubscribe\r\n$19\r\nasgi__group__chat_r\r\n:1\r\n",
-            &shared,
-            &mut ev,
-        )
-        .unwrap();
+        let (mut l, mut ev) = subscribed_to_r(&shared);
         assert_eq!(l.oldest_unanswered(), None);
         let t0 = now();
         let t1 = t0 + std::time::Duration::from_secs(1);
