@@ -249,6 +249,15 @@ pub struct Config {
     #[arg(long, env = "ROOMCAST_RATE_BURST")]
     pub rate_burst: Option<u32>,
 
+    /// Pings and pongs one connection may send per second, in bursts of as
+    /// many (at least 20); one more closes it with 1008 ("ping flood"). A
+    /// browser sends none and client libraries one every few seconds; a
+    /// client sending millions would take the relay's core from everyone
+    /// else. 0: no limit.
+    #[arg(long, env = "ROOMCAST_MAX_PINGS_PER_SECOND", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub max_pings_per_second: u32,
+
     /// Most open connections from one client IP address (IPv6: one /64); one
     /// more gets 429. Counted by the TCP peer, so behind a reverse proxy this
     /// counts the proxy. 0, the default: no limit.

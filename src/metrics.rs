@@ -20,6 +20,8 @@ pub struct Metrics {
     /// Chat messages refused by `--max-messages-per-second` (closes of
     /// clients that kept flooding included).
     pub rate_limited: u64,
+    /// Connections closed with 1008 by `--max-pings-per-second`.
+    pub ping_floods: u64,
     /// Joins refused by authorization, by reason
     /// ([`crate::auth::REFUSAL_REASONS`]).
     pub auth_rejections: [u64; crate::auth::REFUSAL_REASONS.len()],
@@ -176,6 +178,12 @@ impl Metrics {
             "counter",
             "Chat messages refused by --max-messages-per-second.",
             self.rate_limited.to_string(),
+        );
+        line(
+            "roomcast_ping_flood_closes_total",
+            "counter",
+            "Connections closed with 1008 for sending more pings and pongs than --max-pings-per-second.",
+            self.ping_floods.to_string(),
         );
         line(
             "roomcast_deflate_compressions_total",

@@ -161,6 +161,7 @@ impl Settings {
                 origins: OriginPolicy::new(&c.allowed_origins),
                 publish_token: c.publish_token.clone(),
                 rate: auth.rate,
+                pings: ping_limit(c.max_pings_per_second),
                 deflate: (c.deflate == Switch::On).then_some(DeflatePolicy {
                     min_size: c.deflate_min_size,
                 }),
@@ -200,6 +201,14 @@ fn worker_threads(flag: Option<usize>) -> usize {
     flag.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(0, |n| n.get().saturating_sub(1))
     })
+}
+
+/// `--max-pings-per-second` as a bucket: `n` a second, in bursts of `n` but
+/// at least 20 (Autobahn's case 2.10 sends 10 at once); `None` for 0.
+fn ping_limit(n: u32) -> Option<crate::auth::RateLimit> {
+    (n > 0)
+        .then(|| crate::auth::RateLimit::new(f64::from(n), n.max(20)))
+        .flatten()
 }
 
 #[cfg(test)]

@@ -501,3 +501,37 @@ fn shutdown_sends_1001_and_waits_for_the_answer() {
     waiting.input(|s, cx| s.shut_down(cx));
     assert_eq!(waiting.next_http().unwrap().0, 503);
 }
+
+/// `--max-pings-per-second` on the virtual clock: a client pinging at the
+/// limit for a simulated minute gets every pong; after a quiet second it
+/// may send a whole burst at once, and one ping more closes it with 1008.
+#[test]
+fn pings_at_the_limit_are_answered_and_one_past_the_burst_closes() {
+    let limited = Policy {
+        pings: roomcast::auth::RateLimit::new(10.0, 20),
+        ..policy()
+    };
+    let mut pair = Pair::open(limited, "/ws/chat/lobby/");
+    for i in 0..600 {
+        pair.client_frame(true, 0x9, b"tick");
+        let frames = pair.frames();
+        assert_eq!(frames.len(), 1, "ping {i}: {frames:?}");
+        assert_eq!(frames[0].opcode, 0xA, "ping {i}");
+        pair.advance(1); // 100 ms: exactly the limit
+    }
+    pair.advance(10);
+    let burst: Vec<u8> = (0..20).flat_map(|_| frame(true, 0x9, b"b")).collect();
+    pair.client_sends(&burst);
+    let pongs = pair.frames();
+    assert_eq!(pongs.len(), 20, "the whole burst: {pongs:?}");
+    pair.client_frame(true, 0xA, b"one unsolicited pong more");
+    let close = pair.next_frame().and_then(|f| f.close());
+    assert_eq!(
+        close,
+        Some((
+            1008,
+            "ping flood: more pings and pongs than --max-pings-per-second".into()
+        ))
+    );
+    assert_eq!(pair.log.metrics.ping_floods, 1);
+}

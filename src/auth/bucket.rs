@@ -136,6 +136,37 @@ impl Bucket {
     }
 }
 
+/// The bucket alone, without strikes (4 bytes): for limits where the
+/// first message over the rate ends the connection, as
+/// `--max-pings-per-second` does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pace {
+    /// As [`Bucket`]'s `full_at`.
+    full_at: u32,
+}
+
+impl Pace {
+    /// A full bucket at `now_ms`.
+    pub fn new(now_ms: u64) -> Pace {
+        Pace {
+            full_at: now_ms as u32,
+        }
+    }
+
+    /// Charges one message at `now_ms` (never decreasing between calls):
+    /// whether the bucket had room for it. A refused message charges
+    /// nothing.
+    pub fn allows(&mut self, limit: &RateLimit, now_ms: u64) -> bool {
+        let now = now_ms as u32;
+        let ahead = ahead_of(self.full_at, now, limit.tolerance + limit.interval);
+        if ahead <= limit.tolerance {
+            self.full_at = now.wrapping_add(ahead + limit.interval);
+            return true;
+        }
+        false
+    }
+}
+
 /// How far `t` is ahead of `now`, given that it is never more than
 /// `horizon` ahead; 0 when it is not ahead.
 fn ahead_of(t: u32, now: u32, horizon: u32) -> u32 {
@@ -155,6 +186,31 @@ mod tests {
     #[test]
     fn a_bucket_is_eight_bytes() {
         assert_eq!(std::mem::size_of::<Bucket>(), 8);
+        assert_eq!(std::mem::size_of::<Pace>(), 4);
+    }
+
+    /// A pace allows its burst back to back, then one per interval, and
+    /// agrees with a bucket's allowances at every step.
+    #[test]
+    fn a_pace_allows_what_a_bucket_allows() {
+        let limit = RateLimit::new(50.0, 20).unwrap();
+        let mut pace = Pace::new(1_000);
+        let at_once = (0..25).filter(|_| pace.allows(&limit, 1_000)).count();
+        assert_eq!(at_once, 20);
+        // 20 ms an interval: one more each 20 ms, none in between.
+        assert!(!pace.allows(&limit, 1_019));
+        assert!(pace.allows(&limit, 1_020));
+        assert!(!pace.allows(&limit, 1_021));
+        // After a quiet second the burst is whole again.
+        let later = (0..25).filter(|_| pace.allows(&limit, 3_000)).count();
+        assert_eq!(later, 20);
+        let mut bucket = Bucket::new(0);
+        let mut pace = Pace::new(0);
+        for t in (0..2_000).step_by(7) {
+            let b = bucket.check(&limit, t) == Admission::Allow;
+            // The bucket's refusals do not charge it either.
+            assert_eq!(pace.allows(&limit, t), b, "at {t} ms");
+        }
     }
 
     /// Drives a bucket on a virtual clock: `(at_ms, expected)` per message.

@@ -45,7 +45,7 @@ pub use backend_http::{
     ResponseLimits,
 };
 pub use backend_thread::{AuthStats, BackendSettings};
-pub use bucket::{Admission, Bucket, RateLimit};
+pub use bucket::{Admission, Bucket, Pace, RateLimit};
 pub use cache::DecisionCache;
 pub use per_ip::PerIpLimit;
 pub use policy::{JoinCheck, JoinPolicy};

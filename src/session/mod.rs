@@ -43,7 +43,7 @@ pub mod time;
 
 pub use time::{Tick, Ticks, TICK};
 
-use crate::auth::{self, Admission, Bucket, RateLimit};
+use crate::auth::{self, Admission, Bucket, Pace, RateLimit};
 use crate::chat::{self, publish};
 use crate::metrics::Metrics;
 use crate::relay::room::{Membership, RoomId};
@@ -88,6 +88,9 @@ pub struct Policy {
     pub publish_token: Option<String>,
     /// `--max-messages-per-second` and `--rate-burst`, per chat connection.
     pub rate: Option<RateLimit>,
+    /// `--max-pings-per-second`: pings and pongs one open connection may
+    /// send, on any route; `None` when 0.
+    pub pings: Option<RateLimit>,
     /// `--deflate on`: permessage-deflate is offered back; `None` when off.
     pub deflate: Option<DeflatePolicy>,
 }
@@ -177,6 +180,7 @@ impl Default for Policy {
             origins: OriginPolicy::default(),
             publish_token: None,
             rate: None,
+            pings: None,
             deflate: Some(DeflatePolicy {
                 min_size: crate::wire::deflate::DEFAULT_MIN_SIZE,
             }),
@@ -381,6 +385,9 @@ struct Open {
     last_rx: Tick,
     /// A ping went out since `last_rx`.
     pinged: bool,
+    /// The client's pings and pongs against `--max-pings-per-second`
+    /// (4 bytes, in what was padding; untouched when there is no limit).
+    pings: Pace,
     flow: Flow,
 }
 
@@ -448,6 +455,8 @@ enum Next {
     Send(Vec<u8>),
     /// A client that keeps flooding past its rate: close with 1008.
     Flooding,
+    /// A client past `--max-pings-per-second`: close with 1008.
+    PingFlood,
     /// Replaces an unanswered pong (only the latest ping needs one).
     Pong(Vec<u8>),
     PeerClosed(Option<CloseCode>),
@@ -726,6 +735,7 @@ impl Session {
             member,
             last_rx: cx.now,
             pinged: false,
+            pings: Pace::new(cx.now.millis()),
             flow: Flow {
                 last_progress: cx.now,
                 over_since: Tick::NEVER,
@@ -1049,14 +1059,15 @@ impl Session {
     fn decode<S: Sink>(&mut self, input: &mut [u8], cx: &mut Cx<'_, S>) -> usize {
         let mut pos = 0;
         loop {
-            let (framed, route, mut member, deflate) = match &mut self.stage {
+            let (framed, route, mut member, deflate, pings) = match &mut self.stage {
                 Stage::Open(open) => (
                     &mut open.framed,
                     Some(open.route),
                     open.member.as_deref_mut(),
                     open.deflate,
+                    Some(&mut open.pings),
                 ),
-                Stage::Closing(framed) => (framed, None, None, None),
+                Stage::Closing(framed) => (framed, None, None, None, None),
                 _ => return pos,
             };
             let decoded = match deflate {
@@ -1132,9 +1143,19 @@ impl Session {
                     }
                 }
                 (Event::Ping(payload), Some(_)) => {
-                    Next::Pong(frame::encode_frame(Opcode::Pong, payload))
+                    if pinging_too_fast(pings, cx.policy, cx.now) {
+                        Next::PingFlood
+                    } else {
+                        Next::Pong(frame::encode_frame(Opcode::Pong, payload))
+                    }
                 }
-                (Event::Pong(_), _) => Next::Nothing,
+                (Event::Pong(_), _) => {
+                    if pinging_too_fast(pings, cx.policy, cx.now) {
+                        Next::PingFlood
+                    } else {
+                        Next::Nothing
+                    }
+                }
                 (Event::Close(status), _) => Next::PeerClosed(status.map(|(code, _)| code)),
             };
             match next {
@@ -1155,6 +1176,15 @@ impl Session {
                     self.check_flow(cx);
                 }
                 Next::PeerClosed(code) => self.on_peer_close(code, cx),
+                Next::PingFlood => {
+                    cx.out.metrics().ping_floods += 1;
+                    info!(
+                        "closing connection {}: more pings and pongs than --max-pings-per-second",
+                        cx.out.label()
+                    );
+                    self.start_close(CloseCode::POLICY_VIOLATION, PING_FLOOD, cx);
+                    return pos;
+                }
                 Next::Flooding => {
                     info!(
                         "closing connection {}: it keeps sending past --max-messages-per-second",
@@ -1273,6 +1303,21 @@ impl Session {
         self.leave_open(cx);
         self.stage = Stage::Ended;
         cx.out.effect(Effect::Ended { clean });
+    }
+}
+
+/// The 1008 close reason for a client past `--max-pings-per-second`.
+pub const PING_FLOOD: &str = "ping flood: more pings and pongs than --max-pings-per-second";
+
+/// Whether a ping or pong from an open connection goes past
+/// `--max-pings-per-second` (a bucket of as many per second, in bursts of
+/// at least 20). Past it the connection is closed at once: answering a
+/// flood of pings would spend the loop's core on one client, and nothing
+/// it sent is lost by closing (control frames carry no chat).
+fn pinging_too_fast(pace: Option<&mut Pace>, policy: &Policy, now: Tick) -> bool {
+    match (pace, policy.pings.as_ref()) {
+        (Some(pace), Some(limit)) => !pace.allows(limit, now.millis()),
+        _ => false,
     }
 }
 
