@@ -12,6 +12,7 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
+use roomcast::auth::RateLimit;
 use roomcast::relay::ConnId;
 use roomcast::server::wheel::{Entry, TimerWheel};
 use roomcast::session::pair::{upgrade_request, Pair};
@@ -108,6 +109,8 @@ fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);
     let max_header: u16 = int(&mut u);
     let bits: u8 = int(&mut u);
+    // Odd: a --max-pings-per-second of 1 to 128, so ping floods close.
+    let pings: u8 = int(&mut u);
     let limits = Limits {
         max_frame_size: 1 << (bits & 0x0F),
         max_message_size: 1 << ((bits >> 4) + 1),
@@ -116,6 +119,9 @@ fuzz_target!(|data: &[u8]| {
         limits,
         max_header_size: usize::from(max_header % 4096) + 16,
         max_send_queue: (limits.max_message_size as usize + 64).max(4096),
+        pings: (pings & 1 == 1)
+            .then(|| RateLimit::new(f64::from(pings >> 1) + 1.0, 20))
+            .flatten(),
         ..Policy::default()
     };
     let mut pair = Pair::new(policy.clone());
@@ -206,7 +212,11 @@ fn check(pair: &Pair, policy: &Policy, pushed: usize) {
         + pushed.min(MAX_PUSHED_BYTES) * 2
         + 2 * (policy.limits.max_message_size as usize + 14)
         + 65_536;
-    assert!(pair.session.queued() <= bound, "queue {} over {bound}", pair.session.queued());
+    assert!(
+        pair.session.queued() <= bound,
+        "queue {} over {bound}",
+        pair.session.queued()
+    );
 }
 
 /// The client's whole byte stream: HTTP answers, then (after a 101) whole
@@ -223,7 +233,11 @@ fn check_stream(pair: &mut Pair) {
         return;
     }
     let frames = pair.frames();
-    assert!(pair.inbox.is_empty(), "a partial frame was left: {:?}", pair.inbox);
+    assert!(
+        pair.inbox.is_empty(),
+        "a partial frame was left: {:?}",
+        pair.inbox
+    );
     if let Some(i) = frames.iter().position(|f| f.opcode == 0x8) {
         assert_eq!(i + 1, frames.len(), "frames after the close");
     }

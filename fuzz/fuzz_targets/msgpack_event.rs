@@ -91,7 +91,10 @@ fn same(a: &Value, b: &Value) -> bool {
 /// The limited decode agrees with the unlimited one, `full`.
 fn check_within(payload: &[u8], max_len: usize, full: &Result<String, DecodeError>) {
     let mut out = b"kept".to_vec();
-    match (msgpack::decode_chat_event_within(payload, max_len, &mut out), full) {
+    match (
+        msgpack::decode_chat_event_within(payload, max_len, &mut out),
+        full,
+    ) {
         (Ok(()), Ok(text)) => {
             assert!(out.len() - 4 <= max_len);
             assert_eq!(&out[4..], text.as_bytes());
