@@ -294,7 +294,7 @@ fn bench_fanout(c: &mut Criterion) {
                     }
                     total += t.elapsed();
                     for q in queues.iter_mut() {
-                        q.discard_unstarted();
+                        q.discard_unstarted(0);
                     }
                 }
                 total

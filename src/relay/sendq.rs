@@ -15,6 +15,12 @@
 //! (empty pongs, empty echoes) is bounded as tightly as one big one. And it
 //! can hold a client's unanswered pongs to one ([`SendQueue::push_pong`]):
 //! RFC 6455 section 5.5.3 lets an endpoint answer only the latest ping.
+//!
+//! A transport may take bytes from the front without writing them yet (TLS
+//! seals them into a record the kernel has not taken): those `committed`
+//! bytes, which the caller passes in, count as started. They are never
+//! discarded or replaced, or the bytes later reported written would not be
+//! the bytes queued.
 
 pub use crate::wire::frame::Frame;
 use std::collections::VecDeque;
@@ -63,9 +69,20 @@ impl SendQueue {
 
     /// Queues a pong; with `replace`, it takes the place of an unanswered
     /// pong the socket has not started, if one is at the tail: only the
-    /// latest ping needs an answer.
-    pub fn push_pong(&mut self, pong: Frame, replace: bool) {
-        let started = self.frames.len() == 1 && self.offset > 0;
+    /// latest ping needs an answer. The first `committed` unsent bytes are
+    /// started too (see the module doc).
+    pub fn push_pong(&mut self, pong: Frame, replace: bool, committed: usize) {
+        let last_starts_at = self.queued
+            - self.frames.back().map_or(0, |f| {
+                len32(f)
+                    - if self.frames.len() == 1 {
+                        self.offset
+                    } else {
+                        0
+                    }
+            });
+        let started =
+            (self.frames.len() == 1 && self.offset > 0) || (last_starts_at as usize) < committed;
         if let Some(last) = self.frames.back_mut() {
             if replace && !started && last.first() == Some(&PONG) {
                 self.queued = self.queued - len32(last) + len32(&pong);
@@ -97,12 +114,25 @@ impl SendQueue {
     }
 
     /// Drops every frame not yet started, keeping a partly written front
-    /// frame so the stream stays well-formed. Returns the frames dropped.
-    pub fn discard_unstarted(&mut self) -> usize {
-        let keep = usize::from(self.offset > 0);
-        let dropped = self.frames.len().saturating_sub(keep);
+    /// frame so the stream stays well-formed, and every frame that overlaps
+    /// the first `committed` unsent bytes (see the module doc). Returns the
+    /// frames dropped.
+    pub fn discard_unstarted(&mut self, committed: usize) -> usize {
+        let committed = committed.min(self.queued as usize);
+        let mut keep = 0;
+        let mut kept_bytes = 0usize;
+        for (i, f) in self.frames.iter().enumerate() {
+            let unsent = f.len() - if i == 0 { self.offset as usize } else { 0 };
+            let started = (i == 0 && self.offset > 0) || kept_bytes < committed;
+            if !started {
+                break;
+            }
+            keep += 1;
+            kept_bytes += unsent;
+        }
+        let dropped = self.frames.len() - keep;
         self.frames.truncate(keep);
-        self.queued = self.frames.front().map_or(0, |f| len32(f) - self.offset);
+        self.queued = kept_bytes as u32;
         dropped
     }
 
@@ -341,7 +371,7 @@ mod tests {
             calls: 0,
         };
         q.write_to(&mut sink).unwrap();
-        assert_eq!(q.discard_unstarted(), 2);
+        assert_eq!(q.discard_unstarted(0), 2);
         assert_eq!(q.queued(), 6);
         q.push(frame(&[9; 2]));
         sink.calls_left = usize::MAX;
@@ -351,15 +381,51 @@ mod tests {
         // Nothing started: everything goes.
         let mut q = SendQueue::default();
         q.push(frame(&[1; 10]));
-        assert_eq!(q.discard_unstarted(), 1);
+        assert_eq!(q.discard_unstarted(0), 1);
         assert_eq!(q.queued(), 0);
+    }
+
+    /// Bytes a transport has committed (TLS sealed them, the kernel has
+    /// not taken the record yet) are as good as started: a slow consumer's
+    /// discard keeps their frames, a pong among them is not replaced, and
+    /// reporting them written afterwards leaves exactly the rest.
+    #[test]
+    fn committed_bytes_are_never_discarded_or_replaced() {
+        let mut q = SendQueue::default();
+        q.push(frame(&[1; 10]));
+        q.push(frame(&[2; 10]));
+        q.push(frame(&[3; 10]));
+        // 15 bytes sealed: the first two frames are committed.
+        assert_eq!(q.discard_unstarted(15), 1);
+        assert_eq!(q.queued(), 20);
+        q.push(frame(&[9; 2]));
+        assert!(!q.consumed(15));
+        assert_eq!(q.queued(), 7);
+        let mut sink = Trickle {
+            out: vec![],
+            per_call: 100,
+            calls_left: usize::MAX,
+            calls: 0,
+        };
+        assert!(q.write_to(&mut sink).unwrap().drained);
+        assert_eq!(sink.out, [&[2u8; 5][..], &[9; 2]].concat());
+        // A sealed pong stays; the next one queues behind it.
+        let mut q = SendQueue::default();
+        q.push_pong(frame(&[PONG, 1, 1]), true, 0);
+        q.push_pong(frame(&[PONG, 2, 2, 2]), true, 3);
+        assert_eq!(q.len(), 2, "the sealed pong was not replaced");
+        assert!(!q.consumed(3));
+        assert_eq!(q.queued(), 4);
+        // Once written, the pending one may be replaced again.
+        q.push_pong(frame(&[PONG, 0]), true, 0);
+        assert_eq!((q.len(), q.queued()), (1, 2));
     }
 
     #[test]
     fn one_pending_pong_and_the_real_cost() {
         let mut q = SendQueue::default();
         for i in 0..=250u8 {
-            q.push_pong(frame(&[PONG, 1, i]), true);
+            q.push_pong(frame(&[PONG, 1, i]), true, 0);
         }
         assert_eq!(q.len(), 1, "only the latest ping is answered");
         assert_eq!(q.fill_iov(&mut [IoSlice::new(&[]); 4]), 1);
@@ -367,17 +433,17 @@ mod tests {
         assert_eq!(q.cost(), 3 + FRAME_OVERHEAD);
         // Behind another frame, a pong is queued after it.
         q.push(frame(b"\x81\x01x"));
-        q.push_pong(frame(&[PONG, 0]), true);
-        q.push_pong(frame(&[PONG, 0]), true);
+        q.push_pong(frame(&[PONG, 0]), true, 0);
+        q.push_pong(frame(&[PONG, 0]), true, 0);
         assert_eq!(q.len(), 3);
         assert_eq!(q.cost(), 3 + 3 + 2 + 3 * FRAME_OVERHEAD);
-        q.push_pong(frame(&[PONG, 0]), false);
+        q.push_pong(frame(&[PONG, 0]), false, 0);
         assert_eq!(q.len(), 4, "every ping answered while the client reads");
         // A pong the socket has started is never replaced.
         let mut q = SendQueue::default();
-        q.push_pong(frame(&[PONG, 1, 7]), true);
+        q.push_pong(frame(&[PONG, 1, 7]), true, 0);
         assert!(!q.consumed(1));
-        q.push_pong(frame(&[PONG, 1, 8]), true);
+        q.push_pong(frame(&[PONG, 1, 8]), true, 0);
         assert_eq!(q.len(), 2);
     }
 }

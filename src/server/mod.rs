@@ -460,6 +460,9 @@ impl Server {
             policy: &self.settings.policy,
             out: &mut out,
             compression: &mut self.compression,
+            // Sealed into a TLS record the kernel has not taken: the
+            // session must not drop or replace those frames meanwhile.
+            committed: conn.tls.as_deref().map_or(0, |link| link.sealed),
         };
         input(&mut conn.session, &mut cx);
         if conn.session.wants_write() && !conn.dirty {

@@ -11,6 +11,12 @@
 //!   ([`TlsLink::sealed`]): so the session's queue (and its flow control)
 //!   still counts what waits as ciphertext, and a session that ends with
 //!   its last frame does so after that frame is on the wire.
+//! - Meanwhile those frames are committed: every session call is told how
+//!   many bytes (`Cx::committed`), and the queue never discards (a slow
+//!   consumer's close) or replaces (a pong) them, so the count reported
+//!   written later is exactly what was sealed. (Dropping them tripped the
+//!   queue's `n <= queued` check in `tests/wss.rs`, and in a release build
+//!   would have counted the close frame queued behind as written.)
 //! - The handshake's flights, tickets and alerts go out through the same
 //!   queue, in the order rustls made them, ahead of any later record.
 //! - An idle link holds no buffer: `tx` is empty and unallocated, and the

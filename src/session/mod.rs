@@ -287,6 +287,11 @@ pub struct Cx<'a, S: Sink> {
     pub out: &'a mut S,
     /// The loop's compressor and inflater, lent for this input.
     pub compression: &'a mut Compression,
+    /// Queued bytes the transport has taken but not yet written (TLS
+    /// sealed them into a record the kernel has not taken): the queue must
+    /// keep them until [`Session::handle_written`] reports them. 0 for a
+    /// plain socket, whose writes report at once.
+    pub committed: usize,
 }
 
 /// An open WebSocket's endpoint.
@@ -874,7 +879,7 @@ impl Session {
         if !self.is_open() {
             return;
         }
-        let dropped = self.tx.discard_unstarted();
+        let dropped = self.tx.discard_unstarted(cx.committed);
         info!(
             "closing connection {} as a slow consumer ({dropped} queued frames dropped)",
             cx.out.label()
@@ -1172,7 +1177,11 @@ impl Session {
                         }
                         _ => false,
                     };
-                    self.queue_with(|tx| tx.push_pong(Frame::from(bytes), replace), cx.now);
+                    let committed = cx.committed;
+                    self.queue_with(
+                        |tx| tx.push_pong(Frame::from(bytes), replace, committed),
+                        cx.now,
+                    );
                     self.check_flow(cx);
                 }
                 Next::PeerClosed(code) => self.on_peer_close(code, cx),

@@ -161,6 +161,7 @@ impl Pair {
             policy: &self.policy,
             out: &mut self.log,
             compression: &mut self.compression,
+            committed: 0,
         };
         f(&mut self.session, &mut cx);
         self.drive();
@@ -209,6 +210,7 @@ impl Pair {
             policy: &self.policy,
             out: &mut self.log,
             compression: &mut self.compression,
+            committed: 0,
         };
         match effect {
             Effect::Upgrade(upgrade) => match (&upgrade.route, self.grant.clone()) {
@@ -254,6 +256,7 @@ impl Pair {
             policy: &self.policy,
             out: &mut self.log,
             compression: &mut self.compression,
+            committed: 0,
         };
         let text = std::str::from_utf8(text).expect("the session passes UTF-8 only");
         match chat::process_from(text, user) {
@@ -301,6 +304,7 @@ impl Pair {
                 policy: &self.policy,
                 out: &mut self.log,
                 compression: &mut self.compression,
+                committed: 0,
             };
             self.session.handle_written(took, &mut cx);
         }
