@@ -294,6 +294,24 @@ pub struct Cx<'a, S: Sink> {
     pub committed: usize,
 }
 
+impl<'a, S: Sink> Cx<'a, S> {
+    /// A context for a transport that writes at once (nothing committed).
+    pub fn new(
+        now: Tick,
+        policy: &'a Policy,
+        out: &'a mut S,
+        compression: &'a mut Compression,
+    ) -> Cx<'a, S> {
+        Cx {
+            now,
+            policy,
+            out,
+            compression,
+            committed: 0,
+        }
+    }
+}
+
 /// An open WebSocket's endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {

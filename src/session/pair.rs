@@ -156,13 +156,7 @@ impl Pair {
     /// One input to the session with the pair's clock and policy, then
     /// [`Pair::drive`].
     pub fn input(&mut self, f: impl FnOnce(&mut Session, &mut Cx<'_, Log>)) {
-        let mut cx = Cx {
-            now: self.now,
-            policy: &self.policy,
-            out: &mut self.log,
-            compression: &mut self.compression,
-            committed: 0,
-        };
+        let mut cx = Cx::new(self.now, &self.policy, &mut self.log, &mut self.compression);
         f(&mut self.session, &mut cx);
         self.drive();
     }
@@ -205,13 +199,7 @@ impl Pair {
     }
 
     fn carry_out(&mut self, effect: &Effect) {
-        let mut cx = Cx {
-            now: self.now,
-            policy: &self.policy,
-            out: &mut self.log,
-            compression: &mut self.compression,
-            committed: 0,
-        };
+        let mut cx = Cx::new(self.now, &self.policy, &mut self.log, &mut self.compression);
         match effect {
             Effect::Upgrade(upgrade) => match (&upgrade.route, self.grant.clone()) {
                 (WsRoute::Echo, _) => self.session.accept_upgrade(Route::Echo, None, &mut cx),
@@ -251,13 +239,7 @@ impl Pair {
     /// to the room (this pair's client, if it is still a member).
     fn relay_chat(&mut self, room: RoomId, text: &[u8], user: Option<&str>) {
         self.log.chats.push((room, text.to_vec()));
-        let mut cx = Cx {
-            now: self.now,
-            policy: &self.policy,
-            out: &mut self.log,
-            compression: &mut self.compression,
-            committed: 0,
-        };
+        let mut cx = Cx::new(self.now, &self.policy, &mut self.log, &mut self.compression);
         let text = std::str::from_utf8(text).expect("the session passes UTF-8 only");
         match chat::process_from(text, user) {
             Ok(broadcast) => {
@@ -299,13 +281,7 @@ impl Pair {
                 *w -= took;
             }
             moved = true;
-            let mut cx = Cx {
-                now: self.now,
-                policy: &self.policy,
-                out: &mut self.log,
-                compression: &mut self.compression,
-                committed: 0,
-            };
+            let mut cx = Cx::new(self.now, &self.policy, &mut self.log, &mut self.compression);
             self.session.handle_written(took, &mut cx);
         }
         moved
